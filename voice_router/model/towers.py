@@ -299,7 +299,7 @@ def _build_omni(
     overrides = dict(cfg.get("config") or {})
     if not _is_pretrained(cfg):
         return tower_cls(model_cls(config_cls(**overrides)))
-    ckpt = resolve_checkpoint_dir(str(cfg["pretrained"]))  # pragma: no cover - real weights
+    ckpt = resolve_checkpoint_dir(str(cfg["pretrained"]))
     base = {k: v for k, v in _omni_audio_config(ckpt).items() if not k.startswith("_")}
     base.pop("model_type", None)
     base.update(overrides)
