@@ -1,0 +1,590 @@
+"""Routes YAML: the schema (pydantic), a safe and strict loader, and a writer.
+
+A routes file is DATA. Loading it only parses and validates: no code runs, no module is imported
+(a route's `tool` is just a string here; dispatch imports it later, and only when the user opts in).
+The loader is a `yaml.SafeLoader` subclass that also:
+
+- records the line of every mapping key and sequence item, so each schema error reads
+  `FILE:LINE: route 'name': field: message`;
+- rejects duplicate mapping keys (plain PyYAML silently keeps the last one);
+- refuses the YAML 1.1 boolean trap: an unquoted `on`/`off`/`yes`/`no` (any case) would silently
+  become True/False (`examples: [on]`), so it is an error that says to quote it; `true`/`false`
+  stay booleans. (`y`/`n` are strings in PyYAML, so they need no quotes.) The same goes for
+  YAML 1.1 base-60 and octal numbers (`7:30` -> 450, `0755` -> 493);
+- bounds the document: at most `MAX_FILE_BYTES` bytes, valid UTF-8, and at most `MAX_NODES`
+  nodes after alias expansion (an "alias bomb" of nested anchors would otherwise explode when
+  validated), no recursive aliases.
+
+File format::
+
+    threshold: 0.5          # optional: default minimum cosine score for a match
+    margin: 0.05            # optional: minimum lead of the best route over the runner-up
+    routes:
+      - name: lights_on     # required, letters/digits/_ - .
+        description: Turn the lights on.   # required, non-empty
+        examples: ["turn on the lights", "lights on please"]
+        examples_audio: [clips/lights_on_1.wav]   # relative to this file's folder
+        tool: examples.home_tools:lights_on       # import path or a registered tool name
+        args: {room: living room}
+        threshold: 0.6      # optional per-route override
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from voice_router.errors import RoutesError
+
+__all__ = [
+    "DEFAULT_MARGIN",
+    "DEFAULT_THRESHOLD",
+    "MAX_FILE_BYTES",
+    "MAX_NODES",
+    "Route",
+    "RouteSet",
+    "dump_routes",
+    "load_routes",
+    "parse_routes",
+    "validate_routes",
+]
+
+DEFAULT_THRESHOLD = 0.5
+"""Default minimum cosine score for a match (retuned by calibration when a model is trained)."""
+DEFAULT_MARGIN = 0.05
+"""Default minimum lead of the best route's score over the runner-up's."""
+MAX_FILE_BYTES = 1_000_000
+"""Largest routes file accepted (a hand-written file with thousands of routes is ~100 KB)."""
+MAX_NODES = 100_000
+"""Most YAML nodes a document may have after alias expansion (bounds alias bombs)."""
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_TOOL_RE = re.compile(rf"^(?:{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*|[A-Za-z0-9_\-]+)$")
+_YAML11_BOOLS = {"yes", "no", "on", "off"}
+_SEXAGESIMAL_RE = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
+_OCTAL_RE = re.compile(r"^[-+]?0[0-7_]+$")
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def _reject_bool(v: Any) -> Any:
+    if isinstance(v, bool):
+        raise ValueError("must be a number, not a boolean")
+    return v
+
+
+class Route(BaseModel):
+    """One route: what it means (description + examples), and what to do (tool + args)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: str = Field(description="unique identifier: letters, digits, _ - .")
+    description: str = Field(description="plain-English meaning of the route; embedded as text")
+    examples: list[str] = Field(default_factory=list, description="example spoken phrasings")
+    examples_audio: list[str] = Field(
+        default_factory=list, description="audio exemplar files, relative to the routes file"
+    )
+    tool: str | None = Field(
+        default=None, description="`package.module:attr` import path or a registered tool name"
+    )
+    args: dict[str, Any] = Field(default_factory=dict, description="arguments given to the tool")
+    threshold: Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)] | None = Field(
+        default=None, description="this route's own minimum score (else the set's)"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(
+                f"{v!r} is not a valid route name: use 1-128 letters, digits, '_', '-' or '.', "
+                "not starting with '-' or '.'"
+            )
+        return v
+
+    @field_validator("description")
+    @classmethod
+    def _check_description(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("is empty: say in plain words what this route does")
+        return v
+
+    @field_validator("examples", "examples_audio")
+    @classmethod
+    def _check_items(cls, v: list[str]) -> list[str]:
+        for i, item in enumerate(v):
+            if not item.strip():
+                raise ValueError(f"item {i} is empty")
+        return [item.strip() for item in v]
+
+    @field_validator("tool")
+    @classmethod
+    def _check_tool(cls, v: str | None) -> str | None:
+        if v is not None and not _TOOL_RE.match(v):
+            raise ValueError(
+                f"{v!r} is neither an import path `package.module:attr` nor a tool name "
+                "(letters, digits, _ -)"
+            )
+        return v
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold_not_bool(cls, v: Any) -> Any:
+        return _reject_bool(v)
+
+    def texts(self) -> list[str]:
+        """The route's texts to embed: [description, *examples]."""
+        return [self.description, *self.examples]
+
+
+class RouteSet(BaseModel):
+    """A validated set of routes with the set-wide decision thresholds.
+
+    `source` is the file it was loaded from (None when built in Python); it is not part of the
+    file format.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    threshold: Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)] = DEFAULT_THRESHOLD
+    margin: Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)] = DEFAULT_MARGIN
+    routes: list[Route] = Field(min_length=1)
+    source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("threshold", "margin", mode="before")
+    @classmethod
+    def _numbers_not_bool(cls, v: Any) -> Any:
+        return _reject_bool(v)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> RouteSet:
+        seen: set[str] = set()
+        for route in self.routes:
+            if route.name in seen:
+                raise ValueError(f"duplicate route name {route.name!r}: route names must be unique")
+            seen.add(route.name)
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when the file contents would be equal (`source` is not compared)."""
+        if not isinstance(other, RouteSet):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like every pydantic model
+
+    @property
+    def names(self) -> list[str]:
+        """Route names in file order."""
+        return [r.name for r in self.routes]
+
+    def get(self, name: str) -> Route:
+        """The route called `name`; RoutesError (listing the known names) if there is none."""
+        for route in self.routes:
+            if route.name == name:
+                return route
+        raise RoutesError(f"no route named {name!r}; routes are: {', '.join(self.names)}")
+
+    def route_threshold(self, route: Route | str) -> float:
+        """The minimum score for `route` (a Route or its name): its own threshold or the set's."""
+        if isinstance(route, str):
+            route = self.get(route)
+        return self.threshold if route.threshold is None else route.threshold
+
+
+# --------------------------------------------------------------------------- YAML loader
+
+
+class _YAMLTrap(yaml.MarkedYAMLError):
+    """A scalar YAML 1.1 would silently misread (on/off/yes/no, 7:30, 0755)."""
+
+
+class _RoutesLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and YAML 1.1 traps (see the module docstring)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # unhashable key: SafeConstructor reports it below
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first on line {first}): remove one of them",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_bool(self, node: yaml.ScalarNode) -> bool:
+        value = self.construct_scalar(node)
+        if value.lower() in _YAML11_BOOLS:
+            raise _YAMLTrap(
+                None,
+                None,
+                f'unquoted `{value}` is read by YAML as a boolean; write "{value}" in quotes '
+                "(or true/false if you mean a boolean)",
+                node.start_mark,
+            )
+        return super().construct_yaml_bool(node)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        value = self.construct_scalar(node)
+        number = super().construct_yaml_int(node)
+        if _SEXAGESIMAL_RE.match(value) or _OCTAL_RE.match(value):
+            raise _YAMLTrap(
+                None,
+                None,
+                f'unquoted `{value}` is read by YAML as the number {number}; write "{value}" in '
+                "quotes",
+                node.start_mark,
+            )
+        return number
+
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        value = self.construct_scalar(node)
+        number = super().construct_yaml_float(node)
+        if _SEXAGESIMAL_RE.match(value):
+            raise _YAMLTrap(
+                None,
+                None,
+                f'unquoted `{value}` is read by YAML as the number {number}; write "{value}" in '
+                "quotes",
+                node.start_mark,
+            )
+        return number
+
+
+_RoutesLoader.add_constructor("tag:yaml.org,2002:bool", _RoutesLoader.construct_yaml_bool)
+_RoutesLoader.add_constructor("tag:yaml.org,2002:int", _RoutesLoader.construct_yaml_int)
+_RoutesLoader.add_constructor("tag:yaml.org,2002:float", _RoutesLoader.construct_yaml_float)
+
+
+def _count_nodes(root: yaml.Node, where: str) -> None:
+    """Bound the expanded size of the node graph (aliases share nodes; count them per use)."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise RoutesError(
+                f"{where}:{node.start_mark.line + 1}: recursive alias (an anchor used inside "
+                "itself): remove the alias"
+            )
+        if isinstance(node, yaml.ScalarNode):
+            return 1
+        active.add(key)
+        total = 1
+        children = (
+            [n for pair in node.value for n in pair]
+            if isinstance(node, yaml.MappingNode)
+            else node.value
+        )
+        for child in children:
+            total += size(child)
+            if total > MAX_NODES:
+                raise RoutesError(
+                    f"{where}:{node.start_mark.line + 1}: the document expands to more than "
+                    f"{MAX_NODES} nodes (nested aliases, an 'alias bomb'?): simplify it"
+                )
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
+def _line_map(root: yaml.Node) -> dict[tuple[Any, ...], int]:
+    """Map data paths, e.g. ('routes', 2, 'name'), to 1-based lines of their keys/items."""
+    lines: dict[tuple[Any, ...], int] = {(): root.start_mark.line + 1}
+    stack: list[tuple[tuple[Any, ...], yaml.Node, int]] = [((), root, 0)]
+    while stack:
+        path, node, depth = stack.pop()
+        if depth > 64:  # deeper than any routes file: nothing useful to map
+            continue
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    child = (*path, key_node.value)
+                    lines.setdefault(child, key_node.start_mark.line + 1)
+                    stack.append((child, value_node, depth + 1))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                child = (*path, i)
+                lines.setdefault(child, item.start_mark.line + 1)
+                stack.append((child, item, depth + 1))
+    return lines
+
+
+def _yaml_error(e: yaml.YAMLError, where: str) -> RoutesError:
+    """A PyYAML error -> RoutesError 'FILE:LINE: problem'."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    line = f":{mark.line + 1}" if mark is not None else ""
+    problem = getattr(e, "problem", None) or str(e)
+    context = getattr(e, "context", None)
+    text = f"{context}: {problem}" if context and not isinstance(e, _YAMLTrap) else problem
+    if "could not determine a constructor" in str(problem) or "constructor for the tag" in text:
+        tag = getattr(e, "problem", "").rsplit(" ", 1)[-1]
+        text = (
+            f"the tag {tag} is not allowed: routes files are plain data (no !!python/... or "
+            "other custom tags)"
+        )
+    elif not isinstance(e, (_YAMLTrap, yaml.constructor.ConstructorError)):
+        text = f"invalid YAML: {text}"
+    return RoutesError(f"{where}{line}: {text}")
+
+
+# --------------------------------------------------------------------------- load / dump
+
+
+def load_routes(path: str | os.PathLike[str]) -> RouteSet:
+    """Read and validate a routes YAML file (parses only; never runs or imports anything).
+
+    `examples_audio` paths are resolved relative to the file's folder and must exist.
+
+    Raises:
+        RoutesError: "FILE:LINE: message" for a missing/unreadable file, a file over
+            MAX_FILE_BYTES, non-UTF-8 bytes, bad YAML, duplicate keys, YAML 1.1 traps, alias
+            bombs, and every schema problem.
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if p.is_dir():
+            raise RoutesError(f"{p}: is a directory: pass a routes YAML file")
+        if size > MAX_FILE_BYTES:
+            raise RoutesError(
+                f"{p}: the file is {size} bytes; routes files are limited to {MAX_FILE_BYTES} "
+                "bytes: is this the right file?"
+            )
+        data = p.read_bytes()[: MAX_FILE_BYTES + 1]
+    except FileNotFoundError:
+        raise RoutesError(f"{p}: routes file not found: check the path") from None
+    except PermissionError:
+        raise RoutesError(f"{p}: permission denied: make the file readable") from None
+    except OSError as e:
+        raise RoutesError(f"{p}: cannot read the routes file ({e.strerror})") from None
+    return _parse(data, str(p), p.resolve().parent)
+
+
+def parse_routes(text: str | bytes, source: str = "<string>") -> RouteSet:
+    """Validate routes YAML given as text (or UTF-8 bytes); `source` names it in errors.
+
+    When `source` is a real file path, `examples_audio` resolve against its folder (as in
+    `load_routes`); otherwise they are kept as written.
+    """
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    base = None
+    if not (source.startswith("<") and source.endswith(">")):
+        base = Path(source).resolve().parent
+    return _parse(data, source, base)
+
+
+def _parse(data: bytes, where: str, base: Path | None) -> RouteSet:
+    if len(data) > MAX_FILE_BYTES:
+        raise RoutesError(
+            f"{where}: the text is over {MAX_FILE_BYTES} bytes; routes files are limited to "
+            f"{MAX_FILE_BYTES} bytes: is this the right file?"
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise RoutesError(
+            f"{where}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}): "
+            "save the file as UTF-8"
+        ) from None
+    loader = _RoutesLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise RoutesError(f"{where}: the file is empty: it needs a `routes:` list")
+        _count_nodes(root, where)
+        lines = _line_map(root)
+        raw = loader.construct_document(root)
+    except yaml.YAMLError as e:
+        raise _yaml_error(e, where) from None
+    except RecursionError:
+        raise RoutesError(f"{where}: the YAML is nested too deeply: simplify it") from None
+    finally:
+        loader.dispose()
+    return _validate(raw, lines, where, base)
+
+
+def validate_routes(data: Any, source: str = "<dict>") -> RouteSet:
+    """Validate routes already parsed into Python (e.g. a dict built in code or read from
+    JSON): the same checks and RoutesError messages as `parse_routes`, without line numbers."""
+    return _validate(data, {}, source, None)
+
+
+def _validate(
+    raw: Any, lines: dict[tuple[Any, ...], int], where: str, base: Path | None
+) -> RouteSet:
+    if not isinstance(raw, dict):
+        raise RoutesError(
+            f"{where}:1: the top level must be a mapping with a `routes:` list, "
+            f"not a {type(raw).__name__}"
+        )
+    if "source" in raw:
+        raise RoutesError(f"{where}:{lines.get(('source',), 1)}: unknown key 'source'")
+    _check_duplicate_names(raw, lines, where)
+    try:
+        routes = RouteSet.model_validate(raw)
+    except ValidationError as e:
+        raise _schema_error(e, raw, lines, where) from None
+    if base is not None:
+        _resolve_audio(routes, base, lines, where)
+        routes.source = None if where.startswith("<") else Path(where)
+    return routes
+
+
+def _check_duplicate_names(
+    raw: dict[str, Any], lines: dict[tuple[Any, ...], int], where: str
+) -> None:
+    routes = raw.get("routes")
+    if not isinstance(routes, list):
+        return
+    first: dict[str, int] = {}
+    for i, r in enumerate(routes):
+        if isinstance(r, dict) and isinstance(r.get("name"), str):
+            name = r["name"]
+            line = lines.get(("routes", i, "name"), 0)
+            if name in first:
+                raise RoutesError(
+                    f"{where}:{line}: route {name!r}: name: duplicate route name (first on line "
+                    f"{first[name]}): route names must be unique"
+                )
+            first[name] = line
+
+
+def _schema_error(
+    e: ValidationError, raw: dict[str, Any], lines: dict[tuple[Any, ...], int], where: str
+) -> RoutesError:
+    """Pydantic errors -> one RoutesError, each line 'FILE:LINE: route 'x': field: message'."""
+    messages = []
+    for err in e.errors(include_url=False):
+        loc = tuple(err["loc"])
+        line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
+        prefix = f"{where}:{line}" if line is not None else where
+        field = loc
+        who = ""
+        if len(loc) >= 2 and loc[0] == "routes" and isinstance(loc[1], int):
+            route = raw["routes"][loc[1]] if isinstance(raw.get("routes"), list) else None
+            name = route.get("name") if isinstance(route, dict) else None
+            who = f"route {name!r}: " if isinstance(name, str) else f"route #{loc[1] + 1}: "
+            field = loc[2:]
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key {field[-1]!r}"
+            allowed = Route.model_fields if who else RouteSet.model_fields
+            msg += f" (allowed: {', '.join(k for k in allowed if k != 'source')})"
+        elif err["type"] == "missing":
+            msg = f"missing required key {field[-1]!r}"
+            field = field[:-1]
+        elif err["type"] == "too_short" and loc == ("routes",):
+            msg = "needs at least one route"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        field_text = ".".join(str(f) for f in field)
+        messages.append(f"{prefix}: {who}{field_text + ': ' if field_text else ''}{msg}")
+    return RoutesError("\n".join(messages))
+
+
+def _resolve_audio(
+    routes: RouteSet, base: Path, lines: dict[tuple[Any, ...], int], where: str
+) -> None:
+    """Make examples_audio absolute against the routes file's folder; each must exist."""
+    for i, route in enumerate(routes.routes):
+        resolved = []
+        for j, item in enumerate(route.examples_audio):
+            p = Path(item).expanduser()
+            p = p if p.is_absolute() else base / p
+            if not p.is_file():
+                line = lines.get(("routes", i, "examples_audio", j), "?")
+                raise RoutesError(
+                    f"{where}:{line}: route {route.name!r}: examples_audio: file not found: {p} "
+                    "(paths are relative to the routes file's folder)"
+                )
+            resolved.append(str(p))
+        if resolved:
+            route.examples_audio = resolved
+
+
+def dump_routes(routes: RouteSet, path: str | os.PathLike[str]) -> None:
+    """Write `routes` as YAML that `load_routes` reads back to an equal RouteSet.
+
+    Strings YAML would misread (on, yes, 7:30, ...) are quoted; defaults are left out;
+    `examples_audio` paths inside the destination folder are written relative to it. The write
+    is atomic (temporary file + rename), so a crash never leaves half a routes file.
+    """
+    dest = Path(path)
+    folder = dest.resolve().parent
+    doc: dict[str, Any] = {"threshold": routes.threshold, "margin": routes.margin, "routes": []}
+    for r in routes.routes:
+        item: dict[str, Any] = {"name": r.name, "description": r.description}
+        if r.examples:
+            item["examples"] = list(r.examples)
+        if r.examples_audio:
+            item["examples_audio"] = [_relative_to(a, folder) for a in r.examples_audio]
+        if r.tool is not None:
+            item["tool"] = r.tool
+        if r.args:
+            item["args"] = r.args
+        if r.threshold is not None:
+            item["threshold"] = r.threshold
+        doc["routes"].append(item)
+    try:
+        text = yaml.dump(doc, Dumper=_RoutesDumper, sort_keys=False, allow_unicode=True, width=100)
+    except yaml.YAMLError as e:
+        raise RoutesError(f"{dest}: cannot write these routes as YAML ({e})") from None
+    header = "# voice-router routes (schema: see voice_router/routes.py)\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(header + text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _RoutesDumper(yaml.SafeDumper):
+    """SafeDumper: quotes every string its YAML 1.1 resolver would read as another type
+    (on, yes, 7:30, 0755, 1e3, null, ...), so the file loads back as written."""
+
+
+def _relative_to(item: str, folder: Path) -> str:
+    p = Path(item)
+    if p.is_absolute():
+        try:
+            return p.relative_to(folder).as_posix()
+        except ValueError:
+            return item
+    return item
