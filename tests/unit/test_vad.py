@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from voice_router.audio.vad import FRAME, SAMPLE_RATE, UtteranceSegmenter, segment
 
+torch.set_num_threads(1)  # shared 2-core machine
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 

@@ -110,6 +110,13 @@ def list_input_devices() -> list[InputDevice]:
     return out
 
 
+def _any_input(sd: Any) -> bool:
+    try:
+        return any(int(d["max_input_channels"]) > 0 for d in sd.query_devices())
+    except Exception:  # querying failed: as good as no device
+        return False
+
+
 def resolve_input_device(device: int | str | None) -> dict[str, Any]:
     """Find the input device `device` names (index, name substring or None = default).
 
@@ -124,12 +131,19 @@ def resolve_input_device(device: int | str | None) -> dict[str, Any]:
         if info is None:
             info = sd.query_devices(device)
     except sd.PortAudioError as e:
+        if not _any_input(sd):
+            raise DeviceError(f"no audio input devices found ({e}); {_CHECK_AUDIO}") from e
         if device is None:
             raise DeviceError(f"no default audio input device ({e}); {_CHECK_AUDIO}") from e
         raise DeviceError(
             f"audio device {device!r} could not be opened ({e}); {_CHECK_AUDIO}"
         ) from e
     except ValueError as e:  # no match for a name, or several matches
+        if not _any_input(sd):
+            raise DeviceError(
+                f"audio input device {device!r} not found: no audio input devices at all; "
+                f"{_CHECK_AUDIO}"
+            ) from e
         raise DeviceError(f"audio input device {device!r}: {e}; {_CHECK_AUDIO}") from e
     if int(info["max_input_channels"]) <= 0:
         raise DeviceError(

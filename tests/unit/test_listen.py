@@ -1,0 +1,235 @@
+"""The listen pipeline: a real recording of three commands separated by silence is segmented by
+real silero-vad and routed in order; queue overflow drops the oldest utterance (live sources
+only); dispatch flag, errors, max-utterances, async form and latency accounting."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from voice_router.audio.capture import ArraySource, FileSource
+from voice_router.audio.vad import FRAME, SAMPLE_RATE, UtteranceSegmenter
+from voice_router.errors import AudioError
+from voice_router.listen import alisten, listen
+
+torch.set_num_threads(1)  # shared 2-core machine
+DATA = Path(__file__).resolve().parents[1] / "data"
+SEQ = DATA / "speech_sequence.flac"
+META = json.loads((DATA / "speech_sequence.json").read_text())
+
+
+def _xcorr_peak(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak normalised cross-correlation of two clips (FFT)."""
+    n = len(a) + len(b)
+    c = np.fft.irfft(np.fft.rfft(a, n) * np.conj(np.fft.rfft(b, n)), n)
+    return float(np.abs(c).max() / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+
+
+class OracleRouter:
+    """Routes an utterance to the word of the test clip it overlaps (by cross-correlation).
+
+    Not a model: it checks that each utterance the pipeline hands over really contains the
+    expected clip, and records how it was called.
+    """
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        audio, _ = sf.read(SEQ, dtype="float32")
+        self.clips = {c["word"]: audio[c["start"] : c["end"]] for c in META["clips"]}
+        self.calls: list[dict[str, Any]] = []
+        self.delay_s = delay_s
+
+    def route(self, audio: np.ndarray, **kwargs: Any) -> Any:
+        assert audio.dtype == np.float32 and audio.ndim == 1
+        self.calls.append(kwargs)
+        time.sleep(self.delay_s)
+        scores = {w: _xcorr_peak(audio, c) for w, c in self.clips.items()}
+        best = max(scores, key=scores.get)
+        ranked = sorted(scores.values(), reverse=True)
+        return SimpleNamespace(
+            route=best,
+            score=ranked[0],
+            margin=ranked[0] - ranked[1],
+            to_dict=lambda: {"route": best, "score": ranked[0], "latency_ms": {"total": 1.0}},
+        )
+
+
+def test_file_source_yields_expected_utterances_and_routes() -> None:
+    router = OracleRouter()
+    statuses: list[str] = []
+    listener = listen(FileSource(SEQ), router, on_status=statuses.append)
+    results = list(listener)
+    assert [r.route for r in results] == [c["word"] for c in META["clips"]]
+    for r, clip in zip(results, META["clips"], strict=True):
+        assert r.score > 0.5 and r.margin > 0.1  # the utterance really holds that clip
+        # detected speech lies within the clip span (speech +-250 ms margins)
+        assert (
+            clip["start"] / SAMPLE_RATE <= r.start_s < r.end_s <= clip["end"] / SAMPLE_RATE + 0.04
+        )
+        assert dt.datetime.fromisoformat(r.started_at) <= dt.datetime.fromisoformat(r.ended_at)
+        assert r.latency_ms >= 0 and r.processing_ms >= r.queued_ms >= 0
+        d = r.to_dict()
+        assert d["route"] == clip["word"] and d["stages_ms"] == {"total": 1.0}
+        for key in ("score", "margin", "started_at", "latency_ms", "start_s", "end_s"):
+            assert key in d
+    assert [r.index for r in results] == [0, 1, 2]
+    assert listener.stats.utterances == 3 and listener.stats.matched == 3
+    assert listener.stats.dropped == 0
+    assert statuses[0] == "listening" and listener.ready.is_set()
+    assert router.calls == [{}, {}, {}]  # router's own dispatch setting when not given
+
+
+def test_dry_run_passes_dispatch_false_and_max_utterances_stops() -> None:
+    router = OracleRouter()
+    src = FileSource(SEQ)
+    listener = listen(src, router, dispatch=False, max_utterances=2)
+    results = list(listener)
+    assert [r.route for r in results] == ["yes", "stop"]
+    assert router.calls == [{"dispatch": False}] * 2
+    assert src.stopped  # the source was told to stop
+
+
+# -- queue behaviour, with a scripted VAD so utterance positions are exact ------------------
+
+
+class AmplitudeVAD:
+    def __call__(self, frame: Any, sr: int) -> Any:
+        import torch
+
+        return torch.tensor(0.95 if float(frame.abs().max()) > 0.1 else 0.02)
+
+    def reset_states(self) -> None:
+        pass
+
+
+def bursts(n: int, speech_frames: int = 10, gap_frames: int = 25) -> np.ndarray:
+    """n tone bursts separated by quiet noise; burst i has amplitude 0.2 + 0.05 * i."""
+    rng = np.random.default_rng(0)
+    parts = [0.001 * rng.standard_normal(gap_frames * FRAME)]
+    t = np.arange(speech_frames * FRAME) / SAMPLE_RATE
+    for i in range(n):
+        parts.append((0.2 + 0.05 * i) * np.sin(2 * np.pi * 300 * t))
+        parts.append(0.001 * rng.standard_normal(gap_frames * FRAME))
+    return np.concatenate(parts).astype(np.float32)
+
+
+class LiveArraySource(ArraySource):
+    """An array that claims to be live (a microphone) but is read as fast as possible."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        super().__init__(array)
+        self.live = True
+
+
+class BlockingRouter:
+    """Holds its first call until the segmenter has emitted `wait_for` utterances, so the
+    queue is guaranteed to overflow; identifies utterances by their burst amplitude."""
+
+    def __init__(self, segmenter: UtteranceSegmenter, wait_for: int) -> None:
+        self.segmenter, self.wait_for = segmenter, wait_for
+        self.first = True
+
+    def route(self, audio: np.ndarray, **kw: Any) -> Any:
+        if self.first:
+            self.first = False
+            deadline = time.monotonic() + 10
+            while self.segmenter.emitted < self.wait_for and time.monotonic() < deadline:
+                time.sleep(0.01)
+        burst = int(round((np.abs(audio).max() - 0.2) / 0.05))
+        return SimpleNamespace(route=f"b{burst}", score=1.0, margin=1.0, to_dict=lambda: {})
+
+
+def _seg() -> UtteranceSegmenter:
+    return UtteranceSegmenter(model=AmplitudeVAD(), silence_ms=300)
+
+
+def test_live_overflow_drops_oldest_and_counts() -> None:
+    seg = _seg()
+    router = BlockingRouter(seg, wait_for=6)
+    listener = listen(LiveArraySource(bursts(6)), router, segmenter=seg, max_pending=2)
+    routes = [r.route for r in listener]
+    # b0 was being routed; b1..b5 arrived into a queue of 2: b1, b2, b3 dropped (oldest first)
+    assert routes == ["b0", "b4", "b5"]
+    assert listener.stats.dropped == 3
+    assert listener.stats.utterances == 3
+
+
+def test_non_live_source_waits_instead_of_dropping() -> None:
+    seg = _seg()
+    router = BlockingRouter(seg, wait_for=3)  # can only reach 3: capture must wait, not drop
+    listener = listen(ArraySource(bursts(6)), router, segmenter=seg, max_pending=2)
+    assert [r.route for r in listener] == [f"b{i}" for i in range(6)]
+    assert listener.stats.dropped == 0
+
+
+def test_router_errors_are_counted_and_listening_goes_on() -> None:
+    class Flaky:
+        n = 0
+
+        def route(self, audio: np.ndarray, **kw: Any) -> Any:
+            self.n += 1
+            if self.n == 2:
+                raise AudioError("clip is silent")
+            return SimpleNamespace(route=None, score=0.1, margin=0.0, to_dict=lambda: {})
+
+    statuses: list[str] = []
+    listener = listen(ArraySource(bursts(3)), Flaky(), segmenter=_seg(), on_status=statuses.append)
+    results = list(listener)
+    assert len(results) == 2
+    assert listener.stats.errors == 1 and listener.stats.matched == 0
+    assert any("clip is silent" in s for s in statuses)
+
+
+def test_capture_errors_reach_the_consumer() -> None:
+    class Broken(ArraySource):
+        def blocks(self):  # type: ignore[override]
+            yield np.zeros(512, np.float32)
+            raise RuntimeError("device went away")
+
+    with pytest.raises(RuntimeError, match="device went away"):
+        list(listen(Broken(np.zeros(10, np.float32)), OracleRouter(), segmenter=_seg()))
+
+
+def test_latency_counts_from_end_of_speech_on_a_realtime_source() -> None:
+    audio = bursts(1, speech_frames=10, gap_frames=20)  # speech ends at 0.96 s, 1.6 s total
+    router = OracleRouter()
+    router.route = lambda a, **kw: SimpleNamespace(  # type: ignore[method-assign]
+        route="x", score=1.0, margin=1.0, to_dict=lambda: {}
+    )
+    (r,) = list(listen(ArraySource(audio, realtime=True), router, segmenter=_seg()))
+    # the endpoint needs 300 ms of silence after the speech: latency includes that wait
+    assert 300 <= r.latency_ms < 300 + 250, r.latency_ms
+    assert r.processing_ms < 100
+    assert abs(r.end_s - 30 * FRAME / SAMPLE_RATE) < 1e-6
+
+
+def test_alisten_yields_the_same_results_and_stops_on_break() -> None:
+    async def collect(limit: int | None) -> list[str]:
+        out = []
+        async for r in alisten(FileSource(SEQ), OracleRouter()):
+            out.append(r.route)
+            if limit and len(out) == limit:
+                break
+        return out
+
+    assert asyncio.run(collect(None)) == ["yes", "stop", "left"]
+    assert asyncio.run(collect(1)) == ["yes"]
+
+
+def test_stop_from_another_thread_ends_a_live_listener() -> None:
+    src = ArraySource(np.zeros(16000 * 30, np.float32), realtime=True)
+    listener = listen(src, OracleRouter(), segmenter=_seg())
+    threading.Timer(0.3, listener.stop).start()
+    t0 = time.monotonic()
+    assert list(listener) == []
+    assert time.monotonic() - t0 < 2.0
