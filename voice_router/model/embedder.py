@@ -27,12 +27,20 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 from torch import nn
 
 from voice_router.errors import AudioError, ModelError
@@ -150,11 +158,27 @@ class HeadConfig(_Strict):
     type: Literal["none", "linear"] = "none"
 
 
-_BUILTIN_ENCODERS: dict[str, type[_Strict]] = {
-    "speech_embedding": SpeechEmbeddingEncoderConfig,
-    "tiny_conv": TinyConvEncoderConfig,
-}
-_BUILTIN_BACKBONES: dict[str, type[_Strict]] = {"bert_encoder": BertBackboneConfig}
+def _section_tag(builtin: set[str]) -> Any:
+    """Discriminator: a built-in part's own strict schema, else the external-tower schema."""
+
+    def tag(v: Any) -> str:
+        name = v.get("name") if isinstance(v, dict) else getattr(v, "name", None)
+        return name if name in builtin else "external"
+
+    return tag
+
+
+AudioEncoderSection = Annotated[
+    Annotated[SpeechEmbeddingEncoderConfig, Tag("speech_embedding")]
+    | Annotated[TinyConvEncoderConfig, Tag("tiny_conv")]
+    | Annotated[ExternalEncoderConfig, Tag("external")],
+    Discriminator(_section_tag({"speech_embedding", "tiny_conv"})),
+]
+BackboneSection = Annotated[
+    Annotated[BertBackboneConfig, Tag("bert_encoder")]
+    | Annotated[ExternalBackboneConfig, Tag("external")],
+    Discriminator(_section_tag({"bert_encoder"})),
+]
 
 
 class ModelConfig(_Strict):
@@ -166,26 +190,13 @@ class ModelConfig(_Strict):
     sample_rate: Literal[16000] = SAMPLE_RATE
     max_seconds: float = Field(20.0, gt=0.5, le=60.0)
     seed: int = 0
-    audio_encoder: SpeechEmbeddingEncoderConfig | TinyConvEncoderConfig | ExternalEncoderConfig
+    audio_encoder: AudioEncoderSection
     prenet: PrenetConfig = Field(default_factory=PrenetConfig)
-    backbone: BertBackboneConfig | ExternalBackboneConfig
+    backbone: BackboneSection
     head: HeadConfig = Field(default_factory=HeadConfig)
     audio_special_tokens: bool = True  # wrap audio in the backbone's [CLS] ... [SEP]
     logit_scale_init: float = Field(math.log(1 / 0.07), ge=0.0, le=math.log(100.0))
     learn_logit_scale: bool = True
-
-    @model_validator(mode="before")
-    @classmethod
-    def _sections_by_name(cls, data: Any) -> Any:
-        """Validate built-in sections with their own strict schema (not the external one)."""
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        for key, table in (("audio_encoder", _BUILTIN_ENCODERS), ("backbone", _BUILTIN_BACKBONES)):
-            sec = data.get(key)
-            if isinstance(sec, dict) and sec.get("name") in table:
-                data[key] = table[sec["name"]].model_validate(sec)
-        return data
 
 
 def validate_config(
@@ -328,11 +339,12 @@ class TinyConvEncoder(nn.Module):
         b, s = features.shape
         t = s // self.frame_samples
         x = features[:, : t * self.frame_samples].reshape(b, t, self.frame_samples)  # (B, T, fs)
-        x = F.gelu(self.inp(x)).transpose(1, 2)  # (B, dim, T)
-        for conv in self.convs:
-            x = x + F.gelu(conv(x))  # (B, dim, T)
         n = (lengths.to(x.device) // self.frame_samples).clamp(min=1)  # (B,)
         mask = torch.arange(t, device=x.device)[None] < n[:, None]  # (B, T)
+        keep = mask[:, None, :].to(x.dtype)  # (B, 1, T): padding never leaks into valid frames
+        x = F.gelu(self.inp(x)).transpose(1, 2) * keep  # (B, dim, T)
+        for conv in self.convs:
+            x = (x + F.gelu(conv(x))) * keep  # (B, dim, T)
         return x.transpose(1, 2), mask  # (B, T, dim)
 
 

