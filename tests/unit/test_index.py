@@ -1,0 +1,275 @@
+"""RouteIndex / backends: deterministic ids, incremental sync, exemplars, manifests, locks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from voice_router.errors import IndexStoreError
+from voice_router.index import (
+    KIND_AUDIO,
+    KIND_TEXT,
+    MANIFEST_NAME,
+    P_SOURCE,
+    SOURCE_ENROLLED,
+    ClientBackend,
+    EdgeBackend,
+    RouteIndex,
+    point_id,
+)
+from voice_router.routes import parse_routes
+
+ONE_ROUTE = """\
+routes:
+  - name: a
+    description: open the door
+    examples: ["door open"]
+"""
+
+
+def _mem_index(model, **kw) -> RouteIndex:
+    return RouteIndex(model, ClientBackend(":memory:"), exemplar_voices=0, **kw)
+
+
+def test_point_id_is_deterministic_and_sensitive_to_every_field():
+    base = point_id("fp", "r", "text", "hello", "")
+    assert base == point_id("fp", "r", "text", "hello", "")
+    variants = {
+        point_id("fp2", "r", "text", "hello", ""),
+        point_id("fp", "r2", "text", "hello", ""),
+        point_id("fp", "r", "audio", "hello", ""),
+        point_id("fp", "r", "text", "hello!", ""),
+        point_id("fp", "r", "text", "hello", "v1"),
+    }
+    assert base not in variants and len(variants) == 5
+
+
+def test_sync_writes_each_text_once_and_restart_writes_nothing(hash_model, route_set):
+    idx = _mem_index(hash_model)
+    n_texts = sum(len(r.texts()) for r in route_set.routes)
+    first = idx.sync(route_set)
+    assert (first.added, first.removed, first.kept) == (n_texts, 0, 0)
+    again = idx.sync(route_set)
+    assert (again.added, again.removed, again.kept) == (0, 0, n_texts)
+    assert idx.count() == n_texts
+
+
+def test_editing_one_route_reembeds_only_its_changed_text(hash_model, route_set):
+    idx = _mem_index(hash_model)
+    idx.sync(route_set)
+    before = {p.id for p in idx.backend.scroll(idx.collection, with_vectors=False)}
+    calls: list[list[str]] = []
+    real = hash_model.embed_text
+
+    def spy(texts):
+        calls.append(list(texts))
+        return real(texts)
+
+    hash_model.embed_text = spy
+    edited = route_set.model_copy(deep=True)
+    edited.routes[2].examples = ["is it going to snow"]
+    rep = idx.sync(edited)
+    assert (rep.added, rep.removed) == (1, 1)
+    assert calls == [["is it going to snow"]]
+    after = {p.id for p in idx.backend.scroll(idx.collection, with_vectors=False)}
+    assert len(before - after) == 1 and len(after - before) == 1
+
+
+def test_removed_route_loses_its_points(hash_model, route_set):
+    idx = _mem_index(hash_model)
+    idx.sync(route_set)
+    smaller = route_set.model_copy(deep=True)
+    smaller.routes = smaller.routes[:2]
+    rep = idx.sync(smaller)
+    assert rep.removed == len(route_set.routes[2].texts())
+    assert set(idx.vectors().route) == {"lights_on", "lights_off"}
+
+
+def test_vectors_matrix_matches_embeddings_and_qdrant_query_agrees(hash_model, route_set):
+    idx = _mem_index(hash_model)
+    idx.sync(route_set)
+    rv = idx.vectors()
+    assert rv.vectors.shape == (idx.count(), hash_model.dim)
+    i = rv.text.index("will it rain today")
+    assert rv.route[i] == "weather" and rv.kind[i] == KIND_TEXT
+    np.testing.assert_allclose(
+        rv.vectors[i], hash_model.embed_text(["will it rain today"])[0], atol=1e-6
+    )
+    q = hash_model.embed_text(["switch the lamp on"])[0]
+    hits = idx.search(q, limit=3)
+    assert hits[0].payload["text"] == "switch the lamp on"
+    assert hits[0].score == pytest.approx(float(np.max(rv.vectors @ q)), abs=1e-5)
+
+
+def test_edge_index_persists_across_reopen(tmp_path, hash_model, route_set):
+    with RouteIndex(hash_model, EdgeBackend(tmp_path / "idx"), exemplar_voices=0) as idx:
+        added = idx.sync(route_set).added
+        mat = idx.vectors().vectors.copy()
+    with RouteIndex(hash_model, EdgeBackend(tmp_path / "idx"), exemplar_voices=0) as idx:
+        rep = idx.sync(route_set)
+        assert rep.added == 0 and rep.kept == added
+        np.testing.assert_allclose(idx.vectors().vectors, mat, atol=1e-6)
+    manifest = json.loads((tmp_path / "idx" / idx.collection / MANIFEST_NAME).read_text())
+    assert manifest["fingerprint"] == hash_model.fingerprint and manifest["dim"] == hash_model.dim
+
+
+def test_collection_name_carries_the_fingerprint(hash_model):
+    from voice_router.model.fake import HashEmbeddingModel
+
+    other = HashEmbeddingModel(dim=32, seed=1)
+    backend = ClientBackend(":memory:")
+    a = RouteIndex(hash_model, backend, exemplar_voices=0)
+    b = RouteIndex(other, backend, exemplar_voices=0)
+    assert a.collection != b.collection
+    assert hash_model.fingerprint in a.collection
+
+
+def test_second_open_of_an_edge_folder_is_refused_at_once(tmp_path, hash_model):
+    first = RouteIndex(hash_model, EdgeBackend(tmp_path), exemplar_voices=0)
+    with pytest.raises(IndexStoreError, match="in use by another process"):
+        RouteIndex(hash_model, EdgeBackend(tmp_path), exemplar_voices=0)
+    first.close()
+    RouteIndex(hash_model, EdgeBackend(tmp_path), exemplar_voices=0).close()  # lock released
+
+
+def test_foreign_and_corrupt_folders_are_refused(tmp_path, hash_model):
+    col = tmp_path / f"routes_{hash_model.fingerprint}"
+    col.mkdir()
+    (col / "notes.txt").write_text("someone else's data")
+    with pytest.raises(IndexStoreError, match="not a voice-router index"):
+        RouteIndex(hash_model, EdgeBackend(tmp_path), exemplar_voices=0)
+    (col / "notes.txt").unlink()
+    (col / MANIFEST_NAME).write_text("{not json")
+    with pytest.raises(IndexStoreError, match="corrupt"):
+        RouteIndex(hash_model, EdgeBackend(tmp_path), exemplar_voices=0)
+
+
+def test_client_backend_refuses_other_dimension():
+    backend = ClientBackend(":memory:")
+    backend.open_collection("lib", 16, "fpA", "library")
+    with pytest.raises(IndexStoreError, match="dimension 16"):
+        backend.open_collection("lib", 32, "fpA", "library")
+
+
+def test_invalid_collection_name_is_refused():
+    with pytest.raises(IndexStoreError, match="invalid collection name"):
+        ClientBackend(":memory:").open_collection("../escape", 8, "fp", "library")
+
+
+class FakeVoice:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def key(self) -> str:
+        return f"fake:{self.name}"
+
+
+def _fake_tts(monkeypatch, model, *, available=True):
+    """TTS that 'speaks' a text as a unique array the hash model embeds like that text."""
+    from voice_router import tts
+
+    spoken: list[tuple[str, str]] = []
+
+    def synthesize(text, voice):
+        spoken.append((text, voice.key))
+        seed = abs(hash((text, voice.key))) % 2**32
+        clip = np.random.default_rng(seed).uniform(-0.5, 0.5, 8000).astype(np.float32)
+        model.register_audio(clip, text)
+        return clip
+
+    monkeypatch.setattr(tts, "tts_available", lambda: available)
+    monkeypatch.setattr(
+        tts, "default_exemplar_voices", lambda n=12: [FakeVoice(str(i)) for i in range(n)]
+    )
+    monkeypatch.setattr(tts, "synthesize", synthesize)
+    return spoken
+
+
+def test_tts_exemplars_are_synthesised_once_per_text_and_voice(monkeypatch, hash_model):
+    spoken = _fake_tts(monkeypatch, hash_model)
+    rs = parse_routes(ONE_ROUTE)
+    idx = RouteIndex(hash_model, ClientBackend(":memory:"), exemplar_voices=3)
+    rep = idx.sync(rs)
+    assert rep.added == 2 + 2 * 3
+    assert sorted(spoken) == sorted((t, f"fake:{i}") for t in rs.routes[0].texts() for i in "012")
+    spoken.clear()
+    assert idx.sync(rs).added == 0 and spoken == []
+    rv = idx.vectors()
+    assert rv.kind.count(KIND_AUDIO) == 6
+    # The fake speaks each text so that it embeds exactly like the text.
+    j = next(i for i, k in enumerate(rv.kind) if k == KIND_AUDIO)
+    np.testing.assert_allclose(rv.vectors[j], hash_model.embed_text([rv.text[j]])[0], atol=1e-6)
+
+
+def test_no_tts_means_text_points_only_with_a_reason(monkeypatch, hash_model):
+    _fake_tts(monkeypatch, hash_model, available=False)
+    idx = RouteIndex(hash_model, ClientBackend(":memory:"), exemplar_voices=None)
+    rep = idx.sync(parse_routes(ONE_ROUTE))
+    assert rep.added == 2 and "espeak-ng" in (rep.exemplars_skipped or "")
+
+
+def test_examples_audio_files_become_audio_points_and_reembed_when_changed(tmp_path, hash_model):
+    clip = np.sin(np.linspace(0, 200, 16000)).astype(np.float32) * 0.3
+    sf.write(tmp_path / "me.wav", clip, 16000)
+    (tmp_path / "r.yaml").write_text(ONE_ROUTE + '    examples_audio: ["me.wav"]\n')
+    from voice_router.routes import load_routes
+
+    rs = load_routes(tmp_path / "r.yaml")
+    idx = _mem_index(hash_model)
+    assert idx.sync(rs).added == 3
+    assert idx.sync(rs).added == 0
+    sf.write(tmp_path / "me.wav", clip * 0.5, 16000)  # same path, new content
+    rep = idx.sync(rs)
+    assert (rep.added, rep.removed) == (1, 1)
+    assert idx.vectors().kind.count(KIND_AUDIO) == 1
+
+
+def test_examples_audio_file_gone_after_loading_is_a_clear_error(tmp_path, hash_model):
+    sf.write(tmp_path / "gone.wav", np.full(1600, 0.1, np.float32), 16000)
+    (tmp_path / "r.yaml").write_text(ONE_ROUTE + '    examples_audio: ["gone.wav"]\n')
+    from voice_router.routes import load_routes
+
+    rs = load_routes(tmp_path / "r.yaml")
+    (tmp_path / "gone.wav").unlink()
+    with pytest.raises(IndexStoreError, match=r"route 'a'.*gone\.wav"):
+        _mem_index(hash_model).sync(rs)
+
+
+def test_enrolled_clips_survive_sync_until_their_route_goes(hash_model, route_set):
+    idx = _mem_index(hash_model)
+    idx.sync(route_set)
+    clip = np.full(4000, 0.1, np.float32)
+    assert idx.enroll("weather", [clip], ["mine.wav"]) == 1
+    assert idx.enroll("weather", [clip], ["mine.wav"]) == 1  # same id: upsert, no duplicate
+    rep = idx.sync(route_set)
+    assert rep.added == 0 and rep.removed == 0
+    sources = [p.payload[P_SOURCE] for p in idx.backend.scroll(idx.collection, with_vectors=False)]
+    assert sources.count(SOURCE_ENROLLED) == 1
+    smaller = route_set.model_copy(deep=True)
+    smaller.routes = smaller.routes[:2]
+    idx.sync(smaller)
+    sources = [p.payload[P_SOURCE] for p in idx.backend.scroll(idx.collection, with_vectors=False)]
+    assert SOURCE_ENROLLED not in sources
+
+
+def test_edge_refuses_writes_when_disk_is_nearly_full(tmp_path, hash_model, route_set):
+    idx = RouteIndex(hash_model, EdgeBackend(tmp_path), exemplar_voices=0)
+    idx.backend.min_free_bytes = 1 << 62  # pretend the disk is full
+    with pytest.raises(IndexStoreError, match="disk full"):
+        idx.sync(route_set)
+    idx.backend.min_free_bytes = 0
+    assert idx.sync(route_set).added > 0
+    idx.close()
+
+
+def test_default_index_path_is_under_user_data_dir():
+    from platformdirs import user_data_dir
+
+    from voice_router.index import default_index_path
+
+    assert default_index_path() == Path(user_data_dir("voice-router")) / "index"

@@ -1,0 +1,390 @@
+"""`voice-router` command line: parse, wire, print. All logic lives in the library.
+
+Other modules add subcommands through `register_cli(subparsers)` (listen, eval, ...); they can
+reuse `add_common_args`, `add_router_args` and `build_router` from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from voice_router.errors import AudioError, VoiceRouterError
+
+log = logging.getLogger("voice_router")
+
+#: Subcommand modules written elsewhere; registered when present.
+OPTIONAL_COMMAND_MODULES = ("voice_router.listen", "voice_router.evaluate")
+
+_FMT = argparse.RawDescriptionHelpFormatter
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Add --model, --index, --qdrant-url and --json to a subcommand parser."""
+    parser.add_argument(
+        "--model",
+        default="default",
+        help="embedding model: 'default' (bundled), 'tiny' (test), a model folder, or "
+        "'hash' (deterministic fake for plumbing tests) [default: %(default)s]",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--index",
+        metavar="PATH",
+        help="Qdrant Edge index folder [default: the user data folder, see `voice-router models`]",
+    )
+    where.add_argument(
+        "--qdrant-url",
+        metavar="URL",
+        help="use a Qdrant server/cluster instead of a local folder (API key from "
+        "VOICE_ROUTER_QDRANT_API_KEY or QDRANT_API_KEY); ':memory:' for a throw-away index",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON (one object per line)")
+
+
+def add_router_args(parser: argparse.ArgumentParser, *, routes_required: bool = True) -> None:
+    """Add the options `build_router` reads: --routes, --allow-import, --fusion, ..."""
+    parser.add_argument(
+        "--routes", required=routes_required, metavar="FILE", help="routes YAML file"
+    )
+    parser.add_argument(
+        "--allow-import",
+        action="store_true",
+        help="let routes name tools as package.module:attr (imports that code: trusted files only)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="decide only: do not call the routes' tools"
+    )
+    parser.add_argument(
+        "--fusion",
+        default=None,
+        metavar="SPEC",
+        help="combine text and audio-exemplar scores: weighted[:W_TEXT,W_AUDIO], max, text or "
+        "audio, optionally ';k=N' (top-k exemplars averaged) [default: weighted:0.5,0.5;k=3]",
+    )
+    parser.add_argument(
+        "--exemplar-voices",
+        type=int,
+        default=None,
+        metavar="N",
+        help="TTS voices speaking each route text as audio exemplars (0 = none) [default: 12 "
+        "when espeak-ng is installed]",
+    )
+    parser.add_argument(
+        "--tool-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="stop waiting for a tool after this long [default: %(default)s]",
+    )
+
+
+def open_store(args: argparse.Namespace) -> Any:
+    """The vector backend the common options name (Edge folder, or qdrant-client URL)."""
+    from voice_router.index import open_backend
+
+    return open_backend(path=getattr(args, "index", None), url=getattr(args, "qdrant_url", None))
+
+
+def build_router(args: argparse.Namespace, tools: Sequence[Any] = ()) -> Any:
+    """A `VoiceRouter` from parsed `add_common_args` + `add_router_args` options."""
+    from voice_router.router import VoiceRouter, resolve_model
+    from voice_router.routes import load_routes
+
+    routes = load_routes(args.routes)
+    model = resolve_model(getattr(args, "model", "default"))
+    return VoiceRouter(
+        routes,
+        model=model,
+        tools=tools,
+        index=open_store(args),
+        allow_import=getattr(args, "allow_import", False),
+        fusion=getattr(args, "fusion", None),
+        exemplar_voices=getattr(args, "exemplar_voices", None),
+        dispatch=not getattr(args, "dry_run", False),
+        tool_timeout_s=getattr(args, "tool_timeout", 10.0),
+    )
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, ensure_ascii=False, default=str), flush=True)
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    """Route each file; print one result per file; non-zero if any file could not be read."""
+    with build_router(args) as router:
+        failed = 0
+        last_code = 0
+        for f in args.files:
+            try:
+                m = router.route(f)
+            except AudioError as e:
+                failed += 1
+                last_code = e.exit_code
+                print(f"error: {e}", file=sys.stderr, flush=True)
+                continue
+            if args.json:
+                _print_json(m.to_dict())
+            elif m.route is None:
+                print(
+                    f"{f}: no match (nearest {m.nearest}, score {m.score:.3f}, "
+                    f"margin {m.margin:.3f})"
+                )
+            else:
+                line = f"{f}: {m.route} (score {m.score:.3f}, margin {m.margin:.3f})"
+                if m.tool_error:
+                    line += f" -> tool error: {m.tool_error}"
+                elif m.tool:
+                    line += f" -> {m.tool}: {m.tool_result}"
+                print(line, flush=True)
+        if failed:
+            if len(args.files) > 1:
+                print(
+                    f"error: {failed} of {len(args.files)} files could not be read", file=sys.stderr
+                )
+            return last_code
+    return 0
+
+
+def cmd_routes_check(args: argparse.Namespace) -> int:
+    """Validate a routes file (schema, and with --tools-importable the import paths)."""
+    from voice_router.routes import load_routes
+
+    rs = load_routes(args.file)
+    if args.json:
+        _print_json({"file": args.file, "ok": True, "routes": [r.name for r in rs.routes]})
+    else:
+        print(f"{args.file}: ok, {len(rs.routes)} routes ({', '.join(r.name for r in rs.routes)})")
+    return 0
+
+
+def cmd_index_audio(args: argparse.Namespace) -> int:
+    """Index a folder of audio into a library collection."""
+    from voice_router.library import AudioLibrary
+    from voice_router.router import resolve_model
+
+    model = resolve_model(args.model)
+    with AudioLibrary(model, args.collection, open_store(args)) as lib:
+        rep = lib.index_dir(args.dir, batch_size=args.batch_size, progress=not args.json)
+        total = lib.count()
+    for path, err in rep.failed:
+        print(f"warning: skipped {path}: {err}", file=sys.stderr)
+    if args.json:
+        _print_json({"collection": args.collection, "points": total, **rep.to_dict()})
+    else:
+        print(
+            f"{args.collection}: {rep.indexed} indexed, {rep.skipped} already indexed, "
+            f"{len(rep.failed)} unreadable, {rep.removed} removed; {total} files in the collection"
+        )
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Search a library collection by text."""
+    from voice_router.library import AudioLibrary
+    from voice_router.router import resolve_model
+
+    model = resolve_model(args.model)
+    with AudioLibrary(model, args.collection, open_store(args)) as lib:
+        hits = lib.search(args.text, k=args.k)
+    for h in hits:
+        if args.json:
+            _print_json(h.to_dict())
+        else:
+            print(f"{h.score:.3f}  {h.path}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """List the models `--model` accepts."""
+    rows: list[dict[str, Any]] = []
+    try:
+        from voice_router.model import list_models
+
+        rows = list(list_models())
+    except ImportError as e:
+        log.info("model registry unavailable: %s", e)
+    rows.append({"name": "hash", "description": "deterministic fake (plumbing tests only)"})
+    from voice_router.index import default_index_path
+
+    if args.json:
+        for r in rows:
+            _print_json(r)
+    else:
+        for r in rows:
+            desc = r.get("description") or ""
+            print(f"{r.get('name')}\t{desc}")
+        print(f"\nindex folder: {default_index_path()}")
+    return 0
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    """Store recordings of a route as its audio exemplars."""
+    from voice_router.audio.io import load_audio
+    from voice_router.index import RouteIndex
+    from voice_router.router import resolve_model
+    from voice_router.routes import load_routes
+
+    routes = load_routes(args.routes)
+    routes.get(args.route)  # raises RoutesError for an unknown route
+    model = resolve_model(args.model)
+    clips = [load_audio(f, target_rate=model.sample_rate) for f in args.files]
+    labels = [str(Path(f).resolve()) for f in args.files]
+    with RouteIndex(model, open_store(args), exemplar_voices=0) as idx:
+        n = idx.enroll(args.route, clips, labels)
+    if args.json:
+        _print_json({"route": args.route, "enrolled": n})
+    else:
+        print(f"{args.route}: enrolled {n} clip(s)")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+EPILOG = """\
+examples:
+  voice-router routes check routes/home.yaml
+  voice-router route kitchen.wav --routes routes/home.yaml --json
+  voice-router route clips/*.flac --routes routes/home.yaml --dry-run
+  voice-router enroll lights_on me_lights_on_1.wav me_lights_on_2.wav --routes routes/home.yaml
+  voice-router index-audio ~/recordings --collection sounds
+  voice-router search "a dog barking" --collection sounds -k 5
+"""
+
+
+def _register_optional(sub: Any, module: str) -> None:
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module:
+            return  # that part of voice-router is not installed/written
+        raise
+    mod.register_cli(sub)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand."""
+    p = argparse.ArgumentParser(
+        prog="voice-router",
+        description="Route spoken commands to LangChain tools by audio-text embedding "
+        "similarity, without transcription.",
+        epilog=EPILOG,
+        formatter_class=_FMT,
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    r = sub.add_parser(
+        "route",
+        help="route audio files to their routes and tools",
+        description="Decide the route of each audio file and call the route's tool.",
+        epilog="examples:\n  voice-router route cmd.wav --routes routes/home.yaml --json\n"
+        "  voice-router route a.wav b.flac --routes my.yaml --dry-run\n\n"
+        "Exit status: 0 when every file was read; non-zero (with one line per bad file on "
+        "stderr) otherwise; results for the good files are still printed.",
+        formatter_class=_FMT,
+    )
+    r.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, OGG, MP3)")
+    add_common_args(r)
+    add_router_args(r)
+    r.set_defaults(func=cmd_route)
+
+    rt = sub.add_parser("routes", help="work with routes files")
+    rsub = rt.add_subparsers(dest="routes_command", metavar="ACTION", required=True)
+    rc = rsub.add_parser(
+        "check",
+        help="validate a routes file",
+        description="Validate a routes YAML file; exit non-zero with FILE:LINE: message if broken.",
+        epilog="example:\n  voice-router routes check routes/home.yaml",
+        formatter_class=_FMT,
+    )
+    rc.add_argument("file", metavar="FILE")
+    rc.add_argument("--json", action="store_true", help="print JSON")
+    rc.set_defaults(func=cmd_routes_check)
+
+    ia = sub.add_parser(
+        "index-audio",
+        help="index a folder of audio for search",
+        description="Embed every audio file under DIR into a collection. Resumable: files "
+        "already indexed are skipped; unreadable files are reported and skipped.",
+        epilog="example:\n  voice-router index-audio ~/recordings --collection sounds",
+        formatter_class=_FMT,
+    )
+    ia.add_argument("dir", metavar="DIR")
+    ia.add_argument("--collection", required=True, help="collection name (letters, digits, _.-)")
+    ia.add_argument("--batch-size", type=int, default=16, help="files per write [%(default)s]")
+    add_common_args(ia)
+    ia.set_defaults(func=cmd_index_audio)
+
+    se = sub.add_parser(
+        "search",
+        help="find indexed audio by text",
+        description="Search a collection built by index-audio with a text query.",
+        epilog='example:\n  voice-router search "a dog barking" --collection sounds -k 5',
+        formatter_class=_FMT,
+    )
+    se.add_argument("text")
+    se.add_argument("--collection", required=True)
+    se.add_argument("-k", type=int, default=5, help="results to show [%(default)s]")
+    add_common_args(se)
+    se.set_defaults(func=cmd_search)
+
+    mo = sub.add_parser("models", help="list the available models and the index folder")
+    mo.add_argument("--json", action="store_true", help="print JSON")
+    mo.set_defaults(func=cmd_models)
+
+    en = sub.add_parser(
+        "enroll",
+        help="add your own recordings of a route",
+        description="Store recordings of ROUTE as its audio exemplars (for the current model; "
+        "kept while the route exists). For exemplars that survive a model change, list the files "
+        "under the route's examples_audio in the routes file instead.",
+        epilog="example:\n  voice-router enroll lights_on me1.wav me2.wav --routes home.yaml",
+        formatter_class=_FMT,
+    )
+    en.add_argument("route")
+    en.add_argument("files", nargs="+", metavar="FILE")
+    en.add_argument("--routes", required=True, metavar="FILE")
+    add_common_args(en)
+    en.set_defaults(func=cmd_enroll)
+
+    for module in OPTIONAL_COMMAND_MODULES:
+        _register_optional(sub, module)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `voice-router` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except VoiceRouterError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # Output piped into `head` etc.: quiet exit, as other Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

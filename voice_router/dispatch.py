@@ -1,0 +1,247 @@
+"""Route -> LangChain tool: resolution, argument validation, and isolated invocation.
+
+A route's `tool` names either a tool registered in Python (`VoiceRouter(routes, tools=[...])`)
+or, only when the user opts in (`allow_import=True`, CLI `--allow-import`), an import path
+`package.module:attr`. Loading a routes file therefore never imports code by itself.
+
+Invocation runs the tool in a daemon worker thread with a timeout: a tool that raises is
+reported (and logged) in the result; a tool that hangs is reported after the timeout and the
+router goes on (the stuck thread is abandoned, it cannot block interpreter exit).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from voice_router.errors import ToolError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOOL_TIMEOUT_S = 10.0
+
+_IMPORT_PATH_RE = re.compile(
+    r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$"
+)
+
+
+def is_import_path(name: str) -> bool:
+    """True if `name` looks like `package.module:attr`."""
+    return bool(_IMPORT_PATH_RE.match(name))
+
+
+def as_langchain_tool(obj: Any, name: str | None = None) -> Any:
+    """Return `obj` as a LangChain `BaseTool` (plain callables are wrapped)."""
+    from langchain_core.tools import BaseTool, StructuredTool
+
+    if isinstance(obj, BaseTool):
+        return obj
+    if callable(obj):
+        return StructuredTool.from_function(obj, name=name or getattr(obj, "__name__", None))
+    raise ToolError(f"{name or obj!r} is neither a LangChain tool nor a callable")
+
+
+def import_tool(path: str) -> Any:
+    """Import `package.module:attr` and return it as a LangChain tool (raises `ToolError`)."""
+    if not is_import_path(path):
+        raise ToolError(f"tool {path!r} is not an import path of the form package.module:attr")
+    mod_name, attr = path.split(":", 1)
+    try:
+        obj: Any = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise ToolError(
+            f"tool {path!r}: cannot import module {mod_name!r} ({e}); check the name and that "
+            "it is installed in this Python environment"
+        ) from None
+    except Exception as e:  # the module itself failed while importing
+        raise ToolError(
+            f"tool {path!r}: importing {mod_name!r} failed: {type(e).__name__}: {e}"
+        ) from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ToolError(
+                f"tool {path!r}: module {mod_name!r} has no attribute {attr!r}"
+            ) from None
+    return as_langchain_tool(obj, name=path)
+
+
+class ToolRegistry:
+    """Tools by name; import paths resolved only with `allow_import=True`.
+
+    Args:
+        tools: LangChain tools (or plain callables) registered under their `.name`.
+        allow_import: let routes name `package.module:attr` tools (imports user code).
+    """
+
+    def __init__(self, tools: Iterable[Any] = (), *, allow_import: bool = False) -> None:
+        self.allow_import = allow_import
+        self._tools: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        for t in tools:
+            tool = as_langchain_tool(t)
+            self._tools[tool.name] = tool
+
+    @property
+    def names(self) -> list[str]:
+        """Registered tool names."""
+        return sorted(self._tools)
+
+    def resolve(self, name: str, route: str = "?") -> Any:
+        """The tool called `name`, importing it if allowed; `ToolError` otherwise."""
+        with self._lock:
+            if name in self._tools:
+                return self._tools[name]
+            if is_import_path(name):
+                if not self.allow_import:
+                    raise ToolError(
+                        f"route {route!r} names tool {name!r}, an import path; importing code from "
+                        "a routes file is off by default: pass allow_import=True (CLI: "
+                        "--allow-import) if you trust it, or register the tool in Python"
+                    )
+                tool = import_tool(name)
+                self._tools[name] = tool
+                return tool
+            known = ", ".join(self.names) or "none"
+            raise ToolError(
+                f"route {route!r} names tool {name!r}, which is not registered (registered: "
+                f"{known}); pass it in tools=[...] or name it as package.module:attr with "
+                "--allow-import"
+            )
+
+
+def tool_fields(tool: Any) -> set[str] | None:
+    """Field names of the tool's argument schema (None if it has no introspectable schema)."""
+    schema = getattr(tool, "args_schema", None)
+    if schema is None:
+        return None
+    if isinstance(schema, dict):
+        return set((schema.get("properties") or {}).keys())
+    fields = getattr(schema, "model_fields", None)
+    if fields is not None:
+        return set(fields)
+    return None
+
+
+def accepts_match(tool: Any) -> bool:
+    """True if the tool has a `match` argument (it then receives the RouteMatch as a dict)."""
+    fields = tool_fields(tool)
+    return bool(fields and "match" in fields)
+
+
+def validate_args(tool: Any, route: str, args: Mapping[str, Any], *, with_match: bool) -> None:
+    """Check `args` against the tool's `args_schema`; `ToolError` names route, tool and field."""
+    schema = getattr(tool, "args_schema", None)
+    data = dict(args)
+    if with_match and accepts_match(tool):
+        data.setdefault("match", {})
+    if schema is None:
+        return
+    if isinstance(schema, dict):
+        props = schema.get("properties") or {}
+        extra = [k for k in data if props and k not in props]
+        missing = [k for k in schema.get("required", []) if k not in data]
+        bad = extra or missing
+        if bad:
+            what = "unknown argument" if extra else "missing argument"
+            raise ToolError(f"route {route!r}, tool {tool.name!r}: {what} {bad[0]!r}")
+        return
+    from pydantic import ValidationError
+
+    fields = getattr(schema, "model_fields", {})
+    unknown = [k for k in data if fields and k not in fields]
+    if unknown:
+        raise ToolError(
+            f"route {route!r}, tool {tool.name!r}: unknown argument {unknown[0]!r} (the tool takes "
+            f"{', '.join(sorted(fields)) or 'no arguments'})"
+        )
+    try:
+        schema.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err.get("loc", ())) or "?"
+        raise ToolError(
+            f"route {route!r}, tool {tool.name!r}: argument {loc!r}: {err.get('msg')}"
+        ) from None
+
+
+@dataclass
+class ToolOutcome:
+    """What happened when a tool ran: its result, or an error string (raised / timed out)."""
+
+    result: Any = None
+    error: str | None = None
+    timed_out: bool = False
+
+
+def _jsonable(value: Any) -> Any:
+    """Tool results as JSON-friendly values (LangChain messages/objects become strings)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    content = getattr(value, "content", None)
+    if content is not None:
+        return _jsonable(content)
+    return repr(value)
+
+
+def invoke_tool(
+    tool: Any,
+    route: str,
+    args: Mapping[str, Any],
+    *,
+    match: Mapping[str, Any] | None = None,
+    timeout_s: float | None = DEFAULT_TOOL_TIMEOUT_S,
+) -> ToolOutcome:
+    """Run `tool` with the route's `args` (+ `match` if it takes one) in a worker thread.
+
+    Never raises for the tool's own failures: they come back in `ToolOutcome.error` and are
+    logged. Argument validation errors do raise `ToolError` (they are configuration bugs).
+    """
+    validate_args(tool, route, args, with_match=match is not None)
+    payload = dict(args)
+    if match is not None and accepts_match(tool):
+        payload["match"] = dict(match)
+    box: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+
+    def work() -> None:
+        try:
+            box.put((True, tool.invoke(payload)))
+        except BaseException as e:  # report everything, including SystemExit, from the tool
+            box.put((False, e))
+
+    worker = threading.Thread(target=work, name=f"voice-router-tool-{tool.name}", daemon=True)
+    worker.start()
+    try:
+        ok, value = box.get(timeout=timeout_s)
+    except queue.Empty:
+        msg = f"tool {tool.name!r} (route {route!r}) did not finish within {timeout_s:g} s"
+        log.error("%s; abandoned it and went on", msg)
+        return ToolOutcome(error=msg, timed_out=True)
+    if ok:
+        return ToolOutcome(result=_jsonable(value))
+    msg = f"tool {tool.name!r} (route {route!r}) raised {type(value).__name__}: {value}"
+    log.error(msg, exc_info=(type(value), value, value.__traceback__))
+    return ToolOutcome(error=msg)
+
+
+def callable_takes(fn: Callable[..., Any], name: str) -> bool:
+    """True if `fn` has a parameter called `name` (or **kwargs)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()
+    )

@@ -1,0 +1,984 @@
+"""Qdrant-backed storage of route points and of audio-library points.
+
+Two storage engines sit behind one small protocol (`VectorBackend`):
+
+- `EdgeBackend`: Qdrant Edge (the real engine, in-process) on a folder on disk. Each collection
+  is one Edge shard in a sub-folder `<root>/<collection>/`, next to a `voice-router.json`
+  manifest (format, model fingerprint, dimension) and a lock file. Edge allows one process per
+  shard; we hold an exclusive `fcntl` lock so a second process gets a clear `IndexStoreError` at
+  once instead of a hang or an engine-internal message.
+- `ClientBackend`: qdrant-client, for a Qdrant server or cluster (`url=`) or `:memory:` (tests).
+
+`RouteIndex` keeps, per route, its texts as `kind="text"` points and, optionally, audio
+exemplars (each route text spoken by several TTS voices, plus user enrolment clips) as
+`kind="audio"` points. Point ids are deterministic (uuid5 of model fingerprint, route, kind,
+text and voice), so a restart with the same routes writes nothing and an edited route
+re-embeds only its changed texts. The collection name carries the model fingerprint, so the
+vectors of different models never mix.
+
+Qdrant is the store of record; for routing, the few route vectors are also held in a numpy
+matrix (`RouteVectors`) loaded at start, which scores every point in microseconds.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from voice_router.errors import IndexStoreError, VoiceRouterError
+
+if TYPE_CHECKING:
+    from voice_router.model.base import EmbeddingModel
+    from voice_router.routes import RouteSet
+
+log = logging.getLogger(__name__)
+
+#: Namespace of every deterministic point id voice-router writes.
+POINT_NAMESPACE = uuid.UUID("6f1c1f6e-6b9a-5d0e-9a57-7a3e0c6f9d21")
+
+# Payload keys (constants so the index, router and library agree).
+P_ROUTE = "route"
+P_KIND = "kind"
+P_TEXT = "text"
+P_VOICE = "voice"
+P_SOURCE = "source"
+P_FINGERPRINT = "fingerprint"
+
+KIND_TEXT = "text"
+KIND_AUDIO = "audio"
+
+SOURCE_ROUTES = "routes"  # description/examples text, or TTS of them
+SOURCE_FILE = "examples_audio"  # audio file named in the routes file
+SOURCE_ENROLLED = "enrolled"  # clip added with `voice-router enroll`
+
+MANIFEST_NAME = "voice-router.json"
+LOCK_NAME = ".voice-router.lock"
+MANIFEST_FORMAT = "voice-router-collection"
+MANIFEST_VERSION = 1
+
+#: Refuse to write to an Edge folder with less free space than this. Edge memory-maps its
+#: write-ahead log; a write into a full disk kills the process with SIGBUS (measured on a
+#: full tmpfs), which no Python code can catch, so we check before every write instead.
+DEFAULT_MIN_FREE_BYTES = 96 * 2**20
+
+UPSERT_BATCH = 64
+
+_COLLECTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def point_id(fingerprint: str, route: str, kind: str, text: str, voice: str = "") -> str:
+    """Deterministic id of a route point: the same inputs always give the same UUID string."""
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{fingerprint}|{route}|{kind}|{text}|{voice}"))
+
+
+def default_index_path() -> Path:
+    """The on-disk default: `<user data dir>/voice-router/index` (platformdirs)."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("voice-router")) / "index"
+
+
+def check_collection_name(name: str) -> str:
+    """Validate a collection name (it becomes a folder name): letters, digits, `_ . -`."""
+    if not _COLLECTION_RE.match(name):
+        raise IndexStoreError(
+            f"invalid collection name {name!r}: use 1-128 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass
+class PointRecord:
+    """One stored point: id (UUID string), vector (D,) or None, payload."""
+
+    id: str
+    vector: np.ndarray | None
+    payload: dict[str, Any]
+
+
+@dataclass
+class ScoredRecord:
+    """A query hit: id, cosine similarity, payload."""
+
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+class VectorBackend(Protocol):
+    """The few operations voice-router needs from a vector store."""
+
+    location: str
+
+    def open_collection(self, name: str, dim: int, fingerprint: str, kind: str) -> None:
+        """Create or open `name`; raise `IndexStoreError` if it holds another dim/model."""
+        ...
+
+    def upsert(self, name: str, points: Sequence[PointRecord]) -> None: ...
+
+    def delete(self, name: str, ids: Sequence[str]) -> None: ...
+
+    def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]: ...
+
+    def scroll(self, name: str, *, with_vectors: bool) -> Iterator[PointRecord]: ...
+
+    def query(
+        self, name: str, vector: np.ndarray, limit: int, where: Mapping[str, Any] | None = None
+    ) -> list[ScoredRecord]: ...
+
+    def count(self, name: str) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def _check_foreign(name: str, location: str, payload: Mapping[str, Any], fingerprint: str) -> None:
+    """Raise if a stored point shows the collection belongs to another model or program."""
+    fp = payload.get(P_FINGERPRINT)
+    if fp is None:
+        raise IndexStoreError(
+            f"collection {name!r} at {location} was not written by voice-router (its points have "
+            "no model fingerprint); use another collection name"
+        )
+    if fp != fingerprint:
+        raise IndexStoreError(
+            f"collection {name!r} at {location} holds vectors of another model (fingerprint "
+            f"{fp}, this model is {fingerprint}); use another collection name or the same model"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Qdrant Edge
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _EdgeCollection:
+    shard: Any
+    lock_fd: int
+    folder: Path
+    dim: int
+
+
+class EdgeBackend:
+    """Collections as Qdrant Edge shards in sub-folders of `root` (one process per folder).
+
+    Args:
+        root: the index folder (created if missing).
+        min_free_bytes: refuse writes when the disk has less free space (see
+            `DEFAULT_MIN_FREE_BYTES` for why).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, min_free_bytes: int | None = None) -> None:
+        self.root = Path(root).expanduser()
+        self.location = str(self.root)
+        self.min_free_bytes = DEFAULT_MIN_FREE_BYTES if min_free_bytes is None else min_free_bytes
+        self._cols: dict[str, _EdgeCollection] = {}
+        self._lock = threading.RLock()
+        try:
+            import qdrant_edge  # noqa: F401
+        except ImportError as e:  # pragma: no cover - qdrant-edge-py is a core dependency
+            raise IndexStoreError(
+                "Qdrant Edge is not installed: pip install qdrant-edge-py, or use --qdrant-url"
+            ) from e
+        if self.root.exists() and not self.root.is_dir():
+            raise IndexStoreError(f"index path {self.root} is a file, not a folder")
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _check_space(self, folder: Path, need: int = 0) -> None:
+        probe = folder if folder.exists() else self.root
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        free = shutil.disk_usage(probe).free
+        if free < self.min_free_bytes + need:
+            raise IndexStoreError(
+                f"disk full: only {free / 2**20:.1f} MiB free where the index lives ({folder}); "
+                f"writing needs at least {(self.min_free_bytes + need) / 2**20:.0f} MiB. "
+                "Free some space or pass --index with a folder on another disk."
+            )
+
+    def _col(self, name: str) -> _EdgeCollection:
+        try:
+            return self._cols[name]
+        except KeyError:
+            raise IndexStoreError(f"collection {name!r} is not open") from None
+
+    def _acquire_lock(self, folder: Path) -> int:
+        lock_path = folder / LOCK_NAME
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise IndexStoreError(f"cannot open lock file {lock_path}: {e.strerror}") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            try:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise IndexStoreError(
+                    f"index folder {folder} is in use by another process (pid {holder}); "
+                    "Qdrant Edge allows one process per folder: stop that process, or pass "
+                    "--index with another folder (or --qdrant-url to share a server)"
+                ) from None
+            raise IndexStoreError(f"cannot lock {lock_path}: {e.strerror}") from e
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        return fd
+
+    def _read_manifest(self, folder: Path) -> dict[str, Any] | None:
+        path = folder / MANIFEST_NAME
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise IndexStoreError(
+                f"index collection {folder} is corrupt (unreadable {MANIFEST_NAME}: {e}); "
+                "delete that folder to rebuild it"
+            ) from None
+        if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+            raise IndexStoreError(
+                f"{folder} is not a voice-router index collection ({MANIFEST_NAME} has another "
+                "format); pass --index with another folder"
+            )
+        return data
+
+    def _write_manifest(self, folder: Path, data: dict[str, Any]) -> None:
+        path = folder / MANIFEST_NAME
+        tmp = folder / (MANIFEST_NAME + ".tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=2)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise _os_error(e, f"writing {path}") from e
+
+    # -- protocol -----------------------------------------------------------------------------
+
+    def open_collection(self, name: str, dim: int, fingerprint: str, kind: str) -> None:
+        """Create or open the Edge shard `<root>/<name>`, locked for this process."""
+        import qdrant_edge as q
+
+        check_collection_name(name)
+        with self._lock:
+            if name in self._cols:
+                if self._cols[name].dim != dim:
+                    raise IndexStoreError(
+                        f"collection {name!r} has dimension {self._cols[name].dim}, not {dim}"
+                    )
+                return
+            folder = self.root / name
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise _os_error(e, f"creating index folder {folder}") from e
+            fd = self._acquire_lock(folder)
+            try:
+                manifest = self._read_manifest(folder)
+                others = [p.name for p in folder.iterdir() if p.name not in (LOCK_NAME,)]
+                if manifest is None:
+                    if others:
+                        raise IndexStoreError(
+                            f"{folder} exists but is not a voice-router index (no {MANIFEST_NAME}; "
+                            f"found {', '.join(sorted(others)[:3])}); pass --index with another "
+                            "folder or remove it"
+                        )
+                    self._check_space(folder)
+                    manifest = {
+                        "format": MANIFEST_FORMAT,
+                        "version": MANIFEST_VERSION,
+                        "kind": kind,
+                        "fingerprint": fingerprint,
+                        "dim": dim,
+                    }
+                    self._write_manifest(folder, manifest)
+                if manifest.get("dim") != dim:
+                    raise IndexStoreError(
+                        f"collection {name!r} at {folder} was built with dimension "
+                        f"{manifest.get('dim')}, but the model gives {dim}; use the model it was "
+                        "built with, another --collection, or delete the folder to rebuild"
+                    )
+                if manifest.get("fingerprint") != fingerprint:
+                    raise IndexStoreError(
+                        f"collection {name!r} at {folder} holds vectors of another model "
+                        f"(fingerprint {manifest.get('fingerprint')}, this model is "
+                        f"{fingerprint}); use another collection name or the model it was "
+                        "built with"
+                    )
+                cfg = q.EdgeConfig(vectors=q.EdgeVectorParams(size=dim, distance=q.Distance.Cosine))
+                has_segments = (folder / "segments").is_dir() and any(
+                    (folder / "segments").iterdir()
+                )
+                try:
+                    if has_segments or (folder / "edge_config.json").exists():
+                        shard = q.EdgeShard.load(str(folder), cfg)
+                    else:
+                        self._check_space(folder)
+                        shard = q.EdgeShard.create(str(folder), cfg)
+                except Exception as e:  # Edge raises plain Exception with the engine's message
+                    raise IndexStoreError(
+                        f"index collection {folder} is corrupt or unreadable ({e}); delete that "
+                        "folder to rebuild it (route indexes rebuild from the routes file)"
+                    ) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            self._cols[name] = _EdgeCollection(shard=shard, lock_fd=fd, folder=folder, dim=dim)
+
+    def upsert(self, name: str, points: Sequence[PointRecord]) -> None:
+        import qdrant_edge as q
+
+        if not points:
+            return
+        col = self._col(name)
+        need = sum(4 * col.dim + 1024 for _ in points) * 4
+        self._check_space(col.folder, need)
+        edge_points = [
+            q.Point(p.id, np.asarray(p.vector, dtype=np.float32).tolist(), p.payload)
+            for p in points
+        ]
+        with self._lock:
+            try:
+                col.shard.update(q.UpdateOperation.upsert_points(edge_points))
+            except Exception as e:
+                raise IndexStoreError(f"writing to index {col.folder} failed: {e}") from None
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        import qdrant_edge as q
+
+        if not ids:
+            return
+        col = self._col(name)
+        self._check_space(col.folder)
+        with self._lock:
+            try:
+                col.shard.update(q.UpdateOperation.delete_points(list(ids)))
+            except Exception as e:
+                raise IndexStoreError(f"deleting from index {col.folder} failed: {e}") from None
+
+    def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        col = self._col(name)
+        with self._lock:
+            recs = col.shard.retrieve(list(ids), with_payload=False, with_vector=False)
+        return {str(r.id) for r in recs}
+
+    def scroll(self, name: str, *, with_vectors: bool) -> Iterator[PointRecord]:
+        import qdrant_edge as q
+
+        col = self._col(name)
+        offset = None
+        while True:
+            with self._lock:
+                recs, offset = col.shard.scroll(
+                    q.ScrollRequest(
+                        offset=offset, limit=256, with_payload=True, with_vector=with_vectors
+                    )
+                )
+            for r in recs:
+                vec = None
+                if with_vectors and r.vector is not None:
+                    v = r.vector[""] if isinstance(r.vector, dict) else r.vector
+                    vec = np.asarray(v, dtype=np.float32)
+                yield PointRecord(str(r.id), vec, dict(r.payload or {}))
+            if offset is None:
+                return
+
+    def query(
+        self, name: str, vector: np.ndarray, limit: int, where: Mapping[str, Any] | None = None
+    ) -> list[ScoredRecord]:
+        import qdrant_edge as q
+
+        col = self._col(name)
+        flt = None
+        if where:
+            flt = q.Filter(
+                must=[q.FieldCondition(key=k, match=q.MatchValue(v)) for k, v in where.items()]
+            )
+        req = q.QueryRequest(
+            limit=limit,
+            query=q.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
+            with_payload=True,
+            filter=flt,
+        )
+        with self._lock:
+            hits = col.shard.query(req)
+        return [ScoredRecord(str(h.id), float(h.score), dict(h.payload or {})) for h in hits]
+
+    def count(self, name: str) -> int:
+        import qdrant_edge as q
+
+        col = self._col(name)
+        with self._lock:
+            return int(col.shard.count(q.CountRequest(exact=True)))
+
+    def close(self) -> None:
+        """Flush and close every shard, then release the folder locks."""
+        with self._lock:
+            for col in self._cols.values():
+                try:
+                    col.shard.flush()
+                    col.shard.close()
+                except Exception as e:  # closing must not mask the caller's own error
+                    log.warning("closing index %s: %s", col.folder, e)
+                finally:
+                    os.close(col.lock_fd)
+            self._cols.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# qdrant-client (server, cluster, :memory:)
+# --------------------------------------------------------------------------------------------
+
+
+class ClientBackend:
+    """Collections in a Qdrant server/cluster (`url`) or in qdrant-client's `:memory:` mode.
+
+    The API key is taken from the argument or from the environment
+    (`VOICE_ROUTER_QDRANT_API_KEY`, then `QDRANT_API_KEY`); it is never logged or shown in
+    errors (messages are scrubbed of it).
+    """
+
+    def __init__(
+        self, url: str = ":memory:", *, api_key: str | None = None, client: Any = None
+    ) -> None:
+        from qdrant_client import QdrantClient
+
+        self._api_key = (
+            api_key
+            or os.environ.get("VOICE_ROUTER_QDRANT_API_KEY")
+            or os.environ.get("QDRANT_API_KEY")
+        )
+        self.location = url
+        self._dims: dict[str, int] = {}
+        if client is not None:
+            self.client = client
+        elif url == ":memory:":
+            self.client = QdrantClient(location=":memory:")
+        else:
+            try:
+                self.client = QdrantClient(url=url, api_key=self._api_key)
+            except Exception as e:
+                raise IndexStoreError(
+                    self._scrub(f"cannot connect to Qdrant at {url}: {e}")
+                ) from None
+
+    def _scrub(self, msg: str) -> str:
+        if self._api_key:
+            msg = msg.replace(self._api_key, "***")
+        return msg
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except VoiceRouterError:
+            raise
+        except Exception as e:
+            raise IndexStoreError(
+                self._scrub(f"Qdrant at {self.location}: {what} failed: {e}")
+            ) from None
+
+    def open_collection(self, name: str, dim: int, fingerprint: str, kind: str) -> None:
+        from qdrant_client import models
+
+        check_collection_name(name)
+        exists = self._call("checking collection", self.client.collection_exists, name)
+        if not exists:
+            self._call(
+                "creating collection",
+                self.client.create_collection,
+                name,
+                vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+            )
+        else:
+            info = self._call("reading collection", self.client.get_collection, name)
+            vectors = info.config.params.vectors
+            size = getattr(vectors, "size", None)
+            if size is None:
+                raise IndexStoreError(
+                    f"collection {name!r} at {self.location} uses named vectors; it was not "
+                    "written by voice-router: use another collection name"
+                )
+            if size != dim:
+                raise IndexStoreError(
+                    f"collection {name!r} at {self.location} has dimension {size}, but the model "
+                    f"gives {dim}; use another collection name or the model it was built with"
+                )
+            recs, _ = self._call(
+                "reading collection", self.client.scroll, name, limit=1, with_payload=True
+            )
+            if recs:
+                _check_foreign(name, self.location, recs[0].payload or {}, fingerprint)
+        self._dims[name] = dim
+
+    def upsert(self, name: str, points: Sequence[PointRecord]) -> None:
+        from qdrant_client import models
+
+        if not points:
+            return
+        pts = [
+            models.PointStruct(
+                id=p.id, vector=np.asarray(p.vector, dtype=np.float32).tolist(), payload=p.payload
+            )
+            for p in points
+        ]
+        self._call("upsert", self.client.upsert, name, points=pts, wait=True)
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        from qdrant_client import models
+
+        if not ids:
+            return
+        self._call(
+            "delete",
+            self.client.delete,
+            name,
+            points_selector=models.PointIdsList(points=list(ids)),
+            wait=True,
+        )
+
+    def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        recs = self._call(
+            "retrieve",
+            self.client.retrieve,
+            name,
+            list(ids),
+            with_payload=False,
+            with_vectors=False,
+        )
+        return {str(r.id) for r in recs}
+
+    def scroll(self, name: str, *, with_vectors: bool) -> Iterator[PointRecord]:
+        offset = None
+        while True:
+            recs, offset = self._call(
+                "scroll",
+                self.client.scroll,
+                name,
+                limit=256,
+                offset=offset,
+                with_payload=True,
+                with_vectors=with_vectors,
+            )
+            for r in recs:
+                vec = None
+                if with_vectors and r.vector is not None:
+                    v = r.vector.get("") if isinstance(r.vector, dict) else r.vector
+                    vec = np.asarray(v, dtype=np.float32)
+                yield PointRecord(str(r.id), vec, dict(r.payload or {}))
+            if offset is None:
+                return
+
+    def query(
+        self, name: str, vector: np.ndarray, limit: int, where: Mapping[str, Any] | None = None
+    ) -> list[ScoredRecord]:
+        from qdrant_client import models
+
+        flt = None
+        if where:
+            flt = models.Filter(
+                must=[
+                    models.FieldCondition(key=k, match=models.MatchValue(value=v))
+                    for k, v in where.items()
+                ]
+            )
+        res = self._call(
+            "query",
+            self.client.query_points,
+            name,
+            query=np.asarray(vector, dtype=np.float32).tolist(),
+            limit=limit,
+            query_filter=flt,
+            with_payload=True,
+        )
+        return [ScoredRecord(str(h.id), float(h.score), dict(h.payload or {})) for h in res.points]
+
+    def count(self, name: str) -> int:
+        return int(self._call("count", self.client.count, name, exact=True).count)
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception as e:  # pragma: no cover - best effort
+            log.debug("closing qdrant client: %s", e)
+
+
+def _os_error(e: OSError, what: str) -> IndexStoreError:
+    if e.errno == errno.ENOSPC:
+        return IndexStoreError(
+            f"disk full while {what}; free some space or pass --index with a folder on another disk"
+        )
+    return IndexStoreError(f"{what} failed: {e.strerror or e}")
+
+
+def open_backend(
+    *,
+    path: str | os.PathLike[str] | None = None,
+    url: str | None = None,
+    api_key: str | None = None,
+) -> VectorBackend:
+    """The backend for CLI-style options: `url` (qdrant-client; ':memory:' allowed) wins over
+    `path` (Qdrant Edge folder); neither -> Edge in the user data folder."""
+    if url:
+        return ClientBackend(url, api_key=api_key)
+    return EdgeBackend(path if path is not None else default_index_path())
+
+
+# --------------------------------------------------------------------------------------------
+# Route index
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SyncReport:
+    """What `RouteIndex.sync` did: point counts added, removed and left as they were."""
+
+    added: int = 0
+    removed: int = 0
+    kept: int = 0
+    exemplars_skipped: str | None = None  # why TTS exemplars were not built, if they were not
+
+
+@dataclass
+class RouteVectors:
+    """The route points as a matrix, for fast scoring.
+
+    vectors: (N, D) float32 rows L2-normalised; route/kind/text: length-N lists.
+    """
+
+    vectors: np.ndarray
+    route: list[str]
+    kind: list[str]
+    text: list[str]
+    route_names: list[str] = field(default_factory=list)
+
+    def rows(self, route: str, kind: str) -> np.ndarray:
+        """Indices of the rows of `route` with `kind`."""
+        return np.array(
+            [
+                i
+                for i, (r, k) in enumerate(zip(self.route, self.kind, strict=True))
+                if r == route and k == kind
+            ],
+            dtype=np.int64,
+        )
+
+
+@dataclass
+class _Spec:
+    id: str
+    route: str
+    kind: str
+    text: str
+    voice: str
+    source: str
+    audio_path: str | None = None
+
+
+def _voice_key(voice: Any) -> str:
+    """The stable id of an `ExemplarVoice` (its `key` property)."""
+    key = voice.key
+    return str(key() if callable(key) else key)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def embed_audio_pooled(model: EmbeddingModel, audio: np.ndarray) -> np.ndarray:
+    """Embed one clip of any length -> (D,): clips longer than `model.max_seconds` are cut into
+    chunks, each embedded, then mean-pooled and re-normalised."""
+    limit = int(model.max_seconds * model.sample_rate)
+    if audio.shape[0] <= limit:
+        return np.asarray(model.embed_audio([audio])[0], dtype=np.float32)  # (D,)
+    from voice_router.audio.io import chunk_audio
+
+    pieces = chunk_audio(audio, model.max_seconds, model.sample_rate)
+    embs = np.asarray(model.embed_audio(pieces), dtype=np.float32)  # (C, D)
+    v = embs.mean(axis=0)  # (D,)
+    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+
+
+class RouteIndex:
+    """The points of a route set, stored in Qdrant under `routes_<model fingerprint>`.
+
+    Args:
+        model: the embedding model (its fingerprint keys the collection and every point id).
+        backend: a `VectorBackend`; default: Qdrant Edge at `path` (or the user data folder).
+        path: Edge folder, used when `backend` is None.
+        exemplar_voices: how many TTS voices speak each route text as audio exemplars
+            (0 disables them; None = 12 when espeak-ng is available, else 0 with a notice).
+    """
+
+    def __init__(
+        self,
+        model: EmbeddingModel,
+        backend: VectorBackend | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        exemplar_voices: int | None = None,
+    ) -> None:
+        self.model = model
+        self.backend = backend if backend is not None else EdgeBackend(path or default_index_path())
+        self.collection = check_collection_name(f"routes_{model.fingerprint}")
+        self.exemplar_voices = exemplar_voices
+        self._lock = threading.RLock()
+        self._vectors: RouteVectors | None = None
+        self.backend.open_collection(self.collection, int(model.dim), model.fingerprint, "routes")
+
+    # -- building -----------------------------------------------------------------------------
+
+    def _voices(self, report: SyncReport) -> list[Any]:
+        n = self.exemplar_voices
+        if n == 0:
+            return []
+        try:
+            from voice_router import tts
+        except ImportError:
+            report.exemplars_skipped = "voice_router.tts is not available"
+            log.info("route audio exemplars skipped: %s", report.exemplars_skipped)
+            return []
+        if not tts.tts_available():
+            report.exemplars_skipped = "espeak-ng is not installed (apt-get install espeak-ng)"
+            log.warning("route audio exemplars skipped: %s", report.exemplars_skipped)
+            return []
+        return list(tts.default_exemplar_voices(12 if n is None else n))
+
+    def desired_specs(self, routes: RouteSet, report: SyncReport | None = None) -> list[_Spec]:
+        """Every point the routes call for, with its deterministic id."""
+        report = report if report is not None else SyncReport()
+        fp = self.model.fingerprint
+        voices = self._voices(report)
+        specs: list[_Spec] = []
+        for r in routes.routes:
+            for text in r.texts():
+                specs.append(
+                    _Spec(
+                        point_id(fp, r.name, KIND_TEXT, text),
+                        r.name,
+                        KIND_TEXT,
+                        text,
+                        "",
+                        SOURCE_ROUTES,
+                    )
+                )
+                for v in voices:
+                    key = _voice_key(v)
+                    specs.append(
+                        _Spec(
+                            point_id(fp, r.name, KIND_AUDIO, text, key),
+                            r.name,
+                            KIND_AUDIO,
+                            text,
+                            key,
+                            SOURCE_ROUTES,
+                        )
+                    )
+            for p in r.examples_audio:
+                path = Path(p)
+                if not path.is_absolute() and routes.source is not None:
+                    path = Path(routes.source).parent / path
+                path = path.resolve()
+                try:
+                    digest = _file_digest(path)
+                except OSError as e:
+                    raise IndexStoreError(
+                        f"route {r.name!r}: examples_audio file {path} cannot be read "
+                        f"({e.strerror}); fix the path in the routes file"
+                    ) from None
+                voice = f"file:{digest}"
+                specs.append(
+                    _Spec(
+                        point_id(fp, r.name, KIND_AUDIO, str(path), voice),
+                        r.name,
+                        KIND_AUDIO,
+                        str(path),
+                        voice,
+                        SOURCE_FILE,
+                        audio_path=str(path),
+                    )
+                )
+        return specs
+
+    def _payload(self, s: _Spec) -> dict[str, Any]:
+        return {
+            P_ROUTE: s.route,
+            P_KIND: s.kind,
+            P_TEXT: s.text,
+            P_VOICE: s.voice,
+            P_SOURCE: s.source,
+            P_FINGERPRINT: self.model.fingerprint,
+        }
+
+    def _embed_missing(self, missing: list[_Spec]) -> Iterator[list[PointRecord]]:
+        """Yield batches of embedded points (text first, then audio) for the missing specs."""
+        texts = [s for s in missing if s.kind == KIND_TEXT]
+        for i in range(0, len(texts), UPSERT_BATCH):
+            batch = texts[i : i + UPSERT_BATCH]
+            vecs = self.model.embed_text([s.text for s in batch])  # (B, D)
+            yield [PointRecord(s.id, vecs[j], self._payload(s)) for j, s in enumerate(batch)]
+        audios = [s for s in missing if s.kind == KIND_AUDIO]
+        if not audios:
+            return
+        voices = {}
+        if any(s.source == SOURCE_ROUTES for s in audios):
+            from voice_router import tts
+
+            voices = {
+                _voice_key(v): v
+                for v in tts.default_exemplar_voices(
+                    12 if self.exemplar_voices is None else self.exemplar_voices
+                )
+            }
+        batch_pts: list[PointRecord] = []
+        for s in audios:
+            if s.audio_path is not None:
+                from voice_router.audio.io import load_audio
+
+                clip = load_audio(s.audio_path, target_rate=self.model.sample_rate)
+            else:
+                from voice_router import tts
+
+                clip = tts.synthesize(s.text, voices[s.voice])
+            batch_pts.append(
+                PointRecord(s.id, embed_audio_pooled(self.model, clip), self._payload(s))
+            )
+            if len(batch_pts) >= 16:
+                yield batch_pts
+                batch_pts = []
+        if batch_pts:
+            yield batch_pts
+
+    def sync(self, routes: RouteSet) -> SyncReport:
+        """Make the collection hold exactly the points `routes` calls for (plus enrolled clips of
+        routes that still exist): embed and upsert only missing points, delete stale ones."""
+        with self._lock:
+            report = SyncReport()
+            specs = self.desired_specs(routes, report)
+            desired = {s.id: s for s in specs}
+            names = {r.name for r in routes.routes}
+            existing: dict[str, dict[str, Any]] = {
+                p.id: p.payload for p in self.backend.scroll(self.collection, with_vectors=False)
+            }
+            stale = [
+                pid
+                for pid, pl in existing.items()
+                if pid not in desired
+                and not (pl.get(P_SOURCE) == SOURCE_ENROLLED and pl.get(P_ROUTE) in names)
+            ]
+            missing = [s for s in specs if s.id not in existing]
+            if missing:
+                n_audio = sum(s.kind == KIND_AUDIO for s in missing)
+                log.info(
+                    "indexing %d route points (%d audio exemplars) in %s",
+                    len(missing),
+                    n_audio,
+                    self.backend.location,
+                )
+            for batch in self._embed_missing(missing):
+                self.backend.upsert(self.collection, batch)
+                report.added += len(batch)
+            for i in range(0, len(stale), 256):
+                self.backend.delete(self.collection, stale[i : i + 256])
+            report.removed = len(stale)
+            report.kept = len(existing) - len(stale)
+            self._vectors = None
+            return report
+
+    def enroll(self, route: str, clips: Sequence[np.ndarray], labels: Sequence[str]) -> int:
+        """Store user recordings of `route` as audio points (kept across syncs while the route
+        exists). `labels` name each clip (e.g. its file name). Returns points written."""
+        if len(clips) != len(labels):
+            raise ValueError("clips and labels must have the same length")
+        fp = self.model.fingerprint
+        pts = []
+        for clip, label in zip(clips, labels, strict=True):
+            digest = hashlib.sha256(np.ascontiguousarray(clip, np.float32).tobytes()).hexdigest()[
+                :16
+            ]
+            voice = f"enrolled:{digest}"
+            s = _Spec(
+                point_id(fp, route, KIND_AUDIO, label, voice),
+                route,
+                KIND_AUDIO,
+                label,
+                voice,
+                SOURCE_ENROLLED,
+            )
+            pts.append(PointRecord(s.id, embed_audio_pooled(self.model, clip), self._payload(s)))
+        with self._lock:
+            for i in range(0, len(pts), UPSERT_BATCH):
+                self.backend.upsert(self.collection, pts[i : i + UPSERT_BATCH])
+            self._vectors = None
+        return len(pts)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def vectors(self) -> RouteVectors:
+        """All route points as a matrix (cached until the next sync/enroll)."""
+        with self._lock:
+            if self._vectors is None:
+                rows = list(self.backend.scroll(self.collection, with_vectors=True))
+                rows.sort(key=lambda p: p.id)  # a stable order, whatever the store returns
+                d = int(self.model.dim)
+                mat = (
+                    np.stack([np.asarray(p.vector, np.float32) for p in rows])
+                    if rows
+                    else np.zeros((0, d), np.float32)
+                )  # (N, D)
+                norms = np.linalg.norm(mat, axis=1, keepdims=True)  # (N, 1)
+                mat = mat / np.maximum(norms, 1e-12)
+                route = [str(p.payload.get(P_ROUTE)) for p in rows]
+                self._vectors = RouteVectors(
+                    vectors=mat.astype(np.float32),
+                    route=route,
+                    kind=[str(p.payload.get(P_KIND)) for p in rows],
+                    text=[str(p.payload.get(P_TEXT)) for p in rows],
+                    route_names=sorted(set(route)),
+                )
+            return self._vectors
+
+    def search(self, vector: np.ndarray, limit: int = 10) -> list[ScoredRecord]:
+        """Nearest route points to `vector`, straight from Qdrant."""
+        return self.backend.query(self.collection, vector, limit)
+
+    def count(self) -> int:
+        """Number of points in the collection."""
+        return self.backend.count(self.collection)
+
+    def close(self) -> None:
+        """Release the store (and, for Edge, the folder lock)."""
+        self.backend.close()
+
+    def __enter__(self) -> RouteIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
