@@ -27,6 +27,12 @@ def real_clip_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def real_mp3_path() -> Path:
+    """The same clip as MP3 with ID3v2 and ID3v1 tags (made by make_audio_fixtures.py)."""
+    return REAL_MP3_ID3
+
+
+@pytest.fixture(scope="session")
 def real_clip_bytes() -> bytes:
     """The encoded bytes of the real FLAC clip."""
     return REAL_CLIP.read_bytes()
