@@ -233,3 +233,111 @@ def test_stop_from_another_thread_ends_a_live_listener() -> None:
     t0 = time.monotonic()
     assert list(listener) == []
     assert time.monotonic() - t0 < 2.0
+
+
+# -- the real VoiceRouter (Qdrant :memory:, LangChain tools) behind the pipeline --------------
+
+
+class OracleModel:
+    """An EmbeddingModel whose audio embedding is the HashEmbeddingModel text embedding of the
+    test clip the audio overlaps most (cross-correlation); texts embed as HashEmbeddingModel.
+
+    So routing depends on *which real audio* each utterance holds: the test checks the whole
+    pipeline (segmentation, hand-over, router, tool dispatch) without a trained model.
+    """
+
+    def __init__(self) -> None:
+        from voice_router.model.fake import HashEmbeddingModel
+
+        self._hash = HashEmbeddingModel(dim=32)
+        self._oracle = OracleRouter()
+        self.name, self.dim, self.sample_rate = "oracle", 32, SAMPLE_RATE
+        self.max_seconds, self.fingerprint = 30.0, "oracle0000000000"
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        return self._hash.embed_text(texts)
+
+    def embed_audio(self, audios: list[np.ndarray]) -> np.ndarray:
+        words = [self._oracle.route(np.asarray(a, np.float32)).route for a in audios]
+        return self._hash.embed_text(words)  # (N, D)
+
+
+ORACLE_ROUTES = """\
+threshold: 0.9
+margin: 0.05
+routes:
+  - name: affirm
+    description: "yes"
+    tool: record
+    args: {what: affirm}
+  - name: halt
+    description: stop
+    tool: record
+    args: {what: halt}
+  - name: go_left
+    description: left
+    tool: record
+    args: {what: go_left}
+"""
+
+
+def test_real_voice_router_routes_and_dispatches_each_utterance() -> None:
+    from langchain_core.tools import tool
+
+    from voice_router.router import VoiceRouter
+    from voice_router.routes import parse_routes
+
+    called: list[str] = []
+
+    @tool
+    def record(what: str) -> str:
+        """Record which route fired."""
+        called.append(what)
+        return f"did {what}"
+
+    router = VoiceRouter(
+        parse_routes(ORACLE_ROUTES), model=OracleModel(), tools=[record], index=":memory:",
+        exemplar_voices=0,
+    )  # fmt: skip
+    with router:
+        results = list(listen(FileSource(SEQ), router))
+        assert [r.route for r in results] == ["affirm", "halt", "go_left"]
+        assert called == ["affirm", "halt", "go_left"]
+        for r in results:
+            d = r.to_dict()
+            assert d["tool_result"] == f"did {r.route}" and d["tool_error"] is None
+            assert r.score > 0.99 and r.margin > 0.05
+            assert set(d["stages_ms"]) >= {"embed", "search", "dispatch", "total"}
+            assert r.latency_ms >= d["stages_ms"]["total"] - 1e-3
+        # dry run: same decisions, no tool calls
+        results = list(listen(FileSource(SEQ), router, dispatch=False))
+        assert [r.route for r in results] == ["affirm", "halt", "go_left"]
+        assert len(called) == 3 and all(r.match.tool_result is None for r in results)
+
+
+def test_cli_listen_file_prints_one_json_line_per_utterance(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voice_router.cli import main
+
+    routes = tmp_path / "routes.yaml"
+    no_tools = [x for x in ORACLE_ROUTES.splitlines() if "tool:" not in x and "args:" not in x]
+    routes.write_text("\n".join(no_tools) + "\n")
+    argv = ["listen", "--file", str(SEQ), "--routes", str(routes), "--model", "hash",
+            "--qdrant-url", ":memory:", "--exemplar-voices", "0", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert len(lines) == 3
+    for d, clip in zip(lines, META["clips"], strict=True):
+        assert d["route"] in (None, "affirm", "halt", "go_left")
+        assert clip["start"] / SAMPLE_RATE <= d["start_s"] < d["end_s"]
+        assert dt.datetime.fromisoformat(d["started_at"]).tzinfo is not None
+        assert isinstance(d["latency_ms"], float) and d["latency_ms"] >= 0
+    assert "listening on" in err and "done: 3 utterance(s)" in err
+
+    # plain output: one line per decision; --max-utterances stops early
+    assert main([*argv[:-1], "--max-utterances", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 2 and "ms]" in out
+    assert "done: 2 utterance(s)" in err
