@@ -53,6 +53,7 @@ __all__ = [
     "DEFAULT_MARGIN",
     "DEFAULT_THRESHOLD",
     "MAX_FILE_BYTES",
+    "MAX_DEPTH",
     "MAX_NODES",
     "Route",
     "RouteSet",
@@ -70,6 +71,8 @@ MAX_FILE_BYTES = 1_000_000
 """Largest routes file accepted (a hand-written file with thousands of routes is ~100 KB)."""
 MAX_NODES = 100_000
 """Most YAML nodes a document may have after alias expansion (bounds alias bombs)."""
+MAX_DEPTH = 50
+"""Deepest nesting of mappings/sequences accepted (a routes file needs 4)."""
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -282,6 +285,21 @@ _RoutesLoader.add_constructor("tag:yaml.org,2002:int", _RoutesLoader.construct_y
 _RoutesLoader.add_constructor("tag:yaml.org,2002:float", _RoutesLoader.construct_yaml_float)
 
 
+def _check_depth(text: str, where: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH before composing (PyYAML's composer recurses)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):  # an iterative state machine
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise RoutesError(
+                    f"{where}:{event.start_mark.line + 1}: the YAML is nested more than "
+                    f"{MAX_DEPTH} levels deep: simplify it"
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def _count_nodes(root: yaml.Node, where: str) -> None:
     """Bound the expanded size of the node graph (aliases share nodes; count them per use)."""
     sizes: dict[int, int] = {}
@@ -419,8 +437,17 @@ def _parse(data: bytes, where: str, base: Path | None) -> RouteSet:
             f"{where}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}): "
             "save the file as UTF-8"
         ) from None
-    loader = _RoutesLoader(text)
     try:
+        loader = _RoutesLoader(text)
+    except yaml.reader.ReaderError as e:  # the reader checks every character up front
+        line = text[: e.position].count("\n") + 1
+        code = e.character if isinstance(e.character, int) else ord(e.character)
+        raise RoutesError(
+            f"{where}:{line}: invalid YAML: character U+{code:04X} is not allowed: "
+            "remove it (control characters cannot appear in YAML)"
+        ) from None
+    try:
+        _check_depth(text, where)
         root = loader.get_single_node()
         if root is None:
             raise RoutesError(f"{where}: the file is empty: it needs a `routes:` list")
