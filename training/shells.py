@@ -25,7 +25,6 @@ Used by the trainer's `init:` config section:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,13 +35,12 @@ from torch import nn
 from voice_router.errors import ModelError
 from voice_router.model.towers import (
     OMNI_AUDIO_PREFIX,
+    OMNI_LM_PREFIX,
+    _select_layers,
     copy_tensors_strict,
     read_prefixed_tensors,
     resolve_checkpoint_dir,
 )
-
-OMNI_LM_PREFIX = "thinker.model."
-_LAYER = re.compile(r"^layers\.(\d+)\.")
 
 
 def prune_layers(
@@ -54,22 +52,7 @@ def prune_layers(
         tensors: state dict of an LM (keys without the checkpoint prefix).
         keep: N (the first N layers) or explicit layer indices, in the order they are stacked.
     """
-    present = sorted({int(m.group(1)) for k in tensors if (m := _LAYER.match(k))})
-    indices = list(range(keep)) if isinstance(keep, int) else list(keep)
-    absent = [i for i in indices if i not in present]
-    if absent:
-        raise ModelError(
-            f"cannot keep layers {absent}: the checkpoint has layers 0..{max(present, default=-1)}."
-        )
-    new_index = {old: new for new, old in enumerate(indices)}
-    out: dict[str, torch.Tensor] = {}
-    for k, v in tensors.items():
-        m = _LAYER.match(k)
-        if m is None:
-            out[k] = v
-        elif int(m.group(1)) in new_index:
-            out[f"layers.{new_index[int(m.group(1))]}." + k[m.end() :]] = v
-    return out
+    return _select_layers(tensors, list(range(keep)) if isinstance(keep, int) else list(keep))
 
 
 def copy_into_shell(

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,16 +47,11 @@ import torch
 from torch import nn
 
 from voice_router.errors import ModelError
+from voice_router.model.registry import AUDIO_ENCODERS, BACKBONES
 
 SAMPLE_RATE = 16000
 MAX_SECONDS = 30.0
 OMNI_AUDIO_PREFIX = "thinker.audio_tower."
-
-try:  # the model engineer's registries; fall back to local dicts until they exist
-    from voice_router.model.registry import AUDIO_ENCODERS, BACKBONES  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - transitional
-    AUDIO_ENCODERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
-    BACKBONES: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,6 +168,9 @@ class AudioTower(nn.Module):
 
     output_dim: int
     n_mels: int
+    #: parameters the forward pass never uses: kept frozen (DDP needs a gradient for every
+    #: trainable parameter), never trained, never saved as trained weights.
+    never_trained: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         super().__init__()
@@ -261,6 +259,8 @@ class Qwen25OmniTower(_OmniTower):
     """Qwen2_5OmniAudioEncoder. Its `audio_bos_eos_token` embedding is never used by the forward
     pass; it is frozen here by construction so DDP never waits for its gradient."""
 
+    never_trained = ("encoder.audio_bos_eos_token.weight",)
+
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__(encoder)
         encoder.audio_bos_eos_token.weight.requires_grad_(False)
@@ -304,7 +304,7 @@ def _build_omni(
     base.pop("model_type", None)
     base.update(overrides)
     encoder = model_cls(config_cls(**base))
-    prefix = str(cfg.get("checkpoint_prefix", OMNI_AUDIO_PREFIX))
+    prefix = str(cfg.get("checkpoint_prefix") or OMNI_AUDIO_PREFIX)
     copy_tensors_strict(encoder, read_prefixed_tensors(ckpt, prefix))
     return tower_cls(encoder)
 
@@ -429,6 +429,10 @@ class ByteTokenizer:
     def __init__(self, max_length: int = 128) -> None:
         self.max_length = max_length
 
+    def special_ids(self) -> tuple[list[int], list[int]]:
+        """(prefix, suffix) ids this tokenizer puts around every text: [bos], [eos]."""
+        return [self.bos_id], [self.eos_id]
+
     def __call__(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Texts -> (input_ids (B, L) long, attention_mask (B, L) long), right-padded."""
         rows = [
@@ -455,6 +459,17 @@ class HFTokenizer:
             self.tok.pad_token = self.tok.eos_token
         self.max_length = max_length
         self.vocab_size = len(self.tok)
+
+    def special_ids(self) -> tuple[list[int], list[int]]:
+        """(prefix, suffix) ids the tokenizer adds to every text ([CLS]/[SEP] for BERT;
+        none for Qwen, whose tokenizer adds no specials)."""
+        ids = self.tok("a")["input_ids"]
+        core = self.tok("a", add_special_tokens=False)["input_ids"]
+        n = len(core)
+        for start in range(len(ids) - n + 1):
+            if ids[start : start + n] == core:
+                return list(ids[:start]), list(ids[start + n :])
+        return [], []
 
     def __call__(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Texts -> (input_ids (B, L), attention_mask (B, L)), right-padded."""
@@ -490,6 +505,10 @@ class Backbone(nn.Module):
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Texts -> (input_ids (B, L), attention_mask (B, L))."""
         return self.tokenizer(texts)
+
+    def audio_special_ids(self) -> tuple[list[int], list[int]]:
+        """Tokens wrapped around audio frames, the same ones that frame every text."""
+        return self.tokenizer.special_ids()
 
     def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, L) ids -> (B, L, H) input embeddings (the backbone's own table)."""
@@ -550,7 +569,97 @@ def build_bert(cfg: dict[str, Any]) -> Backbone:
     return _build_backbone(cfg, BertConfig, BertModel, add_pooling_layer=False)
 
 
+OMNI_LM_PREFIX = "thinker.model."
+_QWEN2_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "max_position_embeddings",
+    "rms_norm_eps",
+    "hidden_act",
+    "attention_dropout",
+)
+
+
+def _thinker_text_config(ckpt: Path) -> dict[str, Any]:
+    """Qwen2Config kwargs equivalent to an Omni checkpoint's thinker text model.
+
+    The thinker uses multimodal RoPE; with one 1-D position stream (text, or audio frames in
+    sequence) all three of its position components are equal and it reduces to Qwen2's RoPE.
+    """
+    conf = _read_json(ckpt / "config.json")
+    text = (conf.get("thinker_config") or {}).get("text_config")
+    if not isinstance(text, dict):
+        raise ModelError(f"{ckpt / 'config.json'} has no thinker_config.text_config.")
+    out = {k: text[k] for k in _QWEN2_KEYS if k in text}
+    theta = text.get("rope_theta") or (text.get("rope_parameters") or {}).get("rope_theta")
+    if theta:
+        out["rope_theta"] = theta
+    return out
+
+
+def build_qwen2_5_omni_thinker(cfg: dict[str, Any]) -> Backbone:
+    """Builder for `backbone.name: qwen2_5_omni_thinker`: the LM of a Qwen2.5-Omni checkpoint
+    (M4, and the layer-pruned 7B configurations) as a standalone Qwen2Model shell.
+
+    `pretrained`: the Omni checkpoint; tensors under `thinker.model.` are copied strictly.
+    `config.num_hidden_layers: N` keeps the first N layers (pruning); `config.keep_layers:
+    [i, ...]` keeps the listed ones instead. Random weights (tests) when not pretrained.
+    """
+    from transformers import Qwen2Config, Qwen2Model
+
+    overrides = dict(cfg.get("config") or {})
+    keep = overrides.pop("keep_layers", None)
+    if keep is not None:
+        overrides["num_hidden_layers"] = len(keep)
+    if not _is_pretrained(cfg):
+        tokenizer: ByteTokenizer | HFTokenizer = ByteTokenizer()
+        overrides.setdefault("vocab_size", tokenizer.vocab_size)
+        return Backbone(Qwen2Model(Qwen2Config(**overrides)), tokenizer)
+    ckpt = resolve_checkpoint_dir(str(cfg["pretrained"]))
+    base = _thinker_text_config(ckpt)
+    base.update(overrides)
+    model = Qwen2Model(Qwen2Config(**base))
+    tensors = read_prefixed_tensors(ckpt, OMNI_LM_PREFIX)
+    n_layers = int(base["num_hidden_layers"])
+    indices = list(keep) if keep is not None else list(range(n_layers))
+    copy_tensors_strict(model, _select_layers(tensors, indices))
+    return Backbone(model, HFTokenizer(str(ckpt)))
+
+
+def _select_layers(tensors: dict[str, torch.Tensor], indices: list[int]) -> dict[str, torch.Tensor]:
+    """Keep `layers.{i}.*` for i in indices, renumbered 0..N-1 (other layers dropped)."""
+    import re
+
+    pat = re.compile(r"^layers\.(\d+)\.")
+    present = {int(m.group(1)) for k in tensors if (m := pat.match(k))}
+    absent = [i for i in indices if i not in present]
+    if absent:
+        raise ModelError(
+            f"cannot keep layers {absent}: the checkpoint has layers 0..{max(present, default=-1)}."
+        )
+    new = {old: i for i, old in enumerate(indices)}
+    out: dict[str, torch.Tensor] = {}
+    for k, v in tensors.items():
+        m = pat.match(k)
+        if m is None:
+            out[k] = v
+        elif int(m.group(1)) in new:
+            out[f"layers.{new[int(m.group(1))]}." + k[m.end() :]] = v
+    return out
+
+
 AUDIO_ENCODERS.update(
     {"whisper": build_whisper, "qwen2_5_omni": build_qwen2_5_omni, "qwen3_omni": build_qwen3_omni}
 )
-BACKBONES.update({"qwen2": build_qwen2, "qwen3": build_qwen3, "bert": build_bert})
+BACKBONES.update(
+    {
+        "qwen2": build_qwen2,
+        "qwen3": build_qwen3,
+        "bert": build_bert,
+        "qwen2_5_omni_thinker": build_qwen2_5_omni_thinker,
+    }
+)

@@ -164,3 +164,41 @@ def test_apply_init_by_module_path(tmp_path: Path) -> None:
     assert torch.equal(holder.backbone.model.norm.weight, lm.state_dict()["norm.weight"])
     with pytest.raises(ModelError, match="no module"):
         shells.apply_init(holder, [{"module": "nope", "checkpoint": str(tmp_path)}])
+
+
+def _save_tokenizer(folder: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[UNK]": 0, "[PAD]": 1, "a": 2, "dog": 3, "barks": 4}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
+    fast.save_pretrained(str(folder))
+
+
+def test_omni_thinker_backbone_pruned_from_checkpoint(tmp_path: Path) -> None:
+    _, lm = _save_omni(tmp_path, "qwen2_5_omni")
+    conf = json.loads((tmp_path / "config.json").read_text())
+    conf["thinker_config"]["text_config"] = {**LM, "vocab_size": 259, "rope_theta": 10000.0}
+    (tmp_path / "config.json").write_text(json.dumps(conf))
+    _save_tokenizer(tmp_path)
+    bb = towers.build_qwen2_5_omni_thinker(
+        {"pretrained": str(tmp_path), "config": {"num_hidden_layers": 2}}
+    )
+    ref = lm.state_dict()
+    got = bb.model.state_dict()
+    assert bb.model.config.num_hidden_layers == 2 and bb.hidden_size == LM["hidden_size"]
+    assert torch.equal(
+        got["layers.1.self_attn.k_proj.weight"], ref["layers.1.self_attn.k_proj.weight"]
+    )
+    ids, mask = bb.tokenize(["a dog barks", "dog"])
+    assert ids[0].tolist() == [2, 3, 4] and mask[1].tolist() == [1, 0, 0]
+    # keep_layers picks and renumbers
+    bb2 = towers.build_qwen2_5_omni_thinker(
+        {"pretrained": str(tmp_path), "config": {"keep_layers": [3]}}
+    )
+    assert torch.equal(
+        bb2.model.state_dict()["layers.0.mlp.down_proj.weight"],
+        ref["layers.3.mlp.down_proj.weight"],
+    )
