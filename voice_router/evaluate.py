@@ -83,6 +83,8 @@ class ManifestRow:
     """The `label` column, stripped ("" when absent)."""
     text: str
     """The `text` column, stripped ("" when absent)."""
+    speaker: str = ""
+    """The `speaker` column, stripped ("" when absent); used to split folds by speaker."""
 
 
 def read_manifest(
@@ -125,6 +127,7 @@ def read_manifest(
                         display=rec["path"],
                         label=rec.get("label", ""),
                         text=rec.get("text", ""),
+                        speaker=rec.get("speaker", ""),
                     )
                 )
     except UnicodeDecodeError as e:
