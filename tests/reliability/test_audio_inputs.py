@@ -423,3 +423,16 @@ def test_mutated_real_files_never_raise_anything_but_audio_error(
         return
     assert out.dtype == np.float32 and out.ndim == 1 and out.size >= 1
     assert np.isfinite(out).all() and np.abs(out).max() <= 1.0
+
+
+def test_fuzz_harness_runs_clean(tmp_path, capsys):
+    """A short, seeded run of the documented fuzz harness (fuzz_decoder.py) finds no failure."""
+    import runpy
+    from pathlib import Path
+
+    harness = runpy.run_path(str(Path(__file__).with_name("fuzz_decoder.py")), run_name="fuzz")
+    status = harness["main"](["--iterations", "150", "--seed", "1", "--crash-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "150 inputs, 0 failures" in out
+    assert status == 0
+    assert list(tmp_path.iterdir()) == []  # no crash files, last-input.bin removed
