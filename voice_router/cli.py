@@ -109,8 +109,15 @@ def build_router(args: argparse.Namespace, tools: Sequence[Any] = ()) -> Any:
         fusion=getattr(args, "fusion", None),
         exemplar_voices=getattr(args, "exemplar_voices", None),
         dispatch=not getattr(args, "dry_run", False),
+        strict_tools=False,
         tool_timeout_s=getattr(args, "tool_timeout", 10.0),
     )
+
+
+def _print_error(e: BaseException) -> None:
+    """`error: <message>` on stderr; a message listing several problems gets one line each."""
+    for line in str(e).splitlines() or [type(e).__name__]:
+        print(f"error: {line}", file=sys.stderr, flush=True)
 
 
 def _print_json(obj: Any) -> None:
@@ -131,7 +138,7 @@ def cmd_route(args: argparse.Namespace) -> int:
             except AudioError as e:
                 failed += 1
                 last_code = e.exit_code
-                print(f"error: {e}", file=sys.stderr, flush=True)
+                _print_error(e)
                 continue
             if args.json:
                 _print_json(m.to_dict())
@@ -375,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except VoiceRouterError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _print_error(e)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

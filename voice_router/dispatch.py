@@ -12,12 +12,13 @@ router goes on (the stuck thread is abandoned, it cannot block interpreter exit)
 from __future__ import annotations
 
 import importlib
-import inspect
 import logging
+import os
 import queue
 import re
+import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,11 @@ def import_tool(path: str) -> Any:
     if not is_import_path(path):
         raise ToolError(f"tool {path!r} is not an import path of the form package.module:attr")
     mod_name, attr = path.split(":", 1)
+    # Like `python -m` (and uvicorn), resolve user modules from the working directory too;
+    # the console script alone would not see ./examples or ./mytools.py.
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.append(cwd)
     try:
         obj: Any = importlib.import_module(mod_name)
     except ImportError as e:
@@ -101,6 +107,11 @@ class ToolRegistry:
             if name in self._tools:
                 return self._tools[name]
             if is_import_path(name):
+                # A registered tool whose name is the path's attribute serves the route without
+                # importing anything (routes/home.yaml works from Python with tools=[...]).
+                attr = name.rsplit(":", 1)[1].rsplit(".", 1)[-1]
+                if attr in self._tools:
+                    return self._tools[attr]
                 if not self.allow_import:
                     raise ToolError(
                         f"route {route!r} names tool {name!r}, an import path; importing code from "
@@ -234,14 +245,3 @@ def invoke_tool(
     msg = f"tool {tool.name!r} (route {route!r}) raised {type(value).__name__}: {value}"
     log.error(msg, exc_info=(type(value), value, value.__traceback__))
     return ToolOutcome(error=msg)
-
-
-def callable_takes(fn: Callable[..., Any], name: str) -> bool:
-    """True if `fn` has a parameter called `name` (or **kwargs)."""
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return False
-    return any(
-        p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()
-    )

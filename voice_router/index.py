@@ -478,7 +478,9 @@ class ClientBackend:
             self.client = QdrantClient(location=":memory:")
         else:
             try:
-                self.client = QdrantClient(url=url, api_key=self._api_key)
+                self.client = QdrantClient(
+                    url=url, api_key=self._api_key, check_compatibility=False
+                )
             except Exception as e:
                 raise IndexStoreError(
                     self._scrub(f"cannot connect to Qdrant at {url}: {e}")

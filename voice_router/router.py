@@ -27,7 +27,7 @@ from voice_router.dispatch import (
     invoke_tool,
     validate_args,
 )
-from voice_router.errors import ModelError, RoutesError, VoiceRouterError
+from voice_router.errors import ModelError, RoutesError, ToolError, VoiceRouterError
 from voice_router.index import (
     KIND_AUDIO,
     KIND_TEXT,
@@ -224,6 +224,9 @@ class VoiceRouter(Runnable[Any, RouteMatch]):
         fusion: how text and audio-exemplar scores combine (`Fusion` or a spec string).
         exemplar_voices: TTS voices per route text (0 = none; None = 12 when espeak-ng exists).
         dispatch: call the matched route's tool (False = decide only).
+        strict_tools: True (default) raises `ToolError` at construction when a route's tool
+            cannot be resolved or its args do not validate; False (the CLI) routes anyway and
+            reports the problem in `RouteMatch.tool_error` of that route's matches.
         tool_timeout_s: give up waiting for a tool after this many seconds.
         top_candidates: how many (route, score) pairs `RouteMatch.candidates` lists.
 
@@ -241,6 +244,7 @@ class VoiceRouter(Runnable[Any, RouteMatch]):
         fusion: Fusion | str | None = None,
         exemplar_voices: int | None = None,
         dispatch: bool = True,
+        strict_tools: bool = True,
         tool_timeout_s: float | None = DEFAULT_TOOL_TIMEOUT_S,
         top_candidates: int = 5,
     ) -> None:
@@ -252,6 +256,8 @@ class VoiceRouter(Runnable[Any, RouteMatch]):
         self.tool_timeout_s = tool_timeout_s
         self.top_candidates = top_candidates
         self.registry = ToolRegistry(tools, allow_import=allow_import)
+        self.strict_tools = strict_tools
+        self.tool_problems: dict[str, str] = {}
         if isinstance(index, RouteIndex):
             self.index = index
             self.model = index.model
@@ -273,8 +279,19 @@ class VoiceRouter(Runnable[Any, RouteMatch]):
         """Resolve every route's tool and validate its args now, not at the first utterance."""
         for r in self.routes.routes:
             if r.tool:
-                tool = self.registry.resolve(r.tool, r.name)
-                validate_args(tool, r.name, r.args, with_match=True)
+                try:
+                    tool = self.registry.resolve(r.tool, r.name)
+                    validate_args(tool, r.name, r.args, with_match=True)
+                except ToolError as e:
+                    if self.strict_tools:
+                        raise
+                    self.tool_problems[r.name] = f"tool not called: {e}"
+        if self.tool_problems:
+            log.warning(
+                "%d route(s) cannot call their tool: %s",
+                len(self.tool_problems),
+                "; ".join(self.tool_problems.values()),
+            )
 
     def _load_vectors(self) -> None:
         rv = self.index.vectors()
@@ -392,7 +409,9 @@ class VoiceRouter(Runnable[Any, RouteMatch]):
         if route is not None:
             r = self.routes.get(route)
             m.tool = r.tool
-            if r.tool and do_dispatch:
+            if r.tool and do_dispatch and r.name in self.tool_problems:
+                m.tool_error = self.tool_problems[r.name]
+            elif r.tool and do_dispatch:
                 tool = self.registry.resolve(r.tool, r.name)
                 out = invoke_tool(
                     tool, r.name, r.args, match=m.to_dict(), timeout_s=self.tool_timeout_s

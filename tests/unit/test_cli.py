@@ -1,0 +1,210 @@
+"""The `voice-router` CLI: output formats, exit codes, one-line errors, extension hooks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from voice_router import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+HOME = ROOT / "routes" / "home.yaml"
+CLIP_A = ROOT / "tests" / "data" / "rhasspy_turn_on_the_living_room_lamp.flac"
+CLIP_B = ROOT / "tests" / "data" / "rhasspy_what_time_is_it.flac"
+FAST = ["--model", "hash", "--qdrant-url", ":memory:", "--exemplar-voices", "0"]
+
+
+def _tone(i: int) -> np.ndarray:
+    """A short audible tone (distinct per i)."""
+    t = np.arange(8000) / 16000
+    return (0.1 * i * np.sin(2 * np.pi * 220 * i * t)).astype(np.float32)
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_route_json_prints_one_object_per_file(capsys):
+    code, out, err = run(capsys, "route", CLIP_A, CLIP_B, "--routes", HOME, "--json", *FAST)
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["file"] for r in rows] == [str(CLIP_A), str(CLIP_B)]
+    for r in rows:
+        assert {"file", "route", "score", "margin", "latency_ms", "candidates"} <= set(r)
+        assert r["route"] is None or isinstance(r["route"], str)
+        assert set(r["latency_ms"]) == {"decode", "embed", "search", "dispatch", "total"}
+        assert r["candidates"][0]["score"] == r["score"]
+    assert "Traceback" not in err
+
+
+def test_route_with_import_path_tools_but_no_opt_in_still_routes(capsys, tmp_path, hash_model):
+    # A route that always matches: its only text is what the hash model gives this clip.
+    sf.write(tmp_path / "c.wav", _tone(1), 16000)
+    (tmp_path / "r.yaml").write_text(
+        "threshold: -1\nmargin: 0\nroutes:\n"
+        "  - {name: a, description: anything, tool: 'examples.home_tools:lights_on'}\n"
+    )
+    code, out, err = run(
+        capsys, "route", tmp_path / "c.wav", "--routes", tmp_path / "r.yaml", "--json", *FAST
+    )
+    assert code == 0
+    row = json.loads(out)
+    assert row["route"] == "a" and row["tool_result"] is None
+    assert "--allow-import" in row["tool_error"]
+    code, out, err = run(
+        capsys,
+        "route",
+        tmp_path / "c.wav",
+        "--routes",
+        tmp_path / "r.yaml",
+        "--json",
+        "--allow-import",
+        *FAST,
+    )
+    row = json.loads(out)
+    assert code == 0 and row["tool_result"] == "Lights on in the living room."
+
+
+def test_unreadable_file_one_line_error_nonzero_and_good_files_still_printed(capsys, tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunk")
+    code, out, err = run(capsys, "route", CLIP_A, bad, "--routes", HOME, "--json", *FAST)
+    assert code == 3
+    assert json.loads(out)["file"] == str(CLIP_A)
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("error: ") and str(bad) in lines[0]
+    assert "Traceback" not in err
+
+
+def test_broken_routes_file_is_one_line_and_exit_4(capsys, tmp_path):
+    (tmp_path / "r.yaml").write_text("routes:\n  - name: a\n    descriptoin: typo\n")
+    for argv in (
+        ["routes", "check", tmp_path / "r.yaml"],
+        ["route", CLIP_A, "--routes", tmp_path / "r.yaml", *FAST],
+    ):
+        code, out, err = run(capsys, *argv)
+        assert code == 4 and out == ""
+        lines = err.splitlines()
+        assert lines and all(line.startswith("error: ") for line in lines)
+        assert "r.yaml:3: " in err and "descriptoin" in err and "Traceback" not in err
+
+
+def test_routes_check_ok(capsys):
+    code, out, _ = run(capsys, "routes", "check", HOME, "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert d["ok"] and "lights_on" in d["routes"]
+
+
+def test_models_lists_names(capsys):
+    code, out, _ = run(capsys, "models", "--json")
+    names = [json.loads(line)["name"] for line in out.splitlines()]
+    assert code == 0 and {"hash", "tiny"} <= set(names)
+
+
+def test_index_audio_then_search(capsys, tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for i in range(3):
+        sf.write(lib / f"c{i}.wav", _tone(i + 1), 16000)
+    (lib / "broken.flac").write_bytes(b"fLaC not really")
+    common = ["--collection", "sounds", "--model", "hash", "--index", tmp_path / "idx", "--json"]
+    code, out, err = run(capsys, "index-audio", lib, *common)
+    d = json.loads(out)
+    assert code == 0 and d["indexed"] == 3 and d["points"] == 3
+    assert [f["path"] for f in d["failed"]] == [str(lib / "broken.flac")]
+    assert "broken.flac" in err
+    code, out, _ = run(capsys, "index-audio", lib, *common)
+    assert json.loads(out)["skipped"] == 3 and json.loads(out)["indexed"] == 0
+    code, out, _ = run(capsys, "search", "a loud hum", "-k", "2", *common)
+    hits = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(hits) == 2 and hits[0]["score"] >= hits[1]["score"]
+    assert all(Path(h["path"]).parent == lib for h in hits)
+
+
+def test_enroll_adds_audio_points(capsys, tmp_path):
+    sf.write(tmp_path / "me.wav", _tone(2), 16000)
+    idx = ["--model", "hash", "--index", tmp_path / "idx"]
+    code, out, err = run(
+        capsys, "enroll", "weather", tmp_path / "me.wav", "--routes", HOME, "--json", *idx
+    )
+    assert code == 0, err
+    assert json.loads(out) == {"route": "weather", "enrolled": 1}
+    code, out, err = run(
+        capsys, "enroll", "no_such_route", tmp_path / "me.wav", "--routes", HOME, *idx
+    )
+    assert code == 4 and "no_such_route" in err
+
+
+@pytest.mark.parametrize("cmd", ["route", "routes", "index-audio", "search", "models", "enroll"])
+def test_help_texts_teach(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main([cmd, "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "usage: voice-router" in out
+    if cmd not in ("routes", "models"):
+        assert "example" in out
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert cli.main([]) == 2
+    assert "examples:" in capsys.readouterr().err
+
+
+def test_keyboard_interrupt_exits_130(capsys, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_models", interrupted)
+    assert cli.main(["models"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+
+
+def test_api_key_never_appears_in_errors(capsys, monkeypatch):
+    monkeypatch.setenv("QDRANT_API_KEY", "s3cret-key-123")
+    code, out, err = run(
+        capsys,
+        "search",
+        "x",
+        "--collection",
+        "c",
+        "--model",
+        "hash",
+        "--qdrant-url",
+        "http://127.0.0.1:9",
+    )
+    assert code == 6 and err.startswith("error: ") and "s3cret-key-123" not in err + out
+
+
+def test_helpers_for_other_subcommands(route_set, routes_file):
+    p = argparse.ArgumentParser()
+    cli.add_common_args(p)
+    cli.add_router_args(p)
+    args = p.parse_args(["--routes", str(routes_file), *FAST, "--dry-run", "--fusion", "max"])
+    with cli.build_router(args) as router:
+        assert [r.name for r in router.routes.routes] == [r.name for r in route_set.routes]
+        assert router.dispatch is False and router.fusion.mode == "max"
+
+
+def test_optional_command_modules(monkeypatch, tmp_path, capsys):
+    (tmp_path / "vr_ext_ok.py").write_text(
+        "def register_cli(sub):\n    p = sub.add_parser('hello')\n"
+        "    p.set_defaults(func=lambda a: print('hi') or 0)\n"
+    )
+    (tmp_path / "vr_ext_broken.py").write_text("import vr_missing_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(cli, "OPTIONAL_COMMAND_MODULES", ("vr_ext_ok", "vr_ext_absent_xyz"))
+    assert cli.main(["hello"]) == 0 and capsys.readouterr().out == "hi\n"
+    # a present module whose own import fails is a bug to show, not to hide
+    monkeypatch.setattr(cli, "OPTIONAL_COMMAND_MODULES", ("vr_ext_broken",))
+    with pytest.raises(ModuleNotFoundError, match="vr_missing_dependency_xyz"):
+        cli.build_parser()
+    sys.modules.pop("vr_ext_broken", None)
