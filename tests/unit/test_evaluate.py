@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from voice_router.evaluate import (
     score_clips,
     spread_subset,
 )
+from voice_router.model.fake import HashEmbeddingModel
 
 ROUTES = ["lights_on", "lights_off", "music"]
 
@@ -278,3 +280,156 @@ def test_calibration_rejects_bad_target() -> None:
     table = _random_table(seed=1, n=10)
     with pytest.raises(VoiceRouterError, match="between 0 and 1"):
         fit_calibration(table, np.full(5, 0.5), 0.0, max_false_accept=1.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end through the CLI and the real router (hash model, in-memory Qdrant, real files)
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "eval"
+CLI_ARGS = ["--model", "hash", "--qdrant-url", ":memory:", "--exemplar-voices", "0", "--json"]
+
+
+def _router(routes: Path | str):
+    from voice_router.router import VoiceRouter
+
+    return VoiceRouter(routes, model="hash", index=":memory:", exemplar_voices=0, dispatch=False)
+
+
+def test_decisions_match_the_router_rule() -> None:
+    router = _router(DATA / "routes.yaml")
+    names = [r.name for r in router.routes.routes]
+    thresholds = np.array([router.routes.route_threshold(r) for r in router.routes.routes])
+    rng = np.random.default_rng(0)
+    dicts = [
+        dict(zip(names, rng.uniform(0.3, 0.7, 3).round(2).tolist(), strict=True))
+        for _ in range(300)
+    ]
+    table = ScoreTable.from_clips([ClipScore(str(i), "", d) for i, d in enumerate(dicts)], names)
+    pred = table.predict(thresholds, router.routes.margin)
+    best, s1, gap = table.top()
+    for i, d in enumerate(dicts):  # rounding to 2 decimals makes ties: tie-breaking counts too
+        route, score, margin, nearest, _ = router.decide(d)
+        assert (names[pred[i]] if pred[i] >= 0 else None) == route
+        assert names[best[i]] == nearest
+        assert s1[i] == pytest.approx(score) and gap[i] == pytest.approx(margin)
+    single = ScoreTable.from_clips([ClipScore("a", "", {"x": 0.3})], ["x"])
+    from voice_router.router import NO_RUNNER_UP
+
+    assert single.top()[2][0] == pytest.approx(0.3 - NO_RUNNER_UP)
+
+
+def test_eval_cli_reports_what_the_router_decides(capsys: pytest.CaptureFixture[str]) -> None:
+    from voice_router.cli import main
+
+    routes, manifest = DATA / "routes.yaml", DATA / "manifest.csv"
+    assert main(["eval", "--routes", str(routes), "--data", str(manifest), *CLI_ARGS]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert (rep["n_rows"], rep["n"], rep["n_unreadable"]) == (5, 3, 2)
+    assert {u["path"] for u in rep["unreadable"]} == {"corrupt.wav", "missing.flac"}
+    # The same clips through the router itself (dry run) give the same report.
+    router = _router(routes)
+    rows = read_manifest(manifest)[:3]
+    got = [router.route(str(r.path)).route for r in rows]
+    expected = ["yes", "on", None]
+    routed = [g == e for g, e in zip(got[:2], expected[:2], strict=True)]
+    assert rep["accuracy"] == pytest.approx(sum(routed) / 2)
+    assert rep["false_accept_rate"] == (1.0 if got[2] is not None else 0.0)
+    assert rep["confusion"]["yes"][got[0] or NO_MATCH] == 1
+    assert rep["confusion"][NO_MATCH][got[2] or NO_MATCH] == 1
+    assert rep["latency_ms"]["p50"] > 0 and rep["latency_ms"]["p95"] >= rep["latency_ms"]["p50"]
+    assert set(rep["per_route"]) == {"yes", "on", "off"}
+
+
+def test_eval_cli_with_noise_changes_audio_not_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    from voice_router.cli import main
+
+    args = ["eval", "--routes", str(DATA / "routes.yaml"), "--data", str(DATA / "manifest.csv")]
+    assert main([*args, *CLI_ARGS, "--noise", "pink", "--snr", "0", "--seed", "3"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["noise"] == {"source": "pink", "snr_db": 0.0, "seed": 3}
+    assert rep["n"] == 3
+
+
+def test_calibrate_cli_writes_routes_that_eval_reproduces(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voice_router.cli import main
+    from voice_router.routes import load_routes
+
+    out = tmp_path / "calibrated.yaml"
+    data = ["--data", str(DATA / "manifest.csv")]
+    assert (
+        main(
+            [
+                "calibrate",
+                "--routes",
+                str(DATA / "routes.yaml"),
+                *data,
+                "--out",
+                str(out),
+                *CLI_ARGS,
+            ]
+        )
+        == 0
+    )
+    cal = json.loads(capsys.readouterr().out)
+    assert cal["after"]["false_accept_rate"] <= 0.05
+    assert cal["after"]["accuracy"] >= cal["before"]["accuracy"]
+    new = load_routes(out)
+    assert [r.name for r in new.routes] == ["yes", "on", "off"]
+    assert new.margin == pytest.approx(cal["after"]["margin"])
+    assert all(r.threshold is not None for r in new.routes)
+    assert main(["eval", "--routes", str(out), *data, *CLI_ARGS]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["accuracy"] == cal["after"]["accuracy"]
+    assert rep["false_accept_rate"] == cal["after"]["false_accept_rate"]
+    # Deterministic: a second fit writes the same file.
+    again = tmp_path / "again.yaml"
+    assert (
+        main(
+            [
+                "calibrate",
+                "--routes",
+                str(DATA / "routes.yaml"),
+                *data,
+                "--out",
+                str(again),
+                *CLI_ARGS,
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert again.read_text() == out.read_text()
+
+
+def test_search_metrics_hand_computed() -> None:
+    from voice_router.audio.io import load_audio
+    from voice_router.evaluate import search_report
+
+    rows = read_manifest(DATA / "manifest.csv", required=("path", "text"))
+    model = HashEmbeddingModel(dim=64)
+    clips = {}
+    for r in rows[:3]:
+        clips[r.path] = load_audio(r.path)
+        model.register_audio(clips[r.path], r.text)  # each clip embeds like its caption
+    rep = search_report(model, rows, loader=lambda p: clips[p] if p in clips else load_audio(p))
+    assert (rep["n_clips"], rep["n_queries"], rep["n_unreadable"]) == (3, 3, 2)
+    assert rep["R@1"] == 1.0 and rep["cvR@5"] == 1.0 and rep["a2t_R@1"] == 1.0
+    # Swap two clips' meanings: their captions now find the other clip first.
+    model.register_audio(clips[rows[0].path], rows[1].text)
+    model.register_audio(clips[rows[1].path], rows[0].text)
+    rep = search_report(model, rows, loader=lambda p: clips[p] if p in clips else load_audio(p))
+    assert rep["R@1"] == pytest.approx(1 / 3, abs=1e-4)
+    assert rep["R@10"] == 1.0
+
+
+def test_eval_search_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    from voice_router.cli import main
+
+    args = ["--data", str(DATA / "manifest.csv"), "--model", "hash", "--json"]
+    assert main(["eval-search", *args]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert (rep["n_clips"], rep["n_queries"]) == (3, 3)
+    assert rep["R@10"] == 1.0  # 3 candidates: every caption's clip is in the top 10
+    assert 0.0 <= rep["R@1"] <= rep["cvR@5"] <= 1.0
