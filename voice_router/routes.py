@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -392,16 +393,19 @@ def load_routes(path: str | os.PathLike[str]) -> RouteSet:
     """
     p = Path(path)
     try:
-        size = p.stat().st_size
-        if p.is_dir():
+        st = p.stat()
+        size = st.st_size
+        if stat.S_ISDIR(st.st_mode):
             raise RoutesError(f"{p}: is a directory: pass a routes YAML file")
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+            raise RoutesError(f"{p}: not a regular file (a pipe or device): pass a YAML file")
         if size > MAX_FILE_BYTES:
             raise RoutesError(
                 f"{p}: the file is {size} bytes; routes files are limited to {MAX_FILE_BYTES} "
                 "bytes: is this the right file?"
             )
         data = p.read_bytes()[: MAX_FILE_BYTES + 1]
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise RoutesError(f"{p}: routes file not found: check the path") from None
     except PermissionError:
         raise RoutesError(f"{p}: permission denied: make the file readable") from None

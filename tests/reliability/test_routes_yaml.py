@@ -7,6 +7,7 @@ property-based tests over random route dicts, random text and dump/load round tr
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -111,11 +112,19 @@ def test_empty_and_comment_only_files(tmp_path):
         assert msg.startswith(path) and "empty" in msg
 
 
-def test_missing_file_and_directory(tmp_path):
+def test_missing_file_directory_and_non_regular_files(tmp_path):
     with pytest.raises(RoutesError, match=r"nope.yaml: routes file not found"):
         load_routes(tmp_path / "nope.yaml")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RoutesError, match=r"routes file not found"):
+        load_routes(tmp_path / "file" / "r.yaml")  # a parent is a file
     with pytest.raises(RoutesError, match="is a directory"):
         load_routes(tmp_path)
+    os.mkfifo(tmp_path / "pipe.yaml")  # reading it would block forever
+    with pytest.raises(RoutesError, match="not a regular file"):
+        load_routes(tmp_path / "pipe.yaml")
+    with pytest.raises(RoutesError, match="not a regular file"):
+        load_routes("/dev/zero")
 
 
 # ----------------------------------------------------------------------------- YAML level

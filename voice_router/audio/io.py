@@ -28,12 +28,13 @@ tests/reliability/test_audio_inputs.py):
   header declares them and while decoding otherwise; pass `max_duration_s=None` to lift the limit.
 
 Speed and memory (measured on the shared 2-core development machine while a training job ran,
-`python -m voice_router.audio.io --bench`): a 30 s 44.1 kHz stereo 16-bit WAV decodes, down-mixes
-and resamples to 16 kHz in 20-39 ms median (min 29 ms at load average 12), FLAC in 47-66 ms;
-the one-shot baseline (`soundfile.read` + mean + `soxr.resample`) took 31-68 ms for the WAV in the
-same runs (its channel mean alone is ~20 ms: numpy's mean over a 2-wide axis is slow, summing
-columns is ~0.7 ms). A 10-minute 48 kHz stereo FLAC peaks at 42.6 MB of traced memory for its
-38.4 MB output (tracemalloc), against 230 MB for the source decoded whole as float32.
+`python -m voice_router.audio.io --bench`, medians over runs at load averages 3-12): a 30 s
+44.1 kHz stereo 16-bit WAV decodes, down-mixes and resamples to 16 kHz in 20-39 ms, FLAC in
+47-121 ms; the one-shot baseline (`soundfile.read` + mean + `soxr.resample`) took 31-100 ms for
+the WAV in the same runs (its channel mean alone is ~20 ms: numpy's mean over a 2-wide axis is
+slow; summing columns takes ~0.7 ms). A 10-minute 48 kHz stereo FLAC peaks at 42.6 MB of
+traced memory for its 38.4 MB output (tracemalloc), against 230 MB for the source decoded whole
+as float32.
 """
 
 from __future__ import annotations
