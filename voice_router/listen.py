@@ -325,11 +325,12 @@ class Listener:
     def _handle(self, item: _Item) -> ListenResult | None:
         u = item.utt
         self.stats.ignored_short = self.segmenter.ignored
-        audio, wake_name = u.audio, None
+        audio, start, wake_name = u.audio, u.start, None
         if self.wake is not None:
-            audio = self._gate(u)
-            if audio is None:
+            gated = self._gate(u)
+            if gated is None:
                 return None
+            audio, start = gated
             wake_name = self.wake.name
         t_start = time.monotonic()
         kwargs = {} if self.dispatch is None else {"dispatch": self.dispatch}
@@ -341,13 +342,13 @@ class Listener:
             return None
         t_done = time.monotonic()
         end_mono, end_wall = self._time_of(u.end)
-        _, start_wall = self._time_of(u.start)
+        _, start_wall = self._time_of(start)
         res = ListenResult(
             match=match,
             index=self.stats.utterances,
             started_at=_iso(start_wall),
             ended_at=_iso(end_wall),
-            start_s=u.start / SAMPLE_RATE,
+            start_s=start / SAMPLE_RATE,
             end_s=u.end / SAMPLE_RATE,
             latency_ms=1000 * (t_done - end_mono),
             processing_ms=1000 * (t_done - item.handed_at),
@@ -361,9 +362,10 @@ class Listener:
         self.stats.matched += int(getattr(match, "route", None) is not None)
         return res
 
-    def _gate(self, u: Utterance) -> np.ndarray | None:
-        """Wake-word gate: the part of `u` after a wake word, or all of `u` when a wake word
-        shortly before armed the gate; None (skipped) otherwise."""
+    def _gate(self, u: Utterance) -> tuple[np.ndarray, int] | None:
+        """Wake-word gate: (audio, speech start sample) of the part of `u` after a wake word,
+        or all of `u` when a wake word shortly before armed the gate; None (skipped) otherwise.
+        """
         hit = self.wake.detect(u.audio)
         min_samples = self.segmenter.min_samples
         if hit is not None:
@@ -372,13 +374,13 @@ class Listener:
             if (u.audio_start + after) < u.end - min_samples:
                 self._armed_until = None
                 self._status(f"wake word {self.wake.name!r} (score {hit.score:.2f})")
-                return u.audio[after:]
+                return u.audio[after:], u.audio_start + after
             self._armed_until = u.end + int(WAKE_ARM_S * SAMPLE_RATE)
             self._status(f"wake word {self.wake.name!r} (score {hit.score:.2f}): listening")
             return None
         if self._armed_until is not None and u.start <= self._armed_until:
             self._armed_until = None
-            return u.audio
+            return u.audio, u.start
         self.stats.no_wake_word += 1
         return None
 

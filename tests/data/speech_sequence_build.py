@@ -2,7 +2,9 @@
 Commands v0.02 (CC BY 4.0, Warden 2018; via /work/shared/data/speech_commands_dev), each trimmed
 to its speech +-250 ms, separated by digital silence. The JSON lists where each clip sits.
 
-Run: .venv/bin/python tests/data/speech_sequence_build.py [DATA_DIR]
+Also builds speech_sequence_alexa.flac (see build_wake).
+
+Run: .venv/bin/python tests/data/speech_sequence_build.py [SPEECH_COMMANDS_DIR [WAKE_PHRASES_DIR]]
 """
 
 from __future__ import annotations
@@ -67,5 +69,58 @@ def main(data_dir: Path) -> None:
     print(json.dumps(meta, indent=1))
 
 
+def build_wake(data_dir: Path = Path("/work/shared/data/wake_phrases")) -> None:
+    """speech_sequence_alexa.flac (+ .json): "yes" (no wake word), "alexa", pause, "stop",
+    then "alexa" + 150 ms + "left" in one breath. The "alexa" clip is from the Picovoice
+    wake-word benchmark (Apache-2.0; ../shared/data/wake_phrases); the commands are the clips
+    of speech_sequence.flac."""
+    from voice_router.audio.wakeword import WakeWordDetector
+
+    out = Path(__file__).parent
+    seq, _ = sf.read(out / "speech_sequence.flac", dtype="float32")
+    meta = json.loads((out / "speech_sequence.json").read_text())
+    words = {c["word"]: seq[c["start"] : c["end"]] for c in meta["clips"]}
+    det = WakeWordDetector("alexa")
+    rows = list(csv.DictReader(open(data_dir / "manifest.csv")))
+    for r in sorted((r for r in rows if r["text"] == "alexa"), key=lambda r: r["path"]):
+        a, sr = sf.read(data_dir / r["path"], dtype="float32")
+        if sr != SR or a.ndim != 1:
+            continue
+        utts = segment(a)
+        if len(utts) != 1:
+            continue
+        u = utts[0]
+        a = a[max(0, u.start - MARGIN) : u.end + MARGIN]
+        if det.scores(a)[0].max() >= 0.9:
+            break
+    else:
+        raise SystemExit("no clean alexa clip")
+    z = lambda s: np.zeros(int(s * SR), np.float32)  # noqa: E731
+    tight = a[: len(a) - MARGIN + int(0.05 * SR)]  # "alexa" then only 150 ms before "left"
+    left = words["left"][MARGIN - int(0.1 * SR) :]
+    parts = [
+        ("silence", z(0.5)), ("yes", words["yes"]), ("silence", z(1.0)), ("alexa", a),
+        ("silence", z(1.0)), ("stop", words["stop"]), ("silence", z(1.0)),
+        ("alexa", tight), ("left", left), ("silence", z(0.9)),
+    ]  # fmt: skip
+    clips, pos = [], 0
+    for name, p in parts:
+        if name != "silence":
+            clips.append({"word": name, "start": pos, "end": pos + len(p)})
+        pos += len(p)
+    audio = np.concatenate([p for _, p in parts])
+    sf.write(out / "speech_sequence_alexa.flac", audio, SR, subtype="PCM_16")
+    meta = {
+        "sample_rate": SR,
+        "samples": len(audio),
+        "clips": clips,
+        "alexa_source": r["path"],
+        "licence": "alexa: Apache-2.0 (Picovoice wake-word benchmark); commands: CC BY 4.0",
+    }
+    (out / "speech_sequence_alexa.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(json.dumps(meta, indent=1))
+
+
 if __name__ == "__main__":
     main(Path(sys.argv[1] if len(sys.argv) > 1 else "/work/shared/data/speech_commands_dev"))
+    build_wake(*(Path(p) for p in sys.argv[2:3]))

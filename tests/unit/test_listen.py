@@ -341,3 +341,85 @@ def test_cli_listen_file_prints_one_json_line_per_utterance(
     out, err = capsys.readouterr()
     assert len(out.splitlines()) == 2 and "ms]" in out
     assert "done: 2 utterance(s)" in err
+
+
+# -- wake-word gate ----------------------------------------------------------------------------
+
+WAKE_SEQ = DATA / "speech_sequence_alexa.flac"
+WAKE_META = json.loads((DATA / "speech_sequence_alexa.json").read_text())
+
+
+def test_wake_word_graphs_match_the_tflite_runtime() -> None:
+    """Our numpy evaluation of each openWakeWord graph equals ai-edge-litert's, incl. the
+    hey_jarvis verifier behind its IF (random inputs reach both branches)."""
+    interp = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert missing")
+    from voice_router.audio.wakeword import _load_graph, _models_dir, available_wake_words
+
+    names = available_wake_words()
+    assert {"alexa", "hey_jarvis"} <= set(names)
+    rng = np.random.default_rng(0)
+    for name in names:
+        g = _load_graph(name)
+        it = interp.Interpreter(model_path=str(_models_dir() / f"{name}.tflite"))
+        it.allocate_tensors()
+        i_in, i_out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+        xs = rng.normal(0, 1, (24, *g.input_shape[1:])).astype(np.float32)
+        ref = []
+        for x in xs:
+            it.set_tensor(i_in, x[None])
+            it.invoke()
+            ref.append(float(it.get_tensor(i_out).reshape(-1)[0]))
+        np.testing.assert_allclose(g.run(xs), ref, atol=5e-5, err_msg=name)
+        if name == "hey_jarvis":
+            assert min(ref) < 0.5 < max(ref)  # both IF branches exercised
+
+
+def test_wake_word_detector_on_real_recordings() -> None:
+    from voice_router.audio.wakeword import WakeWordDetector
+
+    audio, _ = sf.read(WAKE_SEQ, dtype="float32")
+    det = WakeWordDetector("alexa")
+    spans = {}
+    for c in WAKE_META["clips"]:
+        spans.setdefault(c["word"], audio[c["start"] : c["end"]])
+    hit = det.detect(spans["alexa"])
+    assert hit is not None and hit.score >= 0.9
+    assert 0 < hit.end_sample <= len(spans["alexa"])
+    for word in ("yes", "stop", "left"):
+        assert det.detect(spans[word]) is None, word
+
+
+def test_unknown_wake_word_names_the_available_ones() -> None:
+    from voice_router.audio.wakeword import WakeWordDetector
+    from voice_router.errors import ModelError
+
+    with pytest.raises(ModelError, match="unknown wake word 'hey_toaster'.*hey_jarvis"):
+        WakeWordDetector("hey_toaster")
+
+
+def test_only_speech_after_the_wake_word_is_routed() -> None:
+    """ "yes" (no wake word: skipped), "alexa" ... pause ... "stop" (routed: the gate was armed),
+    "alexa left" in one breath (routed: the part after the wake word)."""
+
+    class WordOracle(OracleRouter):
+        def __init__(self) -> None:
+            super().__init__()
+            audio, _ = sf.read(WAKE_SEQ, dtype="float32")
+            alexa = next(c for c in WAKE_META["clips"] if c["word"] == "alexa")
+            self.clips["alexa"] = audio[alexa["start"] : alexa["end"]]
+
+    statuses: list[str] = []
+    listener = listen(FileSource(WAKE_SEQ), WordOracle(), wake_word="alexa",
+                      on_status=statuses.append)  # fmt: skip
+    results = list(listener)
+    assert [r.route for r in results] == ["stop", "left"]
+    assert all(r.wake_word == "alexa" and r.to_dict()["wake_word"] == "alexa" for r in results)
+    assert listener.stats.no_wake_word == 1 and listener.stats.wake_words == 2
+    assert any("wake word 'alexa'" in s for s in statuses)
+    # the one-breath command was routed without the wake word in front of it
+    left = next(c for c in WAKE_META["clips"] if c["word"] == "left")
+    assert results[1].utterance is not None
+    assert results[1].score > 0.5
+    alexa2 = [c for c in WAKE_META["clips"] if c["word"] == "alexa"][1]
+    assert alexa2["start"] / SAMPLE_RATE + 0.5 < results[1].start_s < left["end"] / SAMPLE_RATE
+    assert results[1].end_s > left["start"] / SAMPLE_RATE
