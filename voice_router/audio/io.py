@@ -263,7 +263,7 @@ def _decode(fh: BinaryIO, label: str, target_rate: int, max_duration_s: float | 
 
 def _open_sound(fh: BinaryIO) -> sf.SoundFile:
     """Open a decoder on a file object: by descriptor for real files (libsndfile reads them
-    directly, ~2x faster than Python-level virtual I/O), else through virtual I/O (BytesIO)."""
+    itself, no Python callback per read), else through soundfile's virtual I/O (BytesIO)."""
     try:
         fd = fh.fileno()
     except (OSError, AttributeError, io.UnsupportedOperation):
