@@ -1,0 +1,56 @@
+"""Every example script runs (as a user would run it) and does what it says."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import ROOT
+
+FAST = ["--model", "hash", "--index", ":memory:", "--exemplar-voices", "0"]
+
+
+def _run(script: str, *args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    return out.stdout
+
+
+def test_01_route_a_file():
+    out = _run("01_route_a_file.py", *FAST)
+    decision = json.loads(out[: out.index("\n}\n") + 2])
+    assert decision["file"].endswith("rhasspy_turn_on_the_living_room_lamp.flac")
+    assert {"route", "score", "margin", "latency_ms"} <= set(decision)
+    assert "actions taken:" in out
+
+
+def test_02_langchain_agent_tool():
+    out = _run("02_langchain_agent_tool.py", *FAST)
+    assert "[AIMessage] [{'name': 'voice_router'" in out
+    assert "[ToolMessage] {" in out and "router decided:" in out
+
+
+def test_03_audio_search(tmp_path):
+    out = _run("03_audio_search.py", "--model", "hash", "--index", str(tmp_path / "idx"))
+    first = out.splitlines()[0]
+    n = int(first.split()[1])
+    assert n >= 2 and f"re-run skipped {n}" in first
+    assert "query embedding dim: 32" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "script", ["01_route_a_file.py", "02_langchain_agent_tool.py", "03_audio_search.py"]
+)
+def test_examples_with_the_tiny_torch_model(script, tmp_path):
+    _run(script, "--model", "tiny", "--index", str(tmp_path / "idx"), "--exemplar-voices", "0")

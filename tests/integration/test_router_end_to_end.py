@@ -1,0 +1,154 @@
+"""End to end on real parts: Qdrant Edge on disk and qdrant-client :memory:, the tiny torch
+model, real audio files from tests/data, espeak-ng exemplars, and LangChain tools invoked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from examples import home_tools
+from voice_router import AudioLibrary, RouteIndex, VoiceRouter, VoiceRouterEmbeddings
+from voice_router.index import KIND_AUDIO, ClientBackend, EdgeBackend
+from voice_router.routes import parse_routes
+
+from .conftest import ROOT
+
+CLIP = ROOT / "tests" / "data" / "rhasspy_turn_on_the_living_room_lamp.flac"
+CLIP2 = ROOT / "tests" / "data" / "rhasspy_what_time_is_it.flac"
+
+ROUTES = """\
+threshold: 0.3
+margin: 0.0
+routes:
+  - name: lights_on
+    description: Turn the lights on.
+    examples: ["turn on the lamp", "lights on please"]
+    tool: examples.home_tools:lights_on
+    args: {room: living room}
+  - name: what_time
+    description: Tell me what time it is.
+    examples: ["what time is it"]
+    tool: examples.home_tools:get_time
+  - name: lock_door
+    description: Lock the front door.
+    tool: examples.home_tools:lock_door
+"""
+
+
+def _backend(kind, tmp_path):
+    return EdgeBackend(tmp_path / "idx") if kind == "edge" else ClientBackend(":memory:")
+
+
+@pytest.mark.parametrize("store", ["edge", "memory"])
+def test_enrolled_recording_routes_to_its_tool(store, tmp_path, tiny_model):
+    """A real recording enrolled for a route is routed there and its LangChain tool runs."""
+    home_tools.ACTIONS.clear()
+    rs = parse_routes(ROUTES)
+    index = RouteIndex(tiny_model, _backend(store, tmp_path), exemplar_voices=0)
+    router = VoiceRouter(rs, tools=home_tools.HOME_TOOLS, index=index, fusion="max")
+    from voice_router.audio.io import load_audio
+
+    index.enroll("lights_on", [load_audio(CLIP)], [str(CLIP)])
+    router.refresh()
+    m = router.route(CLIP)
+    assert m.route == "lights_on" and m.score == pytest.approx(1.0, abs=1e-4)
+    assert m.tool_result == "Lights on in the living room." and m.tool_error is None
+    assert home_tools.ACTIONS[-1] == {
+        "tool": "lights_on",
+        "room": "living room",
+        "route": "lights_on",
+    }
+    assert json.loads(json.dumps(m.to_dict()))["file"] == str(CLIP)
+    router.close()
+
+
+def test_edge_restart_writes_nothing_and_edit_reembeds_one_route(tmp_path, tiny_model):
+    rs = parse_routes(ROUTES)
+    with VoiceRouter(
+        rs, model=tiny_model, index=tmp_path / "idx", exemplar_voices=0, dispatch=False
+    ) as r1:
+        n = r1.sync_report.added
+        before = r1.scores(CLIP)
+    assert n == sum(len(r.texts()) for r in rs.routes)
+    with VoiceRouter(
+        rs, model=tiny_model, index=tmp_path / "idx", exemplar_voices=0, dispatch=False
+    ) as r2:
+        assert (r2.sync_report.added, r2.sync_report.removed) == (0, 0)
+        assert r2.scores(CLIP) == pytest.approx(before, abs=1e-6)
+    edited = parse_routes(ROUTES.replace('["what time is it"]', '["what time is it", "the time"]'))
+    with VoiceRouter(
+        edited, model=tiny_model, index=tmp_path / "idx", exemplar_voices=0, dispatch=False
+    ) as r3:
+        assert (r3.sync_report.added, r3.sync_report.removed) == (1, 0)
+
+
+def test_espeak_exemplars_are_built_once(tmp_path, tiny_model):
+    from voice_router import tts
+
+    if not tts.tts_available():
+        pytest.skip("espeak-ng is not installed")
+    rs = parse_routes(ROUTES)
+    with RouteIndex(tiny_model, EdgeBackend(tmp_path), exemplar_voices=2) as idx:
+        rep = idx.sync(rs)
+        n_texts = sum(len(r.texts()) for r in rs.routes)
+        assert rep.added == n_texts * 3 and rep.exemplars_skipped is None
+        assert idx.vectors().kind.count(KIND_AUDIO) == n_texts * 2
+    with RouteIndex(tiny_model, EdgeBackend(tmp_path), exemplar_voices=2) as idx:
+        assert idx.sync(rs).added == 0
+
+
+def test_library_and_embeddings_adapter_against_qdrant_client(tmp_path, tiny_model):
+    lib_dir = tmp_path / "clips"
+    lib_dir.mkdir()
+    shutil.copy(CLIP, lib_dir)
+    shutil.copy(CLIP2, lib_dir)
+    backend = ClientBackend(":memory:")
+    lib = AudioLibrary(tiny_model, "sounds", backend)
+    rep = lib.index_dir(lib_dir)
+    assert rep.indexed == 2 and lib.count() == 2
+    hits = lib.search("what time is it", k=2)
+    # The LangChain adapter queries the same collection through qdrant-client directly.
+    emb = VoiceRouterEmbeddings(tiny_model)
+    q = emb.embed_query("what time is it")
+    assert len(q) == tiny_model.dim and abs(np.linalg.norm(q) - 1) < 1e-4
+    res = backend.client.query_points("sounds", query=q, limit=2, with_payload=True).points
+    assert [p.payload["path"] for p in res] == [h.path for h in hits]
+    assert [p.score for p in res] == pytest.approx([h.score for h in hits], abs=1e-5)
+    docs = emb.embed_documents(["a", "b"])
+    assert len(docs) == 2 and docs[0] != docs[1]
+
+
+def test_default_model_routes_a_real_recording_via_cli(tmp_path, default_model):
+    """The headline command, with the bundled model, on a real recording."""
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "voice_router.cli",
+        "route",
+        str(CLIP),
+        "--routes",
+        str(ROOT / "routes" / "home.yaml"),
+        "--json",
+        "--index",
+        str(tmp_path / "idx"),
+        "--exemplar-voices",
+        "0",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout)
+    assert row["file"] == str(CLIP)
+    assert {"route", "score", "margin", "latency_ms", "candidates"} <= set(row)
+    assert row["candidates"][0]["route"] in {r.name for r in default_model_routes()}
+
+
+def default_model_routes():
+    from voice_router.routes import load_routes
+
+    return load_routes(ROOT / "routes" / "home.yaml").routes
