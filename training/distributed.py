@@ -138,11 +138,15 @@ def fsdp_wrap(
     from torch.distributed.fsdp import fully_shard
 
     mesh = init_device_mesh(info.device.type, (info.world,))
+    # fully_shard refuses 0-d parameters (the logit scale). It stays replicated and needs no
+    # gradient sync: every process computes the same full loss on the gathered embeddings, so
+    # its gradient is already identical everywhere.
+    scalars = {p for p in model.parameters() if p.ndim == 0}
     if layer_classes:
         for m in model.modules():
             if isinstance(m, layer_classes):
                 fully_shard(m, mesh=mesh)
-    fully_shard(model, mesh=mesh)
+    fully_shard(model, mesh=mesh, ignored_params=scalars)
     return model
 
 

@@ -154,7 +154,12 @@ class LogMelFeaturizer:
                 return_tensors="pt",
             )
         feats = out["input_features"].float()  # (B, n_mels, T)
-        lengths = out["attention_mask"].sum(-1).long().clamp(min=1)  # (B,)
+        # Valid frames from the sample count (floor), not from the extractor's mask: the mask
+        # counts one frame more for a clip that is padded than for the same clip when it is
+        # the longest of its batch, which would make embeddings depend on the batch.
+        hop = int(self.extractor.hop_length)
+        n = torch.tensor([len(c) // hop for c in clips], dtype=torch.long)  # (B,)
+        lengths = n.clamp(min=1, max=feats.shape[-1])  # (B,)
         return feats, lengths
 
 
