@@ -110,6 +110,21 @@ def list_input_devices() -> list[InputDevice]:
     return out
 
 
+def _refresh_portaudio() -> None:
+    """Re-initialise PortAudio so its device list reflects a restarted server or a re-plugged
+    device (PortAudio scans devices only at initialisation). Uses sounddevice's documented-by-
+    usage private hooks; skipped when they are absent."""
+    sd = _import_sounddevice()
+    term, init = getattr(sd, "_terminate", None), getattr(sd, "_initialize", None)
+    if term is None or init is None:
+        return
+    try:
+        term()
+        init()
+    except Exception:  # a failed refresh shows up as a failed reopen, with its message
+        pass
+
+
 def _any_input(sd: Any) -> bool:
     try:
         return any(int(d["max_input_channels"]) > 0 for d in sd.query_devices())
@@ -352,6 +367,7 @@ class MicrophoneSource(AudioSource):
                 return
             time.sleep(self.backoff_s * (2**attempt))
             try:
+                _refresh_portaudio()
                 self.info = resolve_input_device(self.device)
                 self._open()
                 self._reopens += 1
