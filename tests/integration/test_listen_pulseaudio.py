@@ -186,3 +186,54 @@ def test_no_audio_server_exits_nonzero_with_clear_message(tmp_path: Path, args: 
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ")
     assert "PulseAudio or PipeWire" in last and "pactl info" in last
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", pytest.param("SIGTERM", marks=pytest.mark.slow)])
+def test_ctrl_c_stops_cleanly_with_a_summary(tmp_path: Path, sig: str) -> None:
+    """Ctrl-C (SIGINT) or SIGTERM while listening: exit 0, a summary line, no traceback.
+    Uses a real-time file source, so it needs no audio server."""
+    import signal
+
+    audio, sr = sf.read(SEQ, dtype="float32")
+    long = tmp_path / "long.flac"
+    sf.write(long, np.tile(audio, 8), sr)  # ~50 s: still running when the signal comes
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(ROUTES)
+    cmd = [
+        sys.executable, "-m", "voice_router.cli", "listen", "--file", str(long), "--realtime",
+        "--routes", str(routes), "--model", "hash", "--qdrant-url", ":memory:",
+        "--exemplar-voices", "0", "--json",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_env()
+    )
+    err_q: queue.Queue = queue.Queue()
+    threading.Thread(target=_reader, args=(proc.stderr, err_q), daemon=True).start()
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not any(x.startswith("listening on") for x in lines):
+            assert time.monotonic() < deadline, lines
+            try:
+                line = err_q.get(timeout=1)
+            except queue.Empty:
+                continue
+            assert line is not None, f"exited early: {lines}"
+            lines.append(line)
+        time.sleep(2.5)  # hear the first command
+        proc.send_signal(getattr(signal, sig))
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    while (line := err_q.get(timeout=5)) is not None:
+        lines.append(line)
+    err = "".join(lines)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    summary = [x for x in lines if x.startswith("stopped: ")]
+    assert len(summary) == 1, err
+    n = len(out.splitlines())
+    assert 1 <= n < 24 and f"{n} utterance(s)" in summary[0], (out, summary)
+    assert "dropped" in summary[0] and "matched" in summary[0]
