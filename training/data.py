@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -343,7 +344,7 @@ def read_source(spec: dict[str, Any], base: Path | None = None) -> tuple[list[Pa
     if fmt not in READERS:
         raise DataError(f"unknown data format {fmt!r}; use one of {sorted(READERS)}.")
     spec = dict(spec)
-    p = Path(str(spec.get("path", "")))
+    p = Path(os.path.expandvars(str(spec.get("path", ""))))  # e.g. $VR_DATA/clotho
     if base is not None and not p.is_absolute():
         p = base / p
     spec["path"] = p

@@ -544,8 +544,9 @@ def _tokenizer_for(cfg: dict[str, Any]) -> ByteTokenizer | HFTokenizer:
 
 def _build_backbone(cfg: dict[str, Any], config_cls: type, model_cls: type, **kw: Any) -> Backbone:
     tokenizer = _tokenizer_for(cfg)
-    if _is_pretrained(cfg):
-        model = model_cls.from_pretrained(str(cfg["pretrained"]), **kw)
+    if _is_pretrained(cfg):  # config values are checked against / override the checkpoint's
+        overrides = {k: v for k, v in (cfg.get("config") or {}).items()}
+        model = model_cls.from_pretrained(str(cfg["pretrained"]), **kw, **overrides)
     else:
         overrides = dict(cfg.get("config") or {})
         overrides.setdefault("vocab_size", tokenizer.vocab_size)
