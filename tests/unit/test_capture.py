@@ -86,6 +86,7 @@ class FakeStream:
         self, sd: FakeSD, device: int, samplerate: int, blocksize: int, callback: Any, **_: Any
     ) -> None:
         self.sd, self.rate, self.blocksize, self.callback = sd, samplerate, blocksize, callback
+        self.channels = _.get("channels", 1)
         self.active = False
         self._t = 0
         sd.opened += 1
@@ -93,6 +94,9 @@ class FakeStream:
     def start(self) -> None:
         if self.sd.fail_open:
             raise FakePortAudioError("Device unavailable")
+        if (self.channels, self.rate) in self.sd.refuse:
+            raise FakePortAudioError("Invalid number of channels / sample rate")
+        self.sd.started += 1
         self.active = True
         threading.Thread(target=self._run, daemon=True).start()
 
@@ -105,7 +109,8 @@ class FakeStream:
                 return
             t = (self._t + np.arange(self.blocksize)) / self.rate
             self._t += self.blocksize
-            block = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[:, None]
+            tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+            block = np.stack([tone] * self.channels, axis=1)  # (frames, channels)
             self.callback(block, self.blocksize, None, FakeFlags())
             sent += 1
             time.sleep(self.sd.block_sleep)
@@ -124,10 +129,12 @@ class FakeSD:
         self.devices = devices
         self.default = type("D", (), {"device": [default_in, default_in]})()
         self.opened = 0
+        self.started = 0
         self.fail_open = False
         self.die_after: int | None = None
         self.stay_dead = True
         self.block_sleep = 0.001
+        self.refuse: set[tuple[int, int]] = set()  # (channels, rate) the "hardware" refuses
 
     def query_devices(self, device: Any = None, kind: str | None = None) -> Any:
         if not self.devices:
@@ -233,4 +240,26 @@ def test_lost_device_is_reopened_then_gives_up_with_device_error(fake_sd: FakeSD
                 fake_sd.stay_dead = True
     assert src.stats()["reopens"] == 1
     assert n >= 5
-    assert fake_sd.opened == 1 + 1 + 2  # first open, one successful reopen, two failed tries
+    assert fake_sd.started == 2  # first open and one successful reopen
+    assert fake_sd.opened > 2  # ... then each of the two failed tries attempted to open
+
+
+def test_device_refusing_mono_and_its_listed_rate_falls_back(fake_sd: FakeSD) -> None:
+    fake_sd.refuse = {(1, 44100), (1, 48000), (1, 16000), (2, 44100)}
+    src = MicrophoneSource("USB Mic")
+    got: list[np.ndarray] = []
+    for b in src:
+        got.append(b)
+        if sum(map(len, got)) >= 16000:
+            src.stop()
+    assert (src.channels, src.stream_rate) == (2, 48000)
+    out = np.concatenate(got)
+    spec = np.abs(np.fft.rfft(out[2000:16000]))
+    assert abs(np.argmax(spec) * 16000 / 14000 - 440) < 5
+    assert 0.25 < np.abs(out[2000:]).max() < 0.35  # stereo down-mixed, not summed
+
+
+def test_device_refusing_everything_gives_device_error(fake_sd: FakeSD) -> None:
+    fake_sd.refuse = {(c, r) for c in (1, 2) for r in (44100, 48000, 16000)}
+    with pytest.raises(DeviceError, match="could not open audio input 'USB Mic'.*Invalid"):
+        next(iter(MicrophoneSource("USB Mic")))

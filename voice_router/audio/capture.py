@@ -311,12 +311,17 @@ class MicrophoneSource(AudioSource):
         self._stream: Any = None
         self.info = resolve_input_device(device)  # fail early, with the clear message
         self.native_rate = int(round(float(self.info["default_samplerate"]))) or SAMPLE_RATE
+        self.stream_rate = self.native_rate  # the rate the open stream really runs at
+        self.channels = 1
 
     # -- the PortAudio callback: copy, enqueue, never block -------------------------------
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         if status and status.input_overflow:
             self._overflows += 1
-        block = indata[:, 0].copy() if indata.ndim == 2 else indata.copy()  # (frames,)
+        if indata.ndim == 2:  # (frames, channels) -> (frames,)
+            block = indata[:, 0].copy() if indata.shape[1] == 1 else indata.mean(axis=1)
+        else:
+            block = indata.copy()
         try:
             self._queue.put_nowait(block)
         except queue.Full:
@@ -331,23 +336,35 @@ class MicrophoneSource(AudioSource):
                 self._dropped += 1
 
     def _open(self) -> None:
+        """Open and start the stream: native rate and mono first, then other common rates and
+        the device's channel count (some hardware devices refuse mono or their listed rate);
+        the callback down-mixes and `blocks()` resamples whatever was accepted."""
         sd = _import_sounddevice()
-        try:
-            stream = sd.InputStream(
-                device=int(self.info["index"]),
-                samplerate=self.native_rate,
-                channels=1,
-                dtype="float32",
-                blocksize=max(1, int(round(self.native_rate * self.block_ms / 1000))),
-                callback=self._callback,
-            )
-            stream.start()
-        except (sd.PortAudioError, ValueError) as e:
-            raise DeviceError(
-                f"could not open audio input {self.info['name']!r} at {self.native_rate} Hz "
-                f"({e}); {_CHECK_AUDIO}"
-            ) from e
-        self._stream = stream
+        max_ch = max(1, int(self.info["max_input_channels"]))
+        rates = list(dict.fromkeys([self.native_rate, 48000, 44100, SAMPLE_RATE]))
+        first: Exception | None = None
+        for channels in dict.fromkeys([1, min(max_ch, 2)]):
+            for rate in rates:
+                try:
+                    stream = sd.InputStream(
+                        device=int(self.info["index"]),
+                        samplerate=rate,
+                        channels=channels,
+                        dtype="float32",
+                        blocksize=max(1, int(round(rate * self.block_ms / 1000))),
+                        callback=self._callback,
+                    )
+                    stream.start()
+                except (sd.PortAudioError, ValueError) as e:
+                    first = first or e
+                    continue
+                self.stream_rate, self.channels = rate, channels
+                self._stream = stream
+                return
+        raise DeviceError(
+            f"could not open audio input {self.info['name']!r} at {self.native_rate} Hz "
+            f"({first}); {_CHECK_AUDIO}"
+        ) from first
 
     def _close(self) -> None:
         stream, self._stream = self._stream, None
@@ -384,12 +401,8 @@ class MicrophoneSource(AudioSource):
     def blocks(self) -> Iterator[np.ndarray]:
         import soxr
 
-        resampler = (
-            soxr.ResampleStream(self.native_rate, SAMPLE_RATE, 1, dtype="float32")
-            if self.native_rate != SAMPLE_RATE
-            else None
-        )
         self._open()
+        resampler, resampler_rate = None, None
         last_data = time.monotonic()
         timeout = self.start_timeout_s  # the first block after (re)opening may take a while
         try:
@@ -408,6 +421,13 @@ class MicrophoneSource(AudioSource):
                 timeout = self.stall_timeout_s
                 if self.first_block_at is None:
                     self.first_block_at = last_data
+                if resampler_rate != self.stream_rate:  # first block, or reopened at a new rate
+                    resampler_rate = self.stream_rate
+                    resampler = (
+                        soxr.ResampleStream(resampler_rate, SAMPLE_RATE, 1, dtype="float32")
+                        if resampler_rate != SAMPLE_RATE
+                        else None
+                    )
                 out = block if resampler is None else resampler.resample_chunk(block)
                 if len(out):
                     yield np.asarray(out, dtype=np.float32)
