@@ -158,3 +158,35 @@ def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"train\.stepz"):
         T.load_run_config(p)
     assert main(["train", "--config", str(p), "--out", str(tmp_path / "o")]) != 0
+
+
+@pytest.mark.slow  # ~9 s here, mostly the first import of the Qwen3-Omni modelling code
+def test_gpu_m1_step_script_runs_tiny_on_cpu(tmp_path: Path) -> None:
+    """benchmarks/gpu_m1_step.py is ready for a GPU: its toy-size variant runs here."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "gpu_m1_step.py"
+    spec = importlib.util.spec_from_file_location("gpu_m1_step", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "r.json"
+    rc = mod.main(
+        [
+            "--tiny",
+            "--device",
+            "cpu",
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+            "--seconds",
+            "1",
+            "--fp32",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert r["config"] == "m1 (tiny)" and len(r["losses"]) == 2 and r["params_total"] > 0
