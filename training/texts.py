@@ -184,7 +184,7 @@ def minimal_pair_texts() -> list[tuple[str, str]]:
                 out += [(tpl.format(a=a, d=d), group), (tpl.format(a=b, d=d), group)]
     for a, b in OPPOSITES:
         for tpl in ("{a}", "{a} please", "go {a}", "turn it {a}", "move {a}", "volume {a}"):
-            group = tpl.format(a="_")
+            group = f"{tpl.format(a='_')} ({a}/{b})"
             out += [(tpl.format(a=a), group), (tpl.format(a=b), group)]
     seen: set[str] = set()
     uniq = []

@@ -1,0 +1,107 @@
+"""Tests of the synthetic corpus: texts, augmentation, specs, batched featurisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training import augment, texts
+from training.corpus import HOLDOUT_VARIANTS, ClipSpec, featurize
+
+
+def test_normalise_and_swap() -> None:
+    assert texts.normalise("Turn ON the Lights!  ") == "turn on the lights"
+    assert texts.normalise("what's up?") == "what's up"
+    assert texts.swap_opposite("turn on the fan") == "turn off the fan"
+    assert texts.swap_opposite("move it left now") == "move it right now"
+    assert texts.swap_opposite("hello there") is None
+
+
+def test_ngrams_counts_and_order() -> None:
+    got = texts.ngrams(["a b c", "a b d", "x a b"], 2, top=5, min_count=2)
+    assert got == ["a b"]
+    assert texts.ngrams(["a b", "b a", "a b"], 1, top=1) == ["a"]
+
+
+def test_minimal_pairs_come_in_groups() -> None:
+    pairs = texts.minimal_pair_texts()
+    groups: dict[str, list[str]] = {}
+    for t, g in pairs:
+        groups.setdefault(g, []).append(t)
+    assert groups["turn _ the fan"] == ["turn on the fan", "turn off the fan"]
+    assert all(len(v) == 2 for v in groups.values())
+
+
+def test_text_items_deterministic_and_splits_disjoint(tmp_path) -> None:  # noqa: ANN001
+    csv = tmp_path / "slurp_text.csv"
+    rows = [f"devel,{i},turn on the lamp number {i},iot_on" for i in range(60)]
+    rows += [f"devel,{i + 60},what time is it in city {i},time" for i in range(60)]
+    csv.write_text("split,slurp_id,text,intent\n" + "\n".join(rows) + "\n")
+    a = texts.build_text_items(n_commands=80, data_dir=tmp_path, val_fraction=0.2)
+    b = texts.build_text_items(n_commands=80, data_dir=tmp_path, val_fraction=0.2)
+    assert a == b
+    by_text = {i.text: i for i in a}
+    assert len(by_text) == len(a)
+    assert all(by_text[w].split == "train" for w in ("yes", "no", "stop"))
+    cmds = [i for i in a if i.kind == "command"]
+    assert len(cmds) == 80
+    assert {i.split for i in cmds} == {"train", "val"}
+    # a command's opposite twin shares its split (no val text has a train twin)
+    for i in cmds:
+        twin = texts.swap_opposite(i.text)
+        if twin in by_text and by_text[twin].kind == "pair":
+            assert by_text[twin].split == i.split
+
+
+def test_augment_is_deterministic_and_bounded() -> None:
+    rng = np.random.default_rng(0)
+    clean = (0.5 * np.sin(np.arange(16000) / 8)).astype(np.float32)
+    others = [rng.standard_normal(8000).astype(np.float32) * 0.1]
+    x = augment.augment(clean, np.random.default_rng(42), others)
+    y = augment.augment(clean, np.random.default_rng(42), others)
+    z = augment.augment(clean, np.random.default_rng(43), others)
+    assert np.array_equal(x, y)
+    assert not (x.size == z.size and np.allclose(x, z))
+    assert x.dtype == np.float32 and np.max(np.abs(x)) <= 1.0
+    assert 0.6 * clean.size < x.size < 2.5 * clean.size
+
+
+def test_colored_noise_spectra() -> None:
+    rng = np.random.default_rng(0)
+    n = 1 << 15
+    slopes = {}
+    for kind in ("white", "pink", "brown"):
+        x = augment.colored_noise(rng, n, kind)
+        assert abs(np.sqrt(np.mean(x**2)) - 1) < 1e-3
+        p = np.abs(np.fft.rfft(x)) ** 2
+        lo, hi = p[10:100].mean(), p[5000:10000].mean()
+        slopes[kind] = lo / hi
+    assert slopes["white"] < slopes["pink"] < slopes["brown"]
+
+
+def test_rir_decays() -> None:
+    rir = augment.synthetic_rir(np.random.default_rng(1), rt60=0.4)
+    e = rir[1:] ** 2
+    third = e.size // 3
+    assert e[:third].sum() > 10 * e[2 * third :].sum()
+
+
+def test_spec_voice_id() -> None:
+    s = ClipSpec("x-0", "yes", "x", "essential", "", "espeak", "en-us+m3", 170, 50, "train")
+    assert s.voice_id == "espeak:en-us+m3"
+    assert "m3" not in HOLDOUT_VARIANTS
+
+
+def test_featurize_batched_equals_single() -> None:
+    torch = pytest.importorskip("torch")
+    from voice_router.model.speech_embedding import load_speech_embedding_frontend
+
+    fe = load_speech_embedding_frontend()
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (9000, 20000, 31000)]
+    got = featurize(fe, waves)
+    for w, g in zip(waves, got, strict=True):
+        with torch.no_grad():
+            ref = fe(torch.from_numpy(w)[None])[0].numpy()
+        assert g.shape == ref.shape and g.dtype == np.float16
+        assert np.abs(g.astype(np.float32) - ref).max() < 0.05
