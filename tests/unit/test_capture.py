@@ -55,7 +55,7 @@ def test_realtime_array_source_is_paced_and_stoppable() -> None:
             src.stop()
     elapsed = time.monotonic() - t0
     assert n == 10
-    assert 0.25 <= elapsed < 0.6  # 10 blocks of 32 ms arrive in about real time
+    assert 0.25 <= elapsed < 1.5  # 10 blocks of 32 ms arrive in about real time (not at once)
 
 
 def test_file_source_matches_file_contents() -> None:
