@@ -177,8 +177,8 @@ def cmd_routes_check(args: argparse.Namespace) -> int:
 
 def cmd_index_audio(args: argparse.Namespace) -> int:
     """Index a folder of audio into a library collection."""
+    from voice_router.index import resolve_model
     from voice_router.library import AudioLibrary
-    from voice_router.router import resolve_model
 
     model = resolve_model(args.model)
     with AudioLibrary(model, args.collection, open_store(args)) as lib:
@@ -198,8 +198,8 @@ def cmd_index_audio(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Search a library collection by text."""
+    from voice_router.index import resolve_model
     from voice_router.library import AudioLibrary
-    from voice_router.router import resolve_model
 
     model = resolve_model(args.model)
     with AudioLibrary(model, args.collection, open_store(args)) as lib:
@@ -238,8 +238,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_enroll(args: argparse.Namespace) -> int:
     """Store recordings of a route as its audio exemplars."""
     from voice_router.audio.io import load_audio
-    from voice_router.index import RouteIndex
-    from voice_router.router import resolve_model
+    from voice_router.index import RouteIndex, resolve_model
     from voice_router.routes import load_routes
 
     routes = load_routes(args.routes)

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from voice_router.errors import IndexStoreError, VoiceRouterError
+from voice_router.errors import IndexStoreError, ModelError, VoiceRouterError
 
 if TYPE_CHECKING:
     from voice_router.model.base import EmbeddingModel
@@ -351,12 +351,10 @@ class EdgeBackend:
         if not points:
             return
         col = self._col(name)
-        need = sum(4 * col.dim + 1024 for _ in points) * 4
+        mat = _checked_vectors(points, col.dim)  # (N, D)
+        need = len(points) * (4 * col.dim + 1024) * 4
         self._check_space(col.folder, need)
-        edge_points = [
-            q.Point(p.id, np.asarray(p.vector, dtype=np.float32).tolist(), p.payload)
-            for p in points
-        ]
+        edge_points = [q.Point(p.id, mat[i].tolist(), p.payload) for i, p in enumerate(points)]
         with self._lock:
             try:
                 col.shard.update(q.UpdateOperation.upsert_points(edge_points))
@@ -539,11 +537,10 @@ class ClientBackend:
 
         if not points:
             return
+        mat = _checked_vectors(points, self._dims.get(name))  # (N, D)
         pts = [
-            models.PointStruct(
-                id=p.id, vector=np.asarray(p.vector, dtype=np.float32).tolist(), payload=p.payload
-            )
-            for p in points
+            models.PointStruct(id=p.id, vector=mat[i].tolist(), payload=p.payload)
+            for i, p in enumerate(points)
         ]
         self._call("upsert", self.client.upsert, name, points=pts, wait=True)
 
@@ -626,6 +623,23 @@ class ClientBackend:
             self.client.close()
         except Exception as e:  # pragma: no cover - best effort
             log.debug("closing qdrant client: %s", e)
+
+
+def _checked_vectors(points: Sequence[PointRecord], dim: int | None = None) -> np.ndarray:
+    """The points' vectors as (N, D) float32; refuses NaN/Inf or a wrong dimension, so a
+    broken model can never poison the store."""
+    mat = np.stack([np.asarray(p.vector, dtype=np.float32).reshape(-1) for p in points])  # (N, D)
+    if dim is not None and mat.shape[1] != dim:
+        raise IndexStoreError(f"vectors have dimension {mat.shape[1]}, the collection {dim}")
+    bad = ~np.isfinite(mat).all(axis=1)  # (N,)
+    if bad.any():
+        first = points[int(np.argmax(bad))].payload
+        what = first.get(P_TEXT) or first.get("path") or "?"
+        raise IndexStoreError(
+            f"the model produced non-finite values (NaN/Inf) for {int(bad.sum())} point(s), e.g. "
+            f"{what!r}; nothing of that batch was stored: check the model's weights"
+        )
+    return mat
 
 
 def _os_error(e: OSError, what: str) -> IndexStoreError:
@@ -726,6 +740,26 @@ def embed_audio_pooled(model: EmbeddingModel, audio: np.ndarray) -> np.ndarray:
     embs = np.asarray(model.embed_audio(pieces), dtype=np.float32)  # (C, D)
     v = embs.mean(axis=0)  # (D,)
     return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+
+
+def resolve_model(model: EmbeddingModel | str) -> EmbeddingModel:
+    """An `EmbeddingModel` from an instance or a name: "hash"/"hash-<dim>" (the deterministic
+    fake, for plumbing tests only), or anything `voice_router.model.load_model` accepts."""
+    if not isinstance(model, str):
+        return model
+    if model == "hash" or model.startswith("hash-"):
+        from voice_router.model.fake import HashEmbeddingModel
+
+        try:
+            dim = int(model.split("-", 1)[1]) if "-" in model else 32
+        except ValueError:
+            raise ModelError(f"model {model!r}: use hash or hash-<dim>, e.g. hash-64") from None
+        return HashEmbeddingModel(dim=dim)
+    try:
+        from voice_router.model import load_model
+    except ImportError as e:  # pragma: no cover - the model package is part of voice-router
+        raise ModelError(f"cannot load model {model!r}: {e}") from None
+    return load_model(model)
 
 
 class RouteIndex:

@@ -37,6 +37,7 @@ from voice_router.index import (
     SyncReport,
     VectorBackend,
     embed_audio_pooled,
+    resolve_model,
 )
 
 if TYPE_CHECKING:
@@ -164,26 +165,6 @@ class RouteMatch:
             tool_error=self.tool_error,
         )
         return d
-
-
-def resolve_model(model: EmbeddingModel | str) -> EmbeddingModel:
-    """An `EmbeddingModel` from an instance or a name: "hash"/"hash-<dim>" (the deterministic
-    fake, for plumbing tests only), or anything `voice_router.model.load_model` accepts."""
-    if not isinstance(model, str):
-        return model
-    if model == "hash" or model.startswith("hash-"):
-        from voice_router.model.fake import HashEmbeddingModel
-
-        try:
-            dim = int(model.split("-", 1)[1]) if "-" in model else 32
-        except ValueError:
-            raise ModelError(f"model {model!r}: use hash or hash-<dim>, e.g. hash-64") from None
-        return HashEmbeddingModel(dim=dim)
-    try:
-        from voice_router.model import load_model
-    except ImportError as e:  # pragma: no cover - the model package is part of voice-router
-        raise ModelError(f"cannot load model {model!r}: {e}") from None
-    return load_model(model)
 
 
 def resolve_routes(routes: RouteSet | str | os.PathLike[str]) -> RouteSet:

@@ -1,0 +1,250 @@
+"""Index faults give clear errors, never hangs or crashes: corrupt or foreign folders, a second
+process on the same folder, a model of another dimension, a full disk."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voice_router import AudioLibrary, RouteIndex
+from voice_router.errors import IndexStoreError
+from voice_router.index import MANIFEST_NAME, ClientBackend, EdgeBackend
+from voice_router.model.fake import HashEmbeddingModel
+from voice_router.routes import parse_routes
+
+ROOT = Path(__file__).resolve().parents[2]
+RS = parse_routes("routes:\n  - {name: a, description: open the door, examples: [x, y]}\n")
+
+
+def _build(path: Path, model) -> Path:
+    with RouteIndex(model, EdgeBackend(path), exemplar_voices=0) as idx:
+        idx.sync(RS)
+        return path / idx.collection
+
+
+def _open(path: Path, model) -> RouteIndex:
+    return RouteIndex(model, EdgeBackend(path), exemplar_voices=0)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "missing_segment_file", "bad_edge_config"])
+def test_corrupt_folder_is_a_clear_error(tmp_path, hash_model, damage):
+    col = _build(tmp_path, hash_model)
+    if damage == "garbage":
+        for f in list(col.glob("segments/**/*")) + list(col.glob("wal/*")):
+            if f.is_file():
+                with open(f, "r+b") as fh:
+                    fh.write(os.urandom(64))
+    elif damage == "missing_segment_file":
+        for f in col.glob("segments/*/segment.json"):
+            f.unlink()
+    else:
+        (col / "edge_config.json").write_text("{{{")
+    with pytest.raises(IndexStoreError, match=r"corrupt or unreadable.*delete that folder"):
+        _open(tmp_path, hash_model)
+    shutil.rmtree(col)  # the advice works: rebuilt from the routes file
+    with _open(tmp_path, hash_model) as idx:
+        assert idx.sync(RS).added == 3
+
+
+def test_foreign_folders_are_refused(tmp_path, hash_model):
+    col = tmp_path / f"routes_{hash_model.fingerprint}"
+    col.mkdir()
+    (col / "photo.jpg").write_bytes(b"\xff\xd8\xff")
+    with pytest.raises(IndexStoreError, match="not a voice-router index"):
+        _open(tmp_path, hash_model)
+    assert (col / "photo.jpg").read_bytes() == b"\xff\xd8\xff"  # nothing was touched
+    (col / "photo.jpg").unlink()
+    (col / MANIFEST_NAME).write_text('{"format": "something-else"}')
+    with pytest.raises(IndexStoreError, match="not a voice-router index collection"):
+        _open(tmp_path, hash_model)
+    # an index path that is a file
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(IndexStoreError, match="is a file, not a folder"):
+        EdgeBackend(tmp_path / "file")
+
+
+def test_foreign_qdrant_collection_on_a_server_is_refused():
+    from qdrant_client import models
+
+    backend = ClientBackend(":memory:")
+    backend.client.create_collection(
+        "theirs", vectors_config=models.VectorParams(size=32, distance=models.Distance.COSINE)
+    )
+    backend.client.upsert(
+        "theirs",
+        [models.PointStruct(id=str(uuid.uuid4()), vector=[0.1] * 32, payload={"title": "x"})],
+    )
+    with pytest.raises(IndexStoreError, match="not written by voice-router"):
+        AudioLibrary(HashEmbeddingModel(32), "theirs", backend)
+
+
+def test_second_process_on_the_same_folder_gets_a_clear_error_not_a_hang(tmp_path, hash_model):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            f"sys.path.insert(0, {str(ROOT)!r})\n"
+            "from voice_router.index import RouteIndex, EdgeBackend\n"
+            "from voice_router.model.fake import HashEmbeddingModel\n"
+            f"idx = RouteIndex(HashEmbeddingModel(32), EdgeBackend({str(tmp_path)!r}), "
+            "exemplar_voices=0)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        t0 = time.perf_counter()
+        with pytest.raises(
+            IndexStoreError, match=rf"in use by another process \(pid {holder.pid}\)"
+        ):
+            _open(tmp_path, hash_model)
+        assert time.perf_counter() - t0 < 2.0
+        # the CLI says the same in one line, with the index error's exit code
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "voice_router.cli",
+                "enroll",
+                "what_time",
+                str(ROOT / "tests" / "data" / "rhasspy_what_time_is_it.flac"),
+                "--routes",
+                str(ROOT / "routes" / "home.yaml"),
+                "--model",
+                "hash",
+                "--index",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+        assert out.returncode == 6 and out.stderr.count("\n") == 1
+        assert out.stderr.startswith("error: ") and "in use by another process" in out.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    with _open(tmp_path, hash_model) as idx:  # the lock died with its holder
+        assert idx.count() == 0
+
+
+def test_model_with_another_dimension_is_refused(tmp_path):
+    lib = AudioLibrary(HashEmbeddingModel(32), "sounds", EdgeBackend(tmp_path))
+    lib.close()
+    with pytest.raises(IndexStoreError, match="built with dimension 32, but the model gives 64"):
+        AudioLibrary(HashEmbeddingModel(64), "sounds", EdgeBackend(tmp_path))
+    with pytest.raises(IndexStoreError, match="another model"):
+        AudioLibrary(HashEmbeddingModel(32, seed=7), "sounds", EdgeBackend(tmp_path))
+    backend = ClientBackend(":memory:")
+    AudioLibrary(HashEmbeddingModel(32), "sounds", backend)
+    with pytest.raises(IndexStoreError, match="dimension 32, but the model gives 64"):
+        AudioLibrary(HashEmbeddingModel(64), "sounds", backend)
+
+
+def test_disk_full_while_writing_the_manifest_is_a_clear_error(tmp_path, hash_model, monkeypatch):
+    real_open = open
+
+    def full_open(path, mode="r", *a, **kw):
+        if "w" in mode and str(path).endswith(".tmp"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, mode, *a, **kw)
+
+    monkeypatch.setattr("builtins.open", full_open)
+    with pytest.raises(IndexStoreError, match="disk full"):
+        _open(tmp_path, hash_model)
+    monkeypatch.undo()
+    with _open(tmp_path, hash_model) as idx:  # nothing half-written was left behind
+        assert idx.sync(RS).added == 3
+
+
+def _mount_tmpfs(path: Path, size: str) -> bool:
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        return False
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
+    return r.returncode == 0
+
+
+def test_real_full_disk_is_refused_before_edge_can_crash(tmp_path):
+    """On a really full filesystem Qdrant Edge dies with SIGBUS inside its memory-mapped WAL
+    (measured); the free-space check refuses first, the process lives and data stays intact."""
+    mnt = tmp_path / "mnt"
+    if not _mount_tmpfs(mnt, "160m"):
+        pytest.skip("needs root and a mountable tmpfs to make a real full disk")
+    try:
+        script = (
+            "import sys\n"
+            f"sys.path.insert(0, {str(ROOT)!r})\n"
+            "from voice_router.index import RouteIndex, EdgeBackend\n"
+            "from voice_router.errors import IndexStoreError\n"
+            "from voice_router.model.fake import HashEmbeddingModel\n"
+            "from voice_router.routes import parse_routes\n"
+            "rs = parse_routes('routes:\\n  - {name: a, description: open the door}\\n"
+            "  - {name: b, description: ' + sys.argv[2] + '}\\n')\n"
+            "try:\n"
+            "    with RouteIndex(HashEmbeddingModel(32), EdgeBackend(sys.argv[1]), "
+            "exemplar_voices=0) as idx:\n"
+            "        print('added', idx.sync(rs).added, 'count', idx.count())\n"
+            "except IndexStoreError as e:\n"
+            "    print('refused', e)\n"
+        )
+        run = lambda text: subprocess.run(  # noqa: E731
+            [sys.executable, "-c", script, str(mnt / "idx"), text],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        first = run("close the door")
+        assert first.returncode == 0 and first.stdout.startswith("added 2 count 2"), first.stderr
+        free = shutil.disk_usage(mnt).free
+        with open(mnt / "ballast", "wb") as f:  # leave ~40 MiB free
+            f.truncate(0)
+            f.write(b"\0" * max(0, free - 40 * 2**20))
+        full = run("lock the door")
+        assert full.returncode == 0, f"process died ({full.returncode}): {full.stderr}"
+        assert full.stdout.startswith("refused disk full"), full.stdout
+        (mnt / "ballast").unlink()
+        again = run("close the door")
+        assert again.stdout.startswith("added 0 count 2"), again.stdout + again.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_tiny_disk_refuses_to_create_an_index(tmp_path):
+    mnt = tmp_path / "small"
+    if not _mount_tmpfs(mnt, "8m"):
+        pytest.skip("needs root and a mountable tmpfs")
+    try:
+        with pytest.raises(IndexStoreError, match=r"disk full: only .* MiB free"):
+            RouteIndex(HashEmbeddingModel(32), EdgeBackend(mnt / "idx"), exemplar_voices=0)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_bad_vectors_never_reach_the_index(hash_model):
+    """A model returning NaN is caught before anything is stored."""
+
+    class NaNModel(HashEmbeddingModel):
+        def embed_text(self, texts):
+            return np.full((len(texts), self.dim), np.nan, np.float32)
+
+    idx = RouteIndex(NaNModel(32, seed=3), ClientBackend(":memory:"), exemplar_voices=0)
+    with pytest.raises(IndexStoreError, match="non-finite"):
+        idx.sync(RS)
+    assert idx.count() == 0
