@@ -157,3 +157,73 @@ def transformer_layer_classes(model: nn.Module) -> tuple[type[nn.Module], ...]:
         names.update(getattr(m, "_no_split_modules", None) or [])
     found = {type(m) for m in model.modules() if type(m).__name__ in names}
     return tuple(sorted(found, key=lambda c: c.__name__))
+
+
+def _fsdp_options(**kw: bool) -> object:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True, **kw)
+
+
+def full_state(
+    module: nn.Module, optimizer: torch.optim.Optimizer | None, info: DistInfo, strategy: str
+) -> tuple[dict, dict | None]:
+    """Unsharded (model, optimizer) state dicts: on the main process complete, elsewhere empty
+    under FSDP (every process must call this: it is a collective). Plain state dicts otherwise.
+    """
+    if strategy != "fsdp" or not info.enabled:
+        return module.state_dict(), optimizer.state_dict() if optimizer is not None else None
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    msd = get_model_state_dict(module, options=_fsdp_options())
+    osd = (
+        get_optimizer_state_dict(module, optimizer, options=_fsdp_options())
+        if optimizer is not None
+        else None
+    )
+    return msd, osd
+
+
+def load_full_state(
+    module: nn.Module, optimizer: torch.optim.Optimizer, state: dict, info: DistInfo, strategy: str
+) -> None:
+    """Inverse of `full_state` (resume): plain load, or FSDP broadcast from the main process."""
+    if strategy != "fsdp" or not info.enabled:
+        module.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        return
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    set_model_state_dict(module, state["model"], options=opts)
+    set_optimizer_state_dict(module, optimizer, state["optimizer"], options=opts)
+
+
+def unshard_to_plain(module: nn.Module, full: dict[str, torch.Tensor]) -> nn.Module:
+    """Turn an FSDP2-sharded module back into a plain one holding the gathered tensors.
+
+    Used on the main process after training, so the model can be saved and evaluated alone
+    (no collectives). `full` comes from `full_state` (complete on the main process).
+    """
+    from torch.distributed.fsdp import FSDPModule
+
+    for name, p in list(module.named_parameters()):
+        owner_name, _, leaf = name.rpartition(".")
+        owner = module.get_submodule(owner_name) if owner_name else module
+        owner._parameters[leaf] = nn.Parameter(
+            full[name].to(p.device if p.device.type != "meta" else "cpu"),
+            requires_grad=p.requires_grad,
+        )
+    for m in module.modules():
+        if isinstance(m, FSDPModule):  # drop the FSDP subclass and its all-gather hooks
+            m.__class__ = next(c for c in type(m).__mro__[1:] if not issubclass(c, FSDPModule))
+            m._forward_pre_hooks.clear()
+            m._forward_hooks.clear()
+    return module

@@ -455,9 +455,8 @@ def train(
         state_path = ckpt_dir / STATE_NAME
         if not state_path.is_file():
             raise ModelError(f"--resume: no checkpoint at {state_path}; run without --resume.")
-        state = torch.load(state_path, map_location=info.device, weights_only=False)
-        step_module.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        dist_utils.load_full_state(step_module, optimizer, state, info, tc.distributed)
         scheduler.load_state_dict(state["scheduler"])
         start_step = int(state["step"])
         torch.set_rng_state(state["torch_rng"])
@@ -484,14 +483,16 @@ def train(
     t_last = time.perf_counter()
 
     def save_state(step: int) -> None:
+        """Write the resume state (a collective under FSDP: every process calls it)."""
+        msd, osd = dist_utils.full_state(step_module, optimizer, info, tc.distributed)
         if not info.is_main:
             return
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         tmp = ckpt_dir / (STATE_NAME + ".tmp")
         torch.save(
             {
-                "model": step_module.state_dict(),
-                "optimizer": optimizer.state_dict(),
+                "model": msd,
+                "optimizer": osd,
                 "scheduler": scheduler.state_dict(),
                 "step": step,
                 "torch_rng": torch.get_rng_state(),
@@ -517,11 +518,11 @@ def train(
             loss.backward()
             loss_sum += float(loss.detach())
         params = [p for p in step_module.parameters() if p.requires_grad]
-        grad_norm = (
-            float(torch.nn.utils.clip_grad_norm_(params, tc.grad_clip))
-            if tc.grad_clip
-            else float("nan")
-        )
+        grad_norm = float("nan")
+        if tc.grad_clip:
+            norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+            norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP: DTensor
+            grad_norm = float(norm)
         optimizer.step()
         scheduler.step()
         loss_value = loss_sum
@@ -546,7 +547,10 @@ def train(
             _write_jsonl(metrics_path, row)
         if tc.save_every and done % tc.save_every == 0 and done < total_steps:
             save_state(done)
+        sharded = tc.distributed == "fsdp" and info.enabled  # no lone-process forward
         if tc.eval_every and done % tc.eval_every == 0 and done < total_steps and val_pairs:
+            if sharded:
+                continue
             if info.is_main:
                 m = evaluate_pairs(model, val_pairs, tc.eval_batch_size)
                 _write_jsonl(metrics_path, {"step": done, **{f"val_{k}": v for k, v in m.items()}})
@@ -559,6 +563,10 @@ def train(
         "missing_files": missing,
         "world": info.world,
     }
+    if tc.distributed == "fsdp" and info.enabled:  # gather the shards (collective)
+        full, _ = dist_utils.full_state(step_module, None, info, tc.distributed)
+        if info.is_main:
+            dist_utils.unshard_to_plain(step_module, full)
     if info.is_main:
         if lora_names:
             merge_lora(model, lora_names)

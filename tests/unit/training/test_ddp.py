@@ -116,3 +116,56 @@ def test_fsdp_wraps_in_a_single_process_group(tmp_path: Path) -> None:
         assert left.shape == right.shape == (2, 32)
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.slow  # three torchrun launches
+def test_fsdp_two_processes_train_save_resume(tmp_path: Path) -> None:
+    """FSDP2 over 2 gloo processes: same losses as 1 process, a loadable model, and resume."""
+    data = make_synthetic_dataset(tmp_path / "synth", n_per_class=3, seed=1)
+    cfg = yaml.safe_load(_config(tmp_path).read_text())
+    cfg["train"]["distributed"] = "fsdp"
+    path = tmp_path / "fsdp.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    rc, base = T.load_run_config(path)
+    T.train(rc, tmp_path / "one", base=base, train_data=[str(data)])
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+
+    def launch(out: str, *extra: str) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            "29518",
+            "-m",
+            "training",
+            "train",
+            "--config",
+            str(path),
+            "--out",
+            str(tmp_path / out),
+            "--train-data",
+            str(data),
+            "--val-data",
+            str(data),
+            "--threads",
+            "1",
+            *extra,
+        ]
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    launch("two")
+    np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(tmp_path / "one"), rtol=1e-4)
+    from voice_router import load_model
+
+    m = load_model(str(tmp_path / "two"))
+    assert m.embed_text(["a deep tone"]).shape == (1, 32)
+    assert json.loads((tmp_path / "two" / "eval.json").read_text())["n_clips"] == 15
+
+    launch("res", "--max-steps", "2")
+    launch("res", "--resume")
+    np.testing.assert_allclose(_losses(tmp_path / "res"), _losses(tmp_path / "one"), rtol=1e-4)
