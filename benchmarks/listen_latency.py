@@ -23,6 +23,8 @@ segmenter, bounded queue, VoiceRouter with a LangChain tool that is really calle
 
 Model: --model default needs voice_router/weights/compact; without it the script uses "tiny"
 (random weights: the routing decisions mean nothing, the timings are those of the tiny config).
+--model compact-init builds the bundled model's architecture at its initial weights (same
+compute as the trained model, so representative timings before weights exist).
 """
 
 from __future__ import annotations
@@ -97,8 +99,13 @@ def make_router(model: str) -> Any:
         """A tool that does nothing but return."""
         return "ok"
 
+    m: Any = model
+    if model == "compact-init":  # the bundled model's architecture at its initial weights
+        from voice_router.model.embedder import build_embedding_model
+
+        m = build_embedding_model("compact")
     return VoiceRouter(
-        parse_routes(ROUTES), model=model, tools=[act], index=":memory:", exemplar_voices=0
+        parse_routes(ROUTES), model=m, tools=[act], index=":memory:", exemplar_voices=0
     )
 
 
@@ -187,7 +194,9 @@ def idle_cpu(source: Any, seconds: float) -> dict[str, Any]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", default=None, help="default (bundled), tiny, or a folder")
+    p.add_argument(
+        "--model", default=None, help="default (bundled), tiny, compact-init, or a folder"
+    )
     p.add_argument("--repeats", type=int, default=4, help="passes over the 3-command recording")
     p.add_argument("--silence-ms", type=float, default=500.0, help="endpoint silence [500]")
     p.add_argument("--idle-seconds", type=float, default=10.0)
