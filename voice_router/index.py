@@ -893,24 +893,41 @@ class RouteIndex:
                     12 if self.exemplar_voices is None else self.exemplar_voices
                 )
             }
-        batch_pts: list[PointRecord] = []
-        for s in audios:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from tqdm import tqdm
+
+        def clip_of(s: _Spec) -> np.ndarray:
             if s.audio_path is not None:
                 from voice_router.audio.io import load_audio
 
-                clip = load_audio(s.audio_path, target_rate=self.model.sample_rate)
-            else:
-                from voice_router import tts
+                return load_audio(s.audio_path, target_rate=self.model.sample_rate)
+            from voice_router import tts
 
-                clip = tts.synthesize(s.text, voices[s.voice])
-            batch_pts.append(
-                PointRecord(s.id, embed_audio_pooled(self.model, clip), self._payload(s))
-            )
-            if len(batch_pts) >= 16:
-                yield batch_pts
-                batch_pts = []
-        if batch_pts:
-            yield batch_pts
+            return tts.synthesize(s.text, voices[s.voice])
+
+        # espeak-ng runs as a subprocess per clip: synthesise a batch on a few threads while
+        # this thread embeds; ~1,000 exemplars (routes/home.yaml x 12 voices) take tens of
+        # seconds once per model, then they are cached as points.
+        workers = max(1, min(4, os.cpu_count() or 1))
+        bar = tqdm(
+            total=len(audios),
+            desc="route audio exemplars",
+            unit="clip",
+            disable=None if len(audios) >= 50 else True,
+        )
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="voice-router-tts") as pool:
+                for i in range(0, len(audios), 16):
+                    batch = audios[i : i + 16]
+                    clips = list(pool.map(clip_of, batch))
+                    yield [
+                        PointRecord(s.id, embed_audio_pooled(self.model, c), self._payload(s))
+                        for s, c in zip(batch, clips, strict=True)
+                    ]
+                    bar.update(len(batch))
+        finally:
+            bar.close()
 
     def sync(self, routes: RouteSet) -> SyncReport:
         """Make the collection hold exactly the points `routes` calls for (plus enrolled clips of

@@ -273,3 +273,81 @@ def test_default_index_path_is_under_user_data_dir():
     from voice_router.index import default_index_path
 
     assert default_index_path() == Path(user_data_dir("voice-router")) / "index"
+
+
+# -- audio library and the LangChain Embeddings adapter -----------------------------------------
+
+
+def _tone_file(path: Path, freq: float) -> None:
+    t = np.arange(4000) / 16000
+    sf.write(path, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16000)
+
+
+def test_library_indexes_searches_and_reports_unreadable(tmp_path, hash_model):
+    from voice_router.audio.io import load_audio
+    from voice_router.library import AudioLibrary
+
+    d = tmp_path / "lib"
+    (d / "sub").mkdir(parents=True)
+    _tone_file(d / "bark.wav", 300)
+    _tone_file(d / "sub" / "rain.wav", 500)
+    _tone_file(d / ".hidden.wav", 700)
+    (d / "notes.txt").write_text("not audio")
+    (d / "bad.flac").write_bytes(b"garbage")
+    hash_model.register_audio(load_audio(d / "bark.wav"), "a dog barking")
+    hash_model.register_audio(load_audio(d / "sub" / "rain.wav"), "rain on a window")
+    lib = AudioLibrary(hash_model, "sounds", ClientBackend(":memory:"))
+    rep = lib.index_dir(d)
+    assert (rep.indexed, rep.skipped) == (2, 0)
+    assert [p for p, _ in rep.failed] == [str((d / "bad.flac").resolve())]
+    hits = lib.search("dog barking", k=5)
+    assert [Path(h.path).name for h in hits] == ["bark.wav", "rain.wav"]
+    assert hits[0].score > hits[1].score and hits[0].to_dict()["duration_s"] == 0.25
+    assert lib.search_audio(d / "sub" / "rain.wav", k=1)[0].path.endswith("rain.wav")
+    with pytest.raises(IndexStoreError, match="empty"):
+        lib.search("  ")
+    with pytest.raises(IndexStoreError, match="k must be"):
+        lib.search("rain", k=0)
+
+
+def test_library_rerun_skips_without_decoding(tmp_path, hash_model, monkeypatch):
+    from voice_router.library import AudioLibrary
+
+    d = tmp_path / "lib"
+    d.mkdir()
+    for i in range(5):
+        _tone_file(d / f"{i}.wav", 200 + 50 * i)
+    lib = AudioLibrary(hash_model, "sounds", ClientBackend(":memory:"))
+    assert lib.index_dir(d, batch_size=2).indexed == 5
+
+    def no_decoding(*a, **k):
+        raise AssertionError("a file already indexed was decoded again")
+
+    monkeypatch.setattr("voice_router.audio.io.load_audio", no_decoding)
+    rep = lib.index_dir(d)
+    assert (rep.indexed, rep.skipped, rep.removed) == (0, 5, 0) and lib.count() == 5
+
+
+def test_library_missing_folder_is_an_audio_error(tmp_path, hash_model):
+    from voice_router.errors import AudioError
+    from voice_router.library import AudioLibrary
+
+    lib = AudioLibrary(hash_model, "sounds", ClientBackend(":memory:"))
+    with pytest.raises(AudioError, match="not a folder"):
+        lib.index_dir(tmp_path / "nope")
+
+
+def test_embeddings_adapter_matches_the_model(hash_model):
+    from langchain_core.embeddings import Embeddings
+
+    from voice_router.embeddings import VoiceRouterEmbeddings
+
+    emb = VoiceRouterEmbeddings(hash_model)
+    assert isinstance(emb, Embeddings)
+    docs = emb.embed_documents(["turn on the lights", "rain"])
+    np.testing.assert_allclose(
+        docs, hash_model.embed_text(["turn on the lights", "rain"]), atol=1e-6
+    )
+    assert emb.embed_query("rain") == pytest.approx(docs[1])
+    assert emb.embed_documents([]) == []
+    assert isinstance(VoiceRouterEmbeddings("hash-16").embed_query("x"), list)
