@@ -190,3 +190,31 @@ def test_gpu_m1_step_script_runs_tiny_on_cpu(tmp_path: Path) -> None:
     assert rc == 0
     r = json.loads(out.read_text())
     assert r["config"] == "m1 (tiny)" and len(r["losses"]) == 2 and r["params_total"] > 0
+
+
+def test_text_pairs_mode_trains_backbone_only(synth: Path, tmp_path: Path) -> None:
+    """Text-only transfer: NLI pairs train the shared backbone; the audio side is untouched."""
+    rows = [
+        {"sentence1": f"a dog barks {i}", "sentence2": f"barking {i}", "gold_label": "entailment"}
+        for i in range(12)
+    ] + [{"sentence1": "x", "sentence2": "y", "gold_label": "neutral"}]
+    nli = tmp_path / "nli.jsonl"
+    nli.write_text("\n".join(json.dumps(r) for r in rows))
+    cfg = _short_config(mode="text_pairs")
+    cfg.data = T.DataConfig(
+        train=[{"format": "nli", "path": str(nli)}], val={"format": "csv", "path": str(synth)}
+    )
+    out = tmp_path / "tp"
+    res = T.train(cfg, out, max_steps=2)
+    assert np.isfinite(res["loss"]) and res["eval"]["n_clips"] == 40  # transfer judged on audio
+    from safetensors.torch import load_file
+
+    from voice_router.model.embedder import AudioTextEmbedder
+
+    saved = load_file(str(out / "model.safetensors"))
+    fresh = AudioTextEmbedder(cfg.model).state_dict()
+    assert torch.equal(saved["projector.weight"], fresh["projector.weight"])  # audio side kept
+    assert not torch.equal(
+        saved["backbone.model.layers.0.mlp.up_proj.weight"],
+        fresh["backbone.model.layers.0.mlp.up_proj.weight"],
+    )  # the shared backbone learned from text
