@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:  # run from a checkout without `pip install -e .`
+    sys.path.insert(1, str(HERE.parent))
 SYSTEMS = ("voice-router", "cascade")
 
 

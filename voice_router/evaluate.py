@@ -207,6 +207,12 @@ def score_clips(
     return out
 
 
+def _torch_threads() -> int | None:
+    """torch's intra-op thread count when torch is loaded (latencies depend on it)."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
+
+
 def _progress(items: Sequence[Any], enabled: bool, desc: str) -> Iterable[Any]:
     if not enabled:
         return items
@@ -420,6 +426,7 @@ def evaluation_report(
         "n_unreadable": len(clips) - len(ok),
         "unreadable": [{"path": c.display, "error": c.error} for c in clips if c.error],
         "thresholds": {n: _r(t) for n, t in zip(names, thresholds, strict=True)},
+        "threads": _torch_threads(),
         "margin": _r(float(routes.margin)),
         "failures": failures(table, predicted),
     }
@@ -864,6 +871,27 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--snr", type=float, default=10.0, help="SNR in dB for --noise [10]")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise offsets [0]")
+    _add_threads(p)
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch CPU threads [torch's default]; 1 gives steadier latencies on a busy machine",
+    )
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    n = getattr(args, "threads", None)
+    if n is not None:
+        if n < 1:
+            raise VoiceRouterError(f"--threads must be at least 1, not {n}")
+        import torch
+
+        torch.set_num_threads(n)
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -928,6 +956,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--collection", default=None, help="a collection built by index-audio")
     p.add_argument("--limit", type=int, default=None, help="use N rows spread over the file")
+    _add_threads(p)
     add_common_args(p)
     p.set_defaults(func=_cmd_eval_search)
 
@@ -937,6 +966,7 @@ def _scored(args: argparse.Namespace) -> tuple[RouteSet, list[ClipScore], dict[s
     from voice_router.cli import build_router
     from voice_router.routes import load_routes
 
+    _set_threads(args)
     routes = load_routes(args.routes)
     rows = read_manifest(args.data, limit=args.limit)
     mixer = None
@@ -987,6 +1017,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 def _cmd_eval_search(args: argparse.Namespace) -> int:
     from voice_router.router import resolve_model
 
+    _set_threads(args)
     rows = read_manifest(args.data, required=("path", args.caption_column), limit=args.limit)
     model = resolve_model(args.model)
     vectors = None
