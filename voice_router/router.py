@@ -192,6 +192,16 @@ def make_backend(index: VectorBackend | str | os.PathLike[str] | None) -> Vector
     return index
 
 
+@dataclass(frozen=True)
+class _ScoringState:
+    """What scoring reads: the point matrix and, per route, its text and audio row indices."""
+
+    matrix: np.ndarray  # (N, D)
+    route_names: list[str]
+    text_rows: list[np.ndarray]
+    audio_rows: list[np.ndarray]
+
+
 class VoiceRouter(Runnable[Any, RouteMatch]):
     """Routes spoken audio to the routes of a `RouteSet` and calls their LangChain tools.
 
@@ -276,13 +286,15 @@ class VoiceRouter(Runnable[Any, RouteMatch]):
 
     def _load_vectors(self) -> None:
         rv = self.index.vectors()
-        self._matrix = rv.vectors  # (N, D)
-        self._route_names = [r.name for r in self.routes.routes]
-        self._text_rows: list[np.ndarray] = []
-        self._audio_rows: list[np.ndarray] = []
-        for name in self._route_names:
-            self._text_rows.append(rv.rows(name, KIND_TEXT))
-            self._audio_rows.append(rv.rows(name, KIND_AUDIO))
+        names = [r.name for r in self.routes.routes]
+        # One tuple, swapped in by a single assignment: threads routing during `refresh()`
+        # see either the old state or the new one, never a mix.
+        self._state = _ScoringState(
+            matrix=rv.vectors,  # (N, D)
+            route_names=names,
+            text_rows=[rv.rows(n, KIND_TEXT) for n in names],
+            audio_rows=[rv.rows(n, KIND_AUDIO) for n in names],
+        )
 
     def refresh(self) -> SyncReport:
         """Re-sync the index with `self.routes` (e.g. after enrolment) and reload vectors."""
@@ -293,6 +305,12 @@ class VoiceRouter(Runnable[Any, RouteMatch]):
     def close(self) -> None:
         """Release the index (and the Edge folder lock)."""
         self.index.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"VoiceRouter(routes={len(self.routes.routes)}, model={self.model.name!r}, "
+            f"index={self.index.backend.location!r}, fusion='{self.fusion}')"
+        )
 
     def __enter__(self) -> VoiceRouter:
         return self
@@ -318,17 +336,16 @@ class VoiceRouter(Runnable[Any, RouteMatch]):
     def component_scores(self, vector: np.ndarray) -> dict[str, dict[str, float | None]]:
         """Per route: {"text": ..., "audio": ... or None, "score": fused}."""
         q = np.asarray(vector, dtype=np.float32).reshape(-1)  # (D,)
-        if q.shape[0] != self._matrix.shape[1]:
+        st = self._state
+        if q.shape[0] != st.matrix.shape[1]:
             raise ModelError(
-                f"vector has dimension {q.shape[0]}, the index has {self._matrix.shape[1]}"
+                f"vector has dimension {q.shape[0]}, the index has {st.matrix.shape[1]}"
             )
         q = q / max(float(np.linalg.norm(q)), 1e-12)
-        sims = self._matrix @ q  # (N, D) @ (D,) -> (N,)
+        sims = st.matrix @ q  # (N, D) @ (D,) -> (N,)
         out: dict[str, dict[str, float | None]] = {}
         k = self.fusion.top_k
-        for name, trows, arows in zip(
-            self._route_names, self._text_rows, self._audio_rows, strict=True
-        ):
+        for name, trows, arows in zip(st.route_names, st.text_rows, st.audio_rows, strict=True):
             text = float(sims[trows].max()) if trows.size else -1.0
             audio = None
             if arows.size and self.fusion.mode != "text":
@@ -427,7 +444,7 @@ class VoiceRouter(Runnable[Any, RouteMatch]):
         so an agent can hand a recording to the router."""
         from langchain_core.tools import StructuredTool
 
-        routes = ", ".join(self._route_names)
+        routes = ", ".join(self._state.route_names)
         desc = description or (
             "Route a spoken command in an audio file to an action. Input: the path of an audio "
             f"file. Output: the matched route (one of: {routes}, or null), its score and the "

@@ -123,3 +123,35 @@ def test_threads_with_the_tiny_torch_model():
         threaded = list(pool.map(router.scores, clips))
     for s, t in zip(serial, threaded, strict=True):
         assert t == pytest.approx(s, abs=1e-5)
+
+
+def test_refresh_while_other_threads_route(hash_model):
+    """Enrolment + refresh while threads route: every result is a valid decision, no errors."""
+    router = VoiceRouter(
+        parse_routes(ROUTES), model=hash_model, tools=[count], index=":memory:", exemplar_voices=0
+    )
+    clips = _clips(hash_model, 28)
+    names = {"lights_on", "lights_off", "weather", "music", None}
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def refresher():
+        i = 0
+        while not stop.is_set():
+            clip = np.random.default_rng(100 + i).uniform(-0.2, 0.2, 4000).astype(np.float32)
+            router.index.enroll("music", [clip], [f"e{i}"])
+            router.refresh()
+            i += 1
+
+    t = threading.Thread(target=refresher)
+    t.start()
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for m in pool.map(router.route, clips * 3):
+                assert m.route in names
+    except BaseException as e:  # pragma: no cover - reported below
+        errors.append(e)
+    finally:
+        stop.set()
+        t.join()
+    assert not errors

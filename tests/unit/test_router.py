@@ -222,3 +222,17 @@ def test_wrong_vector_dimension_is_refused(router):
 
     with pytest.raises(ModelError, match="dimension"):
         router.route_vector(np.ones(7, np.float32))
+
+
+def test_single_route_margin_is_measured_against_the_lowest_cosine(hash_model):
+    rs = parse_routes("routes:\n  - {name: only, description: open the door}\n")
+    r = VoiceRouter(rs, model=hash_model, index=":memory:", exemplar_voices=0)
+    m = r.route_vector(hash_model.embed_text(["open the door"])[0])
+    assert m.route == "only" and m.margin == pytest.approx(m.score + 1.0)
+
+
+def test_bad_arrays_are_audio_errors_not_garbage_routes(router):
+    with pytest.raises(AudioError, match="NaN"):
+        router.route(np.array([0.1, np.nan, 0.2] * 1000, np.float32))
+    with pytest.raises(AudioError):
+        router.route(np.zeros(16000, np.float32))  # silence
