@@ -433,3 +433,15 @@ def test_eval_search_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert (rep["n_clips"], rep["n_queries"]) == (3, 3)
     assert rep["R@10"] == 1.0  # 3 candidates: every caption's clip is in the top 10
     assert 0.0 <= rep["R@1"] <= rep["cvR@5"] <= 1.0
+
+
+def test_calibration_caps_thresholds_at_one() -> None:
+    clips = [
+        ClipScore("a", "", {"x": 1.0, "y": 0.1}),  # a no-match clip that scores the maximum
+        ClipScore("b", "y", {"x": 0.1, "y": 0.9}),
+    ]
+    table = ScoreTable.from_clips(clips, ["x", "y"])
+    cal = fit_calibration(table, np.array([0.5, 0.5]), 0.05, max_false_accept=0.0)
+    assert cal.thresholds[0] == 1.0  # the largest a routes file allows
+    assert any("capped" in n for n in cal.notes)
+    assert cal.correct == 1
