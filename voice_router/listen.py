@@ -225,7 +225,10 @@ class Listener:
             for block in self.source.blocks():
                 if self._stopping.is_set():
                     break
-                t_mono, t_wall = time.monotonic(), time.time()
+                now_mono, now_wall = time.monotonic(), time.time()
+                captured = self.source.last_block_time  # the callback's time, if known
+                t_mono = captured if captured is not None else now_mono
+                t_wall = now_wall - (now_mono - t_mono)
                 fed += len(block)
                 with self._clock_lock:
                     self._clock.append((fed, t_mono, t_wall))

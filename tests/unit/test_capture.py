@@ -213,6 +213,8 @@ def test_microphone_resamples_native_rate_to_16k(fake_sd: FakeSD) -> None:
     spec = np.abs(np.fft.rfft(out[2000:16000]))
     assert abs(np.argmax(spec) * 16000 / 14000 - 440) < 5  # the tone survives resampling
     assert src.first_block_at is not None
+    # blocks carry the callback's capture time (for end-of-speech latency)
+    assert src.last_block_time is not None and src.last_block_time <= time.monotonic()
 
 
 def test_callback_never_blocks_and_drops_oldest_when_full(fake_sd: FakeSD) -> None:
@@ -223,7 +225,7 @@ def test_callback_never_blocks_and_drops_oldest_when_full(fake_sd: FakeSD) -> No
         src._callback(b, 10, None, FakeFlags())
     assert time.monotonic() - t0 < 0.1
     assert src.stats()["dropped_blocks"] == 6
-    kept = [src._queue.get_nowait()[0] for _ in range(4)]
+    kept = [src._queue.get_nowait()[1][0] for _ in range(4)]
     assert kept == [6.0, 7.0, 8.0, 9.0]  # the newest survive
 
 

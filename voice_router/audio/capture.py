@@ -178,6 +178,9 @@ class AudioSource(ABC):
 
     sample_rate: int = SAMPLE_RATE
     live: bool = False
+    #: time.monotonic() at which the last yielded block was captured, where the source knows
+    #: it (a microphone: the audio callback's time); None = "when it was yielded".
+    last_block_time: float | None = None
 
     def __init__(self) -> None:
         self._stop = threading.Event()
@@ -304,7 +307,8 @@ class MicrophoneSource(AudioSource):
         self.first_block_at: float | None = None  # time.monotonic() of the first audio block
         self.retries = retries
         self.backoff_s = backoff_s
-        self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=max_queue_blocks)
+        # (time.monotonic() at the callback, block at the stream rate)
+        self._queue: queue.Queue[tuple[float, np.ndarray]] = queue.Queue(maxsize=max_queue_blocks)
         self._dropped = 0
         self._overflows = 0
         self._reopens = 0
@@ -316,6 +320,7 @@ class MicrophoneSource(AudioSource):
 
     # -- the PortAudio callback: copy, enqueue, never block -------------------------------
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        now = time.monotonic()
         if status and status.input_overflow:
             self._overflows += 1
         if indata.ndim == 2:  # (frames, channels) -> (frames,)
@@ -323,7 +328,7 @@ class MicrophoneSource(AudioSource):
         else:
             block = indata.copy()
         try:
-            self._queue.put_nowait(block)
+            self._queue.put_nowait((now, block))
         except queue.Full:
             try:
                 self._queue.get_nowait()  # drop the oldest block
@@ -331,7 +336,7 @@ class MicrophoneSource(AudioSource):
                 pass
             self._dropped += 1
             try:
-                self._queue.put_nowait(block)
+                self._queue.put_nowait((now, block))
             except queue.Full:
                 self._dropped += 1
 
@@ -408,7 +413,7 @@ class MicrophoneSource(AudioSource):
         try:
             while not self.stopped:
                 try:
-                    block = self._queue.get(timeout=0.1)
+                    captured_at, block = self._queue.get(timeout=0.1)
                 except queue.Empty:
                     stream = self._stream
                     dead = stream is None or not stream.active
@@ -430,6 +435,7 @@ class MicrophoneSource(AudioSource):
                     )
                 out = block if resampler is None else resampler.resample_chunk(block)
                 if len(out):
+                    self.last_block_time = captured_at
                     yield np.asarray(out, dtype=np.float32)
         finally:
             self._close()
