@@ -69,7 +69,7 @@ def copy_into_shell(
     Raises:
         ModelError: missing, unexpected or mis-shaped tensors (all listed), or no tensors.
     """
-    tensors = read_prefixed_tensors(resolve_checkpoint_dir(str(checkpoint)), prefix)
+    tensors = read_prefixed_tensors(resolve_checkpoint_dir(str(checkpoint), prefix), prefix)
     if keep_layers is not None:
         tensors = prune_layers(tensors, keep_layers)
     return copy_tensors_strict(shell, tensors)

@@ -63,11 +63,14 @@ def _is_pretrained(cfg: dict[str, Any]) -> bool:
     return bool(cfg.get("pretrained"))
 
 
-def resolve_checkpoint_dir(name_or_path: str) -> Path:
-    """A local checkpoint folder, or a hub id downloaded (users only; tests never get here).
+def resolve_checkpoint_dir(name_or_path: str, prefix: str | None = None) -> Path:
+    """A local checkpoint folder, or a hub id downloaded (users only; tests never download).
 
     Why: configs name real hub ids so that a user with network access can reproduce a run with
-    one command, while anyone with a local copy points at the folder.
+    one command, while anyone with a local copy points at the folder. With `prefix` (e.g.
+    "thinker.audio_tower."), only the JSON/tokenizer files and the safetensors shards that hold
+    tensors under the prefix are downloaded: the audio tower of a 30B Omni checkpoint without
+    the rest of it.
     """
     p = Path(os.path.expanduser(name_or_path))
     if p.is_dir():
@@ -82,8 +85,20 @@ def resolve_checkpoint_dir(name_or_path: str) -> Path:
             "download the checkpoint and pass its folder."
         ) from e
     try:
-        return Path(snapshot_download(name_or_path))
-    except Exception as e:  # pragma: no cover - network
+        if prefix is None:
+            return Path(snapshot_download(name_or_path))
+        meta = ["*.json", "*.txt", "*.model", "tokenizer*", "vocab*", "merges*"]
+        local = Path(snapshot_download(name_or_path, allow_patterns=meta))
+        indexes = sorted(local.glob("*.safetensors.index.json"))
+        if indexes:
+            weight_map = _read_json(indexes[0]).get("weight_map", {})
+            shards = sorted({f for k, f in weight_map.items() if k.startswith(prefix)})
+        else:
+            shards = ["*.safetensors"]
+        return Path(snapshot_download(name_or_path, allow_patterns=shards or meta))
+    except ModelError:
+        raise
+    except Exception as e:  # network, unknown repo, ...
         raise ModelError(
             f"could not find or download {name_or_path!r} ({e}); pass a local checkpoint folder."
         ) from e
@@ -304,12 +319,12 @@ def _build_omni(
     overrides = dict(cfg.get("config") or {})
     if not _is_pretrained(cfg):
         return tower_cls(model_cls(config_cls(**overrides)))
-    ckpt = resolve_checkpoint_dir(str(cfg["pretrained"]))
+    prefix = str(cfg.get("checkpoint_prefix") or OMNI_AUDIO_PREFIX)
+    ckpt = resolve_checkpoint_dir(str(cfg["pretrained"]), prefix)
     base = {k: v for k, v in _omni_audio_config(ckpt).items() if not k.startswith("_")}
     base.pop("model_type", None)
     base.update(overrides)
     encoder = model_cls(config_cls(**base))
-    prefix = str(cfg.get("checkpoint_prefix") or OMNI_AUDIO_PREFIX)
     copy_tensors_strict(encoder, read_prefixed_tensors(ckpt, prefix))
     return tower_cls(encoder)
 
@@ -343,15 +358,18 @@ def build_qwen3_omni(cfg: dict[str, Any]) -> AudioTower:
 # --------------------------------------------------------------------------------------------
 
 
-def checkpoint_files(ckpt: Path) -> list[Path]:
-    """The safetensors files of a checkpoint folder (sharded via *.index.json, or single)."""
+def checkpoint_files(ckpt: Path, prefix: str = "") -> list[Path]:
+    """The safetensors files of a checkpoint folder that hold tensors under `prefix`
+    (via the shard index when the checkpoint is sharded; every file otherwise)."""
     ckpt = Path(ckpt)
     if ckpt.is_file():
         return [ckpt]
     indexes = sorted(ckpt.glob("*.safetensors.index.json"))
     if indexes:
         weight_map = _read_json(indexes[0]).get("weight_map", {})
-        return [ckpt / f for f in sorted(set(weight_map.values()))]
+        return [
+            ckpt / f for f in sorted({f for k, f in weight_map.items() if k.startswith(prefix)})
+        ]
     files = sorted(ckpt.glob("*.safetensors"))
     if not files:
         raise ModelError(f"no *.safetensors files in {ckpt}; is this a checkpoint folder?")
@@ -363,7 +381,7 @@ def read_prefixed_tensors(ckpt: str | Path, prefix: str) -> dict[str, torch.Tens
     from safetensors import safe_open
 
     out: dict[str, torch.Tensor] = {}
-    for f in checkpoint_files(Path(ckpt)):
+    for f in checkpoint_files(Path(ckpt), prefix):
         if not f.exists():
             raise ModelError(f"checkpoint shard {f} is missing; re-download the checkpoint.")
         with safe_open(str(f), framework="pt") as sf:
@@ -625,7 +643,7 @@ def build_qwen2_5_omni_thinker(cfg: dict[str, Any]) -> Backbone:
         tokenizer: ByteTokenizer | HFTokenizer = ByteTokenizer()
         overrides.setdefault("vocab_size", tokenizer.vocab_size)
         return Backbone(Qwen2Model(Qwen2Config(**overrides)), tokenizer)
-    ckpt = resolve_checkpoint_dir(str(cfg["pretrained"]))
+    ckpt = resolve_checkpoint_dir(str(cfg["pretrained"]), OMNI_LM_PREFIX)
     base = _thinker_text_config(ckpt)
     base.update(overrides)
     model = Qwen2Model(Qwen2Config(**base))

@@ -111,7 +111,7 @@ def one_step(model_cfg: dict[str, Any], mode: str = "audio") -> tuple[float, flo
     loss.backward()
     opt.step()
     change = max(float((p.detach() - b).abs().max()) for p, b in zip(params, before, strict=True))
-    return float(loss), change
+    return float(loss.detach()), change
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])

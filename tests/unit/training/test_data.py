@@ -197,7 +197,6 @@ def test_weighted_mix_sampler_proportions() -> None:
 
 
 def test_pair_dataset_skips_bad_files(tmp_path: Path) -> None:
-    pytest.importorskip("voice_router.audio.io")
     _wav(tmp_path / "good.wav", seconds=31.0)
     (tmp_path / "bad.wav").write_bytes(b"RIFF not really a wav")
     pairs = [

@@ -202,3 +202,49 @@ def test_omni_thinker_backbone_pruned_from_checkpoint(tmp_path: Path) -> None:
         bb2.model.state_dict()["layers.0.mlp.down_proj.weight"],
         ref["layers.3.mlp.down_proj.weight"],
     )
+
+
+def test_hub_id_downloads_only_the_shards_under_the_prefix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hub id fetches JSON files first, then only the shards holding the tower (no network:
+    snapshot_download is replaced by a copy from a local 'hub')."""
+    import fnmatch
+    import shutil
+
+    import huggingface_hub
+
+    hub = tmp_path / "hub"
+    audio, _ = _save_omni(tmp_path / "src", "qwen3_omni", sharded=False)
+    tensors = towers.read_prefixed_tensors(tmp_path / "src", "")
+    hub.mkdir()
+    groups = {
+        "a.safetensors": "thinker.audio_tower.",
+        "b.safetensors": "thinker.model.",
+        "c.safetensors": "talker.",
+    }
+    weight_map = {}
+    for fname, pre in groups.items():
+        part = {k: v for k, v in tensors.items() if k.startswith(pre)}
+        save_file(part, str(hub / fname))
+        weight_map |= {k: fname for k in part}
+    (hub / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    shutil.copy(tmp_path / "src" / "config.json", hub / "config.json")
+    local = tmp_path / "snapshot"
+    calls: list[list[str]] = []
+
+    def fake_snapshot_download(repo_id: str, allow_patterns: list[str] | None = None) -> str:
+        assert repo_id == "Qwen/Fake-Omni"
+        calls.append(list(allow_patterns or ["*"]))
+        local.mkdir(exist_ok=True)
+        for f in hub.iterdir():
+            if any(fnmatch.fnmatch(f.name, pat) for pat in allow_patterns or ["*"]):
+                shutil.copy(f, local / f.name)
+        return str(local)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    shell = shells.omni_audio_shell("qwen3_omni", "Qwen/Fake-Omni")
+    assert calls[1] == ["a.safetensors"]
+    assert sorted(p.name for p in local.glob("*.safetensors")) == ["a.safetensors"]
+    for k, v in audio.state_dict().items():
+        assert torch.equal(shell.state_dict()[k], v)
