@@ -1,25 +1,30 @@
-"""Embedding speed on CPU: median milliseconds for one 3 s clip, torch threads = 2.
+"""Embedding speed on CPU: milliseconds for one 3 s clip, torch threads = 2 (by default).
 
-Measures the frozen speech_embedding front-end alone and, where available, the whole
-audio -> embedding path of a model (`--model`, default: the compact config with its
-trainable parts at their initial values, so no trained weights are needed).
+Measures the frozen speech_embedding front-end alone, then each stage of a whole model
+(`--model`, default: the compact config with its trainable parts at their initial values, so
+no trained weights are needed; or "tiny", or a saved model folder), then the whole
+`embed_audio` path (numpy in, normalised vector out). Prints the median and the minimum:
+on a shared machine the minimum is the better estimate of the uncontended cost, and the
+load average is printed so a reader can judge the medians.
 
-Run: .venv/bin/python benchmarks/embed_speed.py [--model compact|tiny|PATH] [--repeats 50]
+Run: .venv/bin/python benchmarks/embed_speed.py [--model compact|tiny|PATH] [--repeats 100]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 
 
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 5) -> float:
-    """Median wall time of fn() in milliseconds after `warmup` untimed calls."""
+def timings_ms(fn: Callable[[], object], repeats: int, warmup: int = 5) -> tuple[float, float]:
+    """(median, min) wall time of fn() in milliseconds after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -27,39 +32,68 @@ def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 5) -> float:
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1000.0)
-    return statistics.median(times)
+    return statistics.median(times), min(times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="compact", help="config name or model folder")
+    parser.add_argument("--model", default="compact", help="config name or saved model folder")
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    from voice_router.model.embedder import (
+        AudioTextEmbedder,
+        TorchEmbeddingModel,
+        load_embedder,
+        named_config,
+    )
     from voice_router.model.speech_embedding import load_speech_embedding_frontend
 
     rng = np.random.default_rng(0)
     clip = (0.1 * rng.standard_normal(int(16000 * args.seconds))).astype(np.float32)
     wave = torch.from_numpy(clip)[None]  # (1, S)
+    print(
+        f"threads={args.threads} clip={args.seconds:g}s repeats={args.repeats} "
+        f"cpus={os.cpu_count()} load average={os.getloadavg()[0]:.2f}"
+    )
+
+    def show(label: str, fn: Callable[[], object]) -> None:
+        med, best = timings_ms(fn, args.repeats)
+        print(f"{label:<44} median {med:8.2f} ms   min {best:8.2f} ms")
+
     fe = load_speech_embedding_frontend()
     with torch.inference_mode():
-        ms_mel = median_ms(lambda: fe.melspec(wave), args.repeats)
-        ms_fe = median_ms(lambda: fe(wave), args.repeats)
-    print(f"threads={args.threads} clip={args.seconds:g}s repeats={args.repeats}")
-    print(f"front-end melspec only:          {ms_mel:7.2f} ms median")
-    print(f"front-end melspec + embedding:   {ms_fe:7.2f} ms median")
+        show("front-end: melspec", lambda: fe.melspec(wave))
+        show("front-end: melspec + embedding", lambda: fe(wave))
 
-    try:
-        from voice_router.model.embedder import build_embedding_model
-    except ImportError:
-        print("whole model: voice_router.model.embedder not available yet")
-        return
-    model = build_embedding_model(args.model)
-    ms_all = median_ms(lambda: model.embed_audio([clip]), args.repeats)
-    print(f"whole model ({model.name}) embed_audio: {ms_all:7.2f} ms median")
+    if Path(args.model).is_dir():
+        model = load_embedder(args.model)
+    else:
+        model = AudioTextEmbedder(named_config(args.model)).eval()
+    wrapped = TorchEmbeddingModel(model)
+    with torch.inference_mode():
+        frames, lengths = model.audio_frames([clip])  # (1, T, Da)
+        h, hl = model.prenet(frames, lengths)
+        x, mask = model._wrap_audio(model.projector(h), hl)
+        print(f"model {model.config.name}: audio_path={model.config.audio_path}")
+        show(f"{model.config.name}: audio encoder", lambda: model.audio_frames([clip]))
+        show(
+            f"{model.config.name}: prenet + projector",
+            lambda: model.projector(model.prenet(frames, lengths)[0]),
+        )
+        if model.config.audio_path == "backbone":
+            show(
+                f"{model.config.name}: backbone ({x.shape[1]} positions)",
+                lambda: model.backbone(inputs_embeds=x, attention_mask=mask),
+            )
+        show(f"{model.config.name}: encode_frames", lambda: model.encode_frames(frames, lengths))
+    show(
+        f"{model.config.name}: whole embed_audio (numpy in/out)",
+        lambda: wrapped.embed_audio([clip]),
+    )
 
 
 if __name__ == "__main__":

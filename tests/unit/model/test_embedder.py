@@ -299,10 +299,32 @@ def test_hub_id_uses_snapshot_download_and_wraps_failures(monkeypatch, tiny, tmp
 
 @pytest.fixture(scope="module")
 def compact() -> AudioTextEmbedder:
+    """The shipped architecture: audio_path "pool", frozen MiniLM, linear head."""
     return AudioTextEmbedder(named_config("compact")).eval()
 
 
-def test_compact_saves_only_our_weights(compact) -> None:
+@pytest.fixture(scope="module")
+def compact_backbone() -> AudioTextEmbedder:
+    """The seed recipe: audio through the shared MiniLM with LoRA q/v."""
+    return AudioTextEmbedder(named_config("compact_backbone")).eval()
+
+
+def test_compact_pool_path_is_masked_mean_of_projected_frames(compact) -> None:
+    frames = torch.randn(2, 30, 96) * 10  # (B, T, 96)
+    lengths = torch.tensor([30, 11])
+    with torch.inference_mode():
+        got = compact.encode_frames(frames, lengths)  # (B, D)
+        want = []
+        for i, n in enumerate(lengths.tolist()):
+            h, hl = compact.prenet(frames[i : i + 1, :n], torch.tensor([n]))
+            v = compact.projector(h)[0, : int(hl)].mean(0)  # (H,)
+            want.append(torch.nn.functional.normalize(compact.head(v), dim=-1))
+    torch.testing.assert_close(got, torch.stack(want), atol=1e-5, rtol=0)
+    assert not any(k.startswith("backbone.") for k in compact.trainable_state_dict())
+
+
+def test_compact_saves_only_our_weights(compact_backbone) -> None:
+    compact = compact_backbone
     keys = set(compact.trainable_state_dict())
     assert not any(k.startswith("audio_encoder.") for k in keys)
     assert any("lora_B" in k for k in keys) and any("lora_A" in k for k in keys)
@@ -337,25 +359,29 @@ def _manual_minilm(texts: list[str]) -> np.ndarray:
     return st.encode(texts, normalize_embeddings=True)
 
 
-def test_compact_text_equals_all_minilm_at_init(compact) -> None:
+def test_compact_text_equals_all_minilm_at_init(compact, compact_backbone) -> None:
+    """LoRA B = 0 and head = identity at init: the text side IS all-MiniLM-L6-v2."""
     texts = ["turn on the lights", "Turn OFF the kitchen light, please!", "yes", "no"]
-    mine = TorchEmbeddingModel(compact).embed_text(texts)
-    np.testing.assert_allclose(mine, _manual_minilm(texts), atol=1e-5)
+    ref = _manual_minilm(texts)
+    for m in (compact, compact_backbone):
+        np.testing.assert_allclose(TorchEmbeddingModel(m).embed_text(texts), ref, atol=1e-5)
 
 
-def test_compact_embeds_a_real_3s_clip(compact) -> None:
+def test_compact_embeds_a_real_3s_clip(compact, compact_backbone) -> None:
     import soundfile as sf
 
     clip, _ = sf.read(DATA / "frontend_yes.flac", dtype="float32")
     three = np.concatenate([clip, 0.5 * clip, clip[::-1]])  # 3 s of real speech
     frames, lengths = compact.audio_frames([three])
     assert frames.shape == (1, 28, 96) and lengths.tolist() == [28]
-    v = TorchEmbeddingModel(compact).embed_audio([three])
-    assert v.shape == (1, 384)
-    assert abs(float(np.linalg.norm(v)) - 1.0) < 1e-5
+    for m in (compact, compact_backbone):
+        v = TorchEmbeddingModel(m).embed_audio([three])
+        assert v.shape == (1, 384)
+        assert abs(float(np.linalg.norm(v)) - 1.0) < 1e-5
 
 
-def test_compact_gradients_reach_only_trainable_parts(compact) -> None:
+def test_compact_gradients_reach_only_trainable_parts(compact_backbone) -> None:
+    compact = compact_backbone
     compact.train()
     try:
         frames = torch.randn(2, 20, 96) * 10
