@@ -218,3 +218,65 @@ def test_text_pairs_mode_trains_backbone_only(synth: Path, tmp_path: Path) -> No
         saved["backbone.model.layers.0.mlp.up_proj.weight"],
         fresh["backbone.model.layers.0.mlp.up_proj.weight"],
     )  # the shared backbone learned from text
+
+
+def test_pretrained_parts_partly_trained_save_and_reload(synth: Path, tmp_path: Path) -> None:
+    """Pretrained (local tiny Omni checkpoint) tower + pruned thinker backbone, both frozen by
+    config; LoRA on the backbone and its final norm unfrozen: the saved folder holds what was
+    trained, and load_model rebuilds the same model (its eval equals eval.json)."""
+    from test_shells import _save_omni, _save_tokenizer
+
+    ckpt = tmp_path / "omni"
+    _save_omni(ckpt, "qwen2_5_omni")
+    conf = json.loads((ckpt / "config.json").read_text())
+    conf["thinker_config"]["text_config"] = {
+        "vocab_size": 259,
+        "hidden_size": 24,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 48,
+        "rope_theta": 10000.0,
+    }
+    (ckpt / "config.json").write_text(json.dumps(conf))
+    _save_tokenizer(ckpt)
+    cfg = _short_config(
+        lora=T.LoraSpec(rank=2, targets=["backbone.*q_proj"]), unfreeze=["backbone.model.norm.*"]
+    )
+    cfg.model = {
+        "name": "tiny-pruned-omni",
+        "audio_encoder": {"name": "qwen2_5_omni", "pretrained": str(ckpt), "trainable": False},
+        "backbone": {
+            "name": "qwen2_5_omni_thinker",
+            "pretrained": str(ckpt),
+            "trainable": False,
+            "config": {"num_hidden_layers": 2},
+        },
+        "prenet": {
+            "dim": 16,
+            "conv_layers": 0,
+            "stride": 1,
+            "transformer_layers": 0,
+            "heads": 2,
+            "dropout": 0.0,
+            "max_frames": 512,
+        },
+    }
+    out = tmp_path / "run"
+    T.train(cfg, out, max_steps=2, train_data=[str(synth)], val_data=str(synth))
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["backbone"]["trainable"] is True  # LoRA merged into pretrained weights
+    assert saved["audio_encoder"]["trainable"] is False  # tower untouched: not saved
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        keys = set(f.keys())
+    assert not any(k.startswith("audio_encoder.") for k in keys)
+    assert "backbone.model.layers.1.self_attn.q_proj.weight" in keys
+    assert not any("lora_" in k for k in keys)
+    ev = json.loads((out / "eval.json").read_text())
+    from training.evaluate import run_eval
+
+    again = run_eval(str(out), str(synth))
+    for k in ("cvR@5", "R@1", "R@10"):
+        assert again[k] == pytest.approx(ev[k])
