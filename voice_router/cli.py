@@ -238,7 +238,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_enroll(args: argparse.Namespace) -> int:
     """Store recordings of a route as its audio exemplars."""
     from voice_router.audio.io import load_audio
-    from voice_router.index import RouteIndex, resolve_model
+    from voice_router.index import RouteIndex, resolve_model, route_set_id
     from voice_router.routes import load_routes
 
     routes = load_routes(args.routes)
@@ -246,7 +246,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     model = resolve_model(args.model)
     clips = [load_audio(f, target_rate=model.sample_rate) for f in args.files]
     labels = [str(Path(f).resolve()) for f in args.files]
-    with RouteIndex(model, open_store(args), exemplar_voices=0) as idx:
+    with RouteIndex(model, open_store(args), exemplar_voices=0, set_id=route_set_id(routes)) as idx:
         n = idx.enroll(args.route, clips, labels)
     if args.json:
         _print_json({"route": args.route, "enrolled": n})

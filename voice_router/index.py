@@ -231,6 +231,13 @@ class EdgeBackend:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             finally:
                 os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) and holder == str(
+                os.getpid()
+            ):
+                raise IndexStoreError(
+                    f"index folder {folder} is already open in this process; close the other "
+                    "RouteIndex / VoiceRouter / AudioLibrary on it first, or share that one"
+                ) from None
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise IndexStoreError(
                     f"index folder {folder} is in use by another process (pid {holder}); "
@@ -762,8 +769,18 @@ def resolve_model(model: EmbeddingModel | str) -> EmbeddingModel:
     return load_model(model)
 
 
+def route_set_id(routes: RouteSet | None) -> str:
+    """A short id of a route set: a hash of its file's absolute path, or "inline" for a set
+    built in code. Each routes file gets its own collection, so using two routes files with one
+    index folder never makes their syncs delete (and re-embed) each other's points."""
+    source = getattr(routes, "source", None) if routes is not None else None
+    if source is None:
+        return "inline"
+    return hashlib.sha256(str(Path(source).resolve()).encode()).hexdigest()[:8]
+
+
 class RouteIndex:
-    """The points of a route set, stored in Qdrant under `routes_<model fingerprint>`.
+    """The points of a route set, stored in Qdrant under `routes_<fingerprint>_<set id>`.
 
     Args:
         model: the embedding model (its fingerprint keys the collection and every point id).
@@ -771,6 +788,7 @@ class RouteIndex:
         path: Edge folder, used when `backend` is None.
         exemplar_voices: how many TTS voices speak each route text as audio exemplars
             (0 disables them; None = 12 when espeak-ng is available, else 0 with a notice).
+        set_id: which route set this collection holds (`route_set_id(routes)`; "inline" default).
     """
 
     def __init__(
@@ -780,10 +798,11 @@ class RouteIndex:
         *,
         path: str | os.PathLike[str] | None = None,
         exemplar_voices: int | None = None,
+        set_id: str = "inline",
     ) -> None:
         self.model = model
         self.backend = backend if backend is not None else EdgeBackend(path or default_index_path())
-        self.collection = check_collection_name(f"routes_{model.fingerprint}")
+        self.collection = check_collection_name(f"routes_{model.fingerprint}_{set_id}")
         self.exemplar_voices = exemplar_voices
         self._lock = threading.RLock()
         self._vectors: RouteVectors | None = None

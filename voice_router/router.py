@@ -38,6 +38,7 @@ from voice_router.index import (
     VectorBackend,
     embed_audio_pooled,
     resolve_model,
+    route_set_id,
 )
 
 if TYPE_CHECKING:
@@ -257,7 +258,10 @@ class VoiceRouter(Runnable[Any, RouteMatch]):
         else:
             self.model = resolve_model(model)
             self.index = RouteIndex(
-                self.model, make_backend(index), exemplar_voices=exemplar_voices
+                self.model,
+                make_backend(index),
+                exemplar_voices=exemplar_voices,
+                set_id=route_set_id(self.routes),
             )
         if dispatch:
             self._check_tools()

@@ -31,8 +31,11 @@ def _build(path: Path, model) -> Path:
         return path / idx.collection
 
 
-def _open(path: Path, model) -> RouteIndex:
-    return RouteIndex(model, EdgeBackend(path), exemplar_voices=0)
+def _open(path: Path, model, set_id: str = "inline") -> RouteIndex:
+    return RouteIndex(model, EdgeBackend(path), exemplar_voices=0, set_id=set_id)
+
+
+HOME = ROOT / "routes" / "home.yaml"
 
 
 @pytest.mark.parametrize("damage", ["garbage", "missing_segment_file", "bad_edge_config"])
@@ -56,7 +59,7 @@ def test_corrupt_folder_is_a_clear_error(tmp_path, hash_model, damage):
 
 
 def test_foreign_folders_are_refused(tmp_path, hash_model):
-    col = tmp_path / f"routes_{hash_model.fingerprint}"
+    col = tmp_path / f"routes_{hash_model.fingerprint}_inline"
     col.mkdir()
     (col / "photo.jpg").write_bytes(b"\xff\xd8\xff")
     with pytest.raises(IndexStoreError, match="not a voice-router index"):
@@ -88,16 +91,22 @@ def test_foreign_qdrant_collection_on_a_server_is_refused():
 
 
 def test_second_process_on_the_same_folder_gets_a_clear_error_not_a_hang(tmp_path, hash_model):
+    from voice_router.index import route_set_id
+    from voice_router.routes import load_routes
+
+    sid = route_set_id(load_routes(HOME))
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
             "import sys, time\n"
             f"sys.path.insert(0, {str(ROOT)!r})\n"
-            "from voice_router.index import RouteIndex, EdgeBackend\n"
+            "from voice_router.index import RouteIndex, EdgeBackend, route_set_id\n"
             "from voice_router.model.fake import HashEmbeddingModel\n"
+            "from voice_router.routes import load_routes\n"
+            f"sid = route_set_id(load_routes({str(HOME)!r}))\n"
             f"idx = RouteIndex(HashEmbeddingModel(32), EdgeBackend({str(tmp_path)!r}), "
-            "exemplar_voices=0)\n"
+            "exemplar_voices=0, set_id=sid)\n"
             "print('ready', flush=True)\n"
             "time.sleep(60)\n",
         ],
@@ -110,7 +119,7 @@ def test_second_process_on_the_same_folder_gets_a_clear_error_not_a_hang(tmp_pat
         with pytest.raises(
             IndexStoreError, match=rf"in use by another process \(pid {holder.pid}\)"
         ):
-            _open(tmp_path, hash_model)
+            _open(tmp_path, hash_model, set_id=sid)
         assert time.perf_counter() - t0 < 2.0
         # the CLI says the same in one line, with the index error's exit code
         out = subprocess.run(
@@ -122,7 +131,7 @@ def test_second_process_on_the_same_folder_gets_a_clear_error_not_a_hang(tmp_pat
                 "what_time",
                 str(ROOT / "tests" / "data" / "rhasspy_what_time_is_it.flac"),
                 "--routes",
-                str(ROOT / "routes" / "home.yaml"),
+                str(HOME),
                 "--model",
                 "hash",
                 "--index",
@@ -138,7 +147,7 @@ def test_second_process_on_the_same_folder_gets_a_clear_error_not_a_hang(tmp_pat
     finally:
         holder.kill()
         holder.wait()
-    with _open(tmp_path, hash_model) as idx:  # the lock died with its holder
+    with _open(tmp_path, hash_model, set_id=sid) as idx:  # the lock died with its holder
         assert idx.count() == 0
 
 

@@ -130,14 +130,14 @@ def test_collection_name_carries_the_fingerprint(hash_model):
 
 def test_second_open_of_an_edge_folder_is_refused_at_once(tmp_path, hash_model):
     first = RouteIndex(hash_model, EdgeBackend(tmp_path), exemplar_voices=0)
-    with pytest.raises(IndexStoreError, match="in use by another process"):
+    with pytest.raises(IndexStoreError, match="already open in this process"):
         RouteIndex(hash_model, EdgeBackend(tmp_path), exemplar_voices=0)
     first.close()
     RouteIndex(hash_model, EdgeBackend(tmp_path), exemplar_voices=0).close()  # lock released
 
 
 def test_foreign_and_corrupt_folders_are_refused(tmp_path, hash_model):
-    col = tmp_path / f"routes_{hash_model.fingerprint}"
+    col = tmp_path / f"routes_{hash_model.fingerprint}_inline"
     col.mkdir()
     (col / "notes.txt").write_text("someone else's data")
     with pytest.raises(IndexStoreError, match="not a voice-router index"):
@@ -351,3 +351,20 @@ def test_embeddings_adapter_matches_the_model(hash_model):
     assert emb.embed_query("rain") == pytest.approx(docs[1])
     assert emb.embed_documents([]) == []
     assert isinstance(VoiceRouterEmbeddings("hash-16").embed_query("x"), list)
+
+
+def test_two_routes_files_share_a_folder_without_evicting_each_other(tmp_path, hash_model):
+    from voice_router.index import route_set_id
+    from voice_router.routes import load_routes
+
+    (tmp_path / "home.yaml").write_text(ONE_ROUTE)
+    (tmp_path / "office.yaml").write_text(ONE_ROUTE.replace("open the door", "print a page"))
+    home, office = load_routes(tmp_path / "home.yaml"), load_routes(tmp_path / "office.yaml")
+    assert route_set_id(home) != route_set_id(office) and route_set_id(None) == "inline"
+    backend = EdgeBackend(tmp_path / "idx")
+    a = RouteIndex(hash_model, backend, exemplar_voices=0, set_id=route_set_id(home))
+    b = RouteIndex(hash_model, backend, exemplar_voices=0, set_id=route_set_id(office))
+    assert a.sync(home).added == 2 and b.sync(office).added == 2
+    assert a.sync(home).added == 0 and b.sync(office).added == 0  # nothing re-embedded
+    assert a.collection != b.collection
+    backend.close()
