@@ -21,6 +21,9 @@ Used by the trainer's `init:` config section:
         checkpoint: Qwen/Qwen2.5-Omni-7B  # folder or hub id
         prefix: thinker.model.
         keep_layers: 10                 # optional: int (first N) or list of indices
+      - module: ""                      # the whole model, from a saved voice-router model
+        checkpoint: runs/m4
+        allow_missing: true             # it stores only the tensors it trained
 """
 
 from __future__ import annotations
@@ -61,8 +64,13 @@ def copy_into_shell(
     prefix: str,
     *,
     keep_layers: int | Sequence[int] | None = None,
+    allow_missing: bool = False,
 ) -> list[str]:
     """Fill `shell` with the tensors of `checkpoint` under `prefix`, exactly and strictly.
+
+    `allow_missing`: the checkpoint may hold a subset of the shell's tensors (a saved
+    voice-router model folder stores only what it trained), e.g. to start a text-only stage
+    from an audio-text run; unexpected or mis-shaped tensors still fail.
 
     Returns:
         The copied tensor names (shell-side), sorted.
@@ -72,7 +80,7 @@ def copy_into_shell(
     tensors = read_prefixed_tensors(resolve_checkpoint_dir(str(checkpoint), prefix), prefix)
     if keep_layers is not None:
         tensors = prune_layers(tensors, keep_layers)
-    return copy_tensors_strict(shell, tensors)
+    return copy_tensors_strict(shell, tensors, allow_missing=allow_missing)
 
 
 def submodule(model: nn.Module, dotted: str) -> nn.Module:
@@ -94,6 +102,7 @@ def apply_init(model: nn.Module, init: Sequence[dict[str, Any]]) -> dict[str, in
             str(item["checkpoint"]),
             str(item.get("prefix", "")),
             keep_layers=item.get("keep_layers"),
+            allow_missing=bool(item.get("allow_missing", False)),
         )
         report[str(item["module"])] = len(copied)
     return report

@@ -394,7 +394,11 @@ def read_prefixed_tensors(ckpt: str | Path, prefix: str) -> dict[str, torch.Tens
 
 
 def copy_tensors_strict(
-    module: nn.Module, tensors: dict[str, torch.Tensor], *, ignore: Sequence[str] = ()
+    module: nn.Module,
+    tensors: dict[str, torch.Tensor],
+    *,
+    ignore: Sequence[str] = (),
+    allow_missing: bool = False,
 ) -> list[str]:
     """Copy `tensors` into `module`'s parameters and buffers by name, exactly.
 
@@ -402,13 +406,15 @@ def copy_tensors_strict(
     anything, so a shell is never half-filled. Non-persistent buffers (e.g. rotary
     frequencies, sinusoid position tables recomputed from config) are not expected in the file.
     `ignore`: key prefixes of the source that are dropped on purpose (e.g. pruned layers).
+    `allow_missing`: copy a subset (e.g. a saved voice-router model, which stores only the
+    weights it trained); unexpected and mis-shaped tensors still fail.
 
     Returns:
         The copied names, sorted.
     """
     state = module.state_dict()
     src = {k: v for k, v in tensors.items() if not any(k.startswith(p) for p in ignore)}
-    missing = sorted(set(state) - set(src))
+    missing = [] if allow_missing else sorted(set(state) - set(src))
     unexpected = sorted(set(src) - set(state))
     shapes = sorted(
         f"{k}: checkpoint {tuple(src[k].shape)} vs shell {tuple(state[k].shape)}"
@@ -430,7 +436,8 @@ def copy_tensors_strict(
         )
     with torch.no_grad():
         for k, t in state.items():
-            t.copy_(src[k].to(dtype=t.dtype))
+            if k in src:
+                t.copy_(src[k].to(dtype=t.dtype))
     return sorted(src)
 
 

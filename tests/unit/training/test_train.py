@@ -280,3 +280,25 @@ def test_pretrained_parts_partly_trained_save_and_reload(synth: Path, tmp_path: 
     again = run_eval(str(out), str(synth))
     for k in ("cvR@5", "R@1", "R@10"):
         assert again[k] == pytest.approx(ev[k])
+
+
+def test_init_from_a_saved_model_folder(synth: Path, tmp_path: Path) -> None:
+    """`init: [{module: "", checkpoint: <saved run>, allow_missing: true}]` starts a stage from a
+    previous run (e.g. text-only transfer after an audio-text stage)."""
+    from safetensors.torch import load_file
+
+    from training.shells import apply_init
+    from voice_router.model.embedder import AudioTextEmbedder
+
+    first = tmp_path / "stage1"
+    T.train(_short_config(), first, max_steps=1, train_data=[str(synth)])
+    cfg = _short_config()
+    model = AudioTextEmbedder(cfg.model)
+    saved = load_file(str(first / "model.safetensors"))
+    report = apply_init(model, [{"module": "", "checkpoint": str(first), "allow_missing": True}])
+    assert report == {"": len(saved)}
+    state = model.state_dict()
+    for k, v in saved.items():
+        assert torch.equal(state[k], v), k
+    with pytest.raises(ModelError, match="no module"):
+        apply_init(model, [{"module": "nope", "checkpoint": str(first), "allow_missing": True}])
