@@ -146,6 +146,14 @@ class VectorBackend(Protocol):
     def close(self) -> None: ...
 
 
+def _reraise_control(e: BaseException) -> None:
+    """Let Ctrl-C and exits through. Everything else the Qdrant Edge engine raises (a plain
+    `Exception` with its message, or pyo3's `PanicException`, a BaseException subclass, if
+    the Rust side panics on bad data) becomes an `IndexStoreError` at the call site."""
+    if isinstance(e, KeyboardInterrupt | SystemExit | GeneratorExit):
+        raise e
+
+
 def _check_foreign(name: str, location: str, payload: Mapping[str, Any], fingerprint: str) -> None:
     """Raise if a stored point shows the collection belongs to another model or program."""
     fp = payload.get(P_FINGERPRINT)
@@ -342,7 +350,8 @@ class EdgeBackend:
                     else:
                         self._check_space(folder)
                         shard = q.EdgeShard.create(str(folder), cfg)
-                except Exception as e:  # Edge raises plain Exception with the engine's message
+                except BaseException as e:  # noqa: BLE001 - see _reraise_control
+                    _reraise_control(e)
                     raise IndexStoreError(
                         f"index collection {folder} is corrupt or unreadable ({e}); delete that "
                         "folder to rebuild it (route indexes rebuild from the routes file)"
@@ -365,7 +374,8 @@ class EdgeBackend:
         with self._lock:
             try:
                 col.shard.update(q.UpdateOperation.upsert_points(edge_points))
-            except Exception as e:
+            except BaseException as e:  # noqa: BLE001 - see _reraise_control
+                _reraise_control(e)
                 raise IndexStoreError(f"writing to index {col.folder} failed: {e}") from None
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
@@ -378,7 +388,8 @@ class EdgeBackend:
         with self._lock:
             try:
                 col.shard.update(q.UpdateOperation.delete_points(list(ids)))
-            except Exception as e:
+            except BaseException as e:  # noqa: BLE001 - see _reraise_control
+                _reraise_control(e)
                 raise IndexStoreError(f"deleting from index {col.folder} failed: {e}") from None
 
     def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
