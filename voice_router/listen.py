@@ -168,7 +168,9 @@ def _iso(t_wall: float) -> str:
 class Listener:
     """The listening pipeline; iterate it for `ListenResult`s. Use `listen()` to build one.
 
-    Thread-safe `stop()` ends the iteration soon (the current routing call finishes first).
+    Thread-safe `stop()` ends capture at once; the iteration then routes the utterances
+    already queued (at most `max_pending`) and ends. Breaking out of the loop, or `close()`,
+    ends it without routing them.
     """
 
     def __init__(
@@ -279,7 +281,7 @@ class Listener:
 
     # -- consumer side ------------------------------------------------------------------------
     def stop(self) -> None:
-        """Stop capturing; the iteration ends after the current utterance (thread-safe)."""
+        """Stop capturing (thread-safe); the iteration ends once the queue is empty."""
         self._stopping.set()
         self.source.stop()
         with self._cond:
@@ -388,7 +390,16 @@ class Listener:
         return None
 
     def __iter__(self) -> Iterator[ListenResult]:
-        return self
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[ListenResult]:
+        # a generator, so that leaving a `for` loop early (break, exception) closes it and,
+        # through `finally`, stops capture and releases the device
+        try:
+            while (r := self.next_result()) is not None:
+                yield r
+        finally:
+            self.close()
 
     def __next__(self) -> ListenResult:
         r = self.next_result()

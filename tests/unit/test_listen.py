@@ -423,3 +423,15 @@ def test_only_speech_after_the_wake_word_is_routed() -> None:
     alexa2 = [c for c in WAKE_META["clips"] if c["word"] == "alexa"][1]
     assert alexa2["start"] / SAMPLE_RATE + 0.5 < results[1].start_s < left["end"] / SAMPLE_RATE
     assert results[1].end_s > left["start"] / SAMPLE_RATE
+
+
+def test_breaking_out_of_the_loop_stops_capture() -> None:
+    src = ArraySource(bursts(3), realtime=True)
+    listener = listen(src, OracleRouter(), segmenter=_seg())
+    for r in listener:
+        assert r.index == 0
+        break
+    assert src.stopped  # the device would be released, not left capturing in the background
+    assert listener._thread is not None
+    listener._thread.join(2.0)
+    assert not listener._thread.is_alive()
