@@ -26,7 +26,10 @@ def info_nce(
 
 
 def multi_positive_info_nce(
-    query: torch.Tensor, keys: torch.Tensor, labels_q: torch.Tensor, labels_k: torch.Tensor,
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    labels_q: torch.Tensor,
+    labels_k: torch.Tensor,
     temperature: float | torch.Tensor = 0.05,
 ) -> torch.Tensor:
     """InfoNCE where several keys may share a query's label (e.g. many voices of one text).
