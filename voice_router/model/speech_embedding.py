@@ -400,7 +400,10 @@ class SpeechEmbeddingFrontend(nn.Module):
             if kind == "conv":
                 x = self.convs[idx](x)  # (B, C, T', W')
                 if self._acts[idx]:
-                    x = torch.clamp_min(F.leaky_relu(x, LEAKY_ALPHA), ACT_FLOOR)
+                    if x.requires_grad:
+                        x = torch.clamp_min(F.leaky_relu(x, LEAKY_ALPHA), ACT_FLOOR)
+                    else:  # frozen use (the normal case): in place, no extra allocations
+                        x = F.leaky_relu_(x, LEAKY_ALPHA).clamp_min_(ACT_FLOOR)
             else:
                 x = F.max_pool2d(x, self._pools[idx])  # floor in time: no partial windows
         # x: (B, 96, T, 1)
