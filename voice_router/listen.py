@@ -516,27 +516,40 @@ def cmd_listen(args: argparse.Namespace) -> int:
     from voice_router.audio.capture import FileSource, MicrophoneSource
     from voice_router.cli import build_router
 
-    # Open the audio first: a missing device or server fails fast, before any model loads.
+    # Check the options and open the audio first: a bad value, a missing device or a server
+    # that is not running fails fast, before any model loads.
+    try:
+        if args.max_pending < 1:
+            raise ValueError("--max-pending must be >= 1")
+        if args.max_seconds <= 0:
+            raise ValueError("--max-seconds must be > 0")
+        segmenter = UtteranceSegmenter(
+            threshold=args.vad_threshold,
+            silence_ms=args.silence_ms,
+            max_ms=1000.0 * args.max_seconds,
+            min_ms=args.min_ms,
+            pre_roll_ms=args.pre_roll_ms,
+        )
+        wake = None
+        if args.wake_word:
+            from voice_router.audio.wakeword import WakeWordDetector
+
+            wake = WakeWordDetector(args.wake_word, threshold=args.wake_threshold)
+    except ValueError as e:
+        raise VoiceRouterError(f"invalid option: {e}") from None
     if args.file:
         source: AudioSource = FileSource(args.file, realtime=args.realtime)
         where = args.file
     else:
         source = MicrophoneSource(args.device)
         where = f"{source.info['name']} (device {source.info['index']}, {source.native_rate} Hz)"
-    wake = None
-    if args.wake_word:
-        from voice_router.audio.wakeword import WakeWordDetector
-
-        wake = WakeWordDetector(args.wake_word, threshold=args.wake_threshold)
     _err("loading routes and model...")
     router = build_router(args)
     listener = listen(
         source,
         router,
-        silence_ms=args.silence_ms,
-        max_seconds=args.max_seconds,
-        min_ms=args.min_ms,
-        vad_threshold=args.vad_threshold,
+        segmenter=segmenter,
+        max_pending=args.max_pending,
         max_utterances=args.max_utterances,
         wake_word=wake,
         on_status=lambda msg: _err(
@@ -685,6 +698,21 @@ def register_cli(subparsers: Any) -> None:
         default=200.0,
         metavar="MS",
         help="ignore speech shorter than this (clicks) [%(default)s]",
+    )
+    p.add_argument(
+        "--pre-roll-ms",
+        type=float,
+        default=400.0,
+        metavar="MS",
+        help="audio kept before the detected speech start [%(default)s]",
+    )
+    p.add_argument(
+        "--max-pending",
+        type=int,
+        default=4,
+        metavar="N",
+        help="utterances that may wait for the router; beyond, the oldest is dropped and "
+        "counted [%(default)s]",
     )
     p.add_argument(
         "--vad-threshold",

@@ -435,3 +435,18 @@ def test_breaking_out_of_the_loop_stops_capture() -> None:
     assert listener._thread is not None
     listener._thread.join(2.0)
     assert not listener._thread.is_alive()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [["--silence-ms", "0"], ["--max-pending", "0"], ["--vad-threshold", "1.5"],
+     ["--wake-word", "alexa", "--wake-threshold", "2"], ["--max-seconds", "-1"]],
+)  # fmt: skip
+def test_cli_rejects_bad_options_with_a_message(
+    bad: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voice_router.cli import main
+
+    code = main(["listen", "--file", str(SEQ), "--routes", str(tmp_path / "none.yaml"), *bad])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: invalid option: "), err

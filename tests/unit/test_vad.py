@@ -139,7 +139,7 @@ def test_energy_floor_skips_the_model_on_digital_silence() -> None:
 def test_invalid_settings_are_rejected() -> None:
     with pytest.raises(ValueError, match="threshold"):
         seg(threshold=1.5)
-    with pytest.raises(ValueError, match="silence_ms"):
+    with pytest.raises(ValueError, match="silence"):
         seg(silence_ms=0)
 
 

@@ -115,9 +115,12 @@ class UtteranceSegmenter:
         model: Any = None,
     ) -> None:
         if not 0.0 < threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+            raise ValueError(f"VAD threshold must be in (0, 1), got {threshold}")
         if silence_ms <= 0 or max_ms <= 0 or min_ms < 0 or pre_roll_ms < 0:
-            raise ValueError("silence_ms and max_ms must be > 0, min_ms and pre_roll_ms >= 0")
+            raise ValueError(
+                f"silence ({silence_ms:g} ms) and max length ({max_ms:g} ms) must be > 0, "
+                f"min length ({min_ms:g} ms) and pre-roll ({pre_roll_ms:g} ms) >= 0"
+            )
         self.threshold = threshold
         self.neg_threshold = max(0.01, threshold - 0.15) if neg_threshold is None else neg_threshold
         self.pre_roll_frames = math.ceil(pre_roll_ms * SAMPLE_RATE / 1000 / FRAME)
