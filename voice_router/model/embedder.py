@@ -415,6 +415,15 @@ class BertEncoderBackbone(nn.Module):
             self.model.requires_grad_(False)
         if cfg.lora is not None:
             self._add_lora(cfg.lora)
+        # Nothing in it learns: keep it in eval mode (no dropout) even while the model trains,
+        # so text targets stay exactly the pretrained model's.
+        self.fully_frozen = not cfg.trainable and cfg.lora is None
+
+    def train(self, mode: bool = True) -> BertEncoderBackbone:
+        super().train(mode)
+        if self.fully_frozen:
+            self.model.eval()
+        return self
 
     def _load_pretrained(self, path: Path) -> None:
         from safetensors.torch import load_file

@@ -399,3 +399,31 @@ def test_compact_gradients_reach_only_trainable_parts(compact_backbone) -> None:
     finally:
         compact.zero_grad(set_to_none=True)
         compact.eval()
+
+
+def test_compact_batch_padding_and_training_mode(compact) -> None:
+    clips = [_clip(0.6, 8), _clip(2.2, 9), _clip(4.0, 10)]
+    m = TorchEmbeddingModel(compact)
+    alone = np.concatenate([m.embed_audio([c]) for c in clips])
+    np.testing.assert_allclose(m.embed_audio(clips), alone, atol=1e-5)
+    compact.train()
+    try:  # a fully frozen backbone never switches dropout on
+        assert not compact.backbone.model.training
+        assert not compact.audio_encoder.frontend.training
+    finally:
+        compact.eval()
+
+
+def test_saved_compact_holds_only_our_small_weights_and_a_card(compact, tmp_path) -> None:
+    folder = save_model(compact, tmp_path / "c", dtype="float16")
+    size = (folder / "model.safetensors").stat().st_size
+    assert size < 8_000_000  # MiniLM alone is 90 MB: it is not copied
+    card = (folder / "README.md").read_text()
+    assert "pyopen-wakeword" in card and "all-MiniLM-L6-v2" in card
+    back = load_embedder(folder)
+    texts = ["dim the lights"]
+    np.testing.assert_allclose(
+        TorchEmbeddingModel(back).embed_text(texts),
+        TorchEmbeddingModel(compact).embed_text(texts),
+        atol=1e-3,
+    )
