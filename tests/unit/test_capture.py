@@ -146,6 +146,8 @@ class FakeSD:
         if device is None:
             return self.devices[self.default.device[0]]
         if isinstance(device, int):
+            if not 0 <= device < len(self.devices):
+                raise FakePortAudioError(f"Error querying device {device}")
             return self.devices[device]
         hits = [d for d in self.devices if device.lower() in d["name"].lower()]
         if not hits:
@@ -197,8 +199,11 @@ def test_resolve_by_index_name_and_rejects_outputs(fake_sd: FakeSD) -> None:
     assert resolve_input_device("usb")["index"] == 2
     with pytest.raises(DeviceError, match="no input channels"):
         resolve_input_device(1)
-    with pytest.raises(DeviceError, match="nonesuch"):
+    with pytest.raises(DeviceError, match="'nonesuch' matches no device.*0 \"pulse\""):
         resolve_input_device("nonesuch")
+    with pytest.raises(DeviceError, match='no audio device with index 7.*2 "USB Mic"'):
+        resolve_input_device(7)
+    assert resolve_input_device("")["name"] == "pulse"  # empty = the default input
 
 
 def test_microphone_resamples_native_rate_to_16k(fake_sd: FakeSD) -> None:

@@ -125,6 +125,15 @@ def _refresh_portaudio() -> None:
         pass
 
 
+def _inputs_list(sd: Any) -> str:
+    """'0 "pulse", 1 "default"' (the input devices, for error messages)."""
+    try:
+        devs = [d for d in sd.query_devices() if int(d["max_input_channels"]) > 0]
+    except Exception:
+        return "none"
+    return ", ".join(f'{int(d["index"])} "{d["name"]}"' for d in devs) or "none"
+
+
 def _any_input(sd: Any) -> bool:
     try:
         return any(int(d["max_input_channels"]) > 0 for d in sd.query_devices())
@@ -139,8 +148,10 @@ def resolve_input_device(device: int | str | None) -> dict[str, Any]:
     no such device, it has no inputs, or no audio server answers.
     """
     sd = _import_sounddevice()
-    if isinstance(device, str) and device.strip().lstrip("-").isdigit():
-        device = int(device)
+    if isinstance(device, str):
+        device = device.strip() or None  # "" = the default input
+        if device is not None and device.lstrip("-").isdigit():
+            device = int(device)
     try:
         info = sd.query_devices(device, kind="input") if device is None else None
         if info is None:
@@ -151,7 +162,8 @@ def resolve_input_device(device: int | str | None) -> dict[str, Any]:
         if device is None:
             raise DeviceError(f"no default audio input device ({e}); {_CHECK_AUDIO}") from e
         raise DeviceError(
-            f"audio device {device!r} could not be opened ({e}); {_CHECK_AUDIO}"
+            f"no audio device with index {device} ({e}); input devices: {_inputs_list(sd)}; "
+            "see `voice-router devices`"
         ) from e
     except ValueError as e:  # no match for a name, or several matches
         if not _any_input(sd):
@@ -159,7 +171,11 @@ def resolve_input_device(device: int | str | None) -> dict[str, Any]:
                 f"audio input device {device!r} not found: no audio input devices at all; "
                 f"{_CHECK_AUDIO}"
             ) from e
-        raise DeviceError(f"audio input device {device!r}: {e}; {_CHECK_AUDIO}") from e
+        what = "matches several devices" if "Multiple" in str(e) else "matches no device"
+        raise DeviceError(
+            f"audio input device {device!r} {what}; input devices: {_inputs_list(sd)}; pass "
+            "an index or a longer part of the name (see `voice-router devices`)"
+        ) from e
     if int(info["max_input_channels"]) <= 0:
         raise DeviceError(
             f"audio device {device!r} ({info['name']}) has no input channels; pick an input "
