@@ -875,6 +875,13 @@ class TorchEmbeddingModel:
             )
         if a.size == 0:
             raise AudioError(f"audio #{i} has no samples; record or pass a non-empty clip")
+        if np.issubdtype(a.dtype, np.integer):  # PCM integers -> [-1, 1]
+            info = np.iinfo(a.dtype)
+            a = (a.astype(np.float64) - (info.max + info.min + 1) / 2) / (
+                (info.max - info.min + 1) / 2
+            )
+        elif not np.issubdtype(a.dtype, np.floating):
+            raise AudioError(f"audio #{i} has dtype {a.dtype}; expected float32 samples in [-1, 1]")
         a = a.astype(np.float32, copy=False)
         if not np.isfinite(a).all():
             raise AudioError(f"audio #{i} contains NaN or Inf samples; check the source")

@@ -90,12 +90,21 @@ def test_long_audio_is_chunked_mean_pooled_and_renormalised(tiny) -> None:
     np.testing.assert_allclose(tiny.embed_audio([long])[0], want, atol=1e-5)
 
 
+def test_int16_pcm_is_scaled_like_float(tiny) -> None:
+    clip = _clip(1.0, 11)
+    pcm = np.round(clip * 32768).clip(-32768, 32767).astype(np.int16)
+    np.testing.assert_allclose(
+        tiny.embed_audio([pcm]), tiny.embed_audio([pcm.astype(np.float32) / 32768]), atol=1e-6
+    )
+
+
 @pytest.mark.parametrize(
     "bad, what",
     [
         (np.zeros(0, np.float32), "no samples"),
         (np.zeros((2, 100), np.float32), "1-D"),
         (np.array([0.1, np.nan] * 8000, np.float32), "NaN"),
+        (np.array(["a"] * 16000), "dtype"),
     ],
 )
 def test_bad_audio_raises_audio_error(tiny, bad, what) -> None:
