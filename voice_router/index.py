@@ -1031,6 +1031,8 @@ class RouteIndex:
                 rows = list(self.backend.scroll(self.collection, with_vectors=True))
                 rows.sort(key=lambda p: p.id)  # a stable order, whatever the store returns
                 d = int(self.model.dim)
+                for p in rows:
+                    self._check_point(p, d)
                 mat = (
                     np.stack([np.asarray(p.vector, np.float32) for p in rows])
                     if rows
@@ -1047,6 +1049,33 @@ class RouteIndex:
                     route_names=sorted(set(route)),
                 )
             return self._vectors
+
+    def _check_point(self, p: PointRecord, dim: int) -> None:
+        """A stored point must be what this index wrote: its id recomputes from its payload
+        (so a damaged payload cannot silently rename a route) and its vector is finite (D,)."""
+        pl = p.payload
+        ok = (
+            pl.get(P_FINGERPRINT) == self.model.fingerprint
+            and pl.get(P_KIND) in (KIND_TEXT, KIND_AUDIO)
+            and isinstance(pl.get(P_ROUTE), str)
+            and p.id
+            == point_id(
+                self.model.fingerprint,
+                str(pl.get(P_ROUTE)),
+                str(pl.get(P_KIND)),
+                str(pl.get(P_TEXT)),
+                str(pl.get(P_VOICE, "")),
+            )
+            and p.vector is not None
+            and p.vector.shape == (dim,)
+            and bool(np.isfinite(p.vector).all())
+        )
+        if not ok:
+            raise IndexStoreError(
+                f"index collection {self.collection!r} at {self.backend.location} is corrupt "
+                f"(point {p.id} does not match its payload); delete that collection's folder "
+                "to rebuild it from the routes file"
+            )
 
     def search(self, vector: np.ndarray, limit: int = 10) -> list[ScoredRecord]:
         """Nearest route points to `vector`, straight from Qdrant."""
