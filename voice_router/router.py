@@ -250,23 +250,35 @@ class VoiceRouter(Runnable[Any, RouteMatch]):
         self.registry = ToolRegistry(tools, allow_import=allow_import)
         self.strict_tools = strict_tools
         self.tool_problems: dict[str, str] = {}
+        if dispatch:
+            self._check_tools()  # before opening anything: a config error leaves no lock behind
         if isinstance(index, RouteIndex):
             self.index = index
             self.model = index.model
             if not isinstance(model, str) and model is not index.model:
                 raise ModelError("the model passed differs from the RouteIndex's model")
+            owned = False
         else:
             self.model = resolve_model(model)
-            self.index = RouteIndex(
-                self.model,
-                make_backend(index),
-                exemplar_voices=exemplar_voices,
-                set_id=route_set_id(self.routes),
-            )
-        if dispatch:
-            self._check_tools()
-        self.sync_report: SyncReport = self.index.sync(self.routes)
-        self._load_vectors()
+            backend = make_backend(index)
+            try:
+                self.index = RouteIndex(
+                    self.model,
+                    backend,
+                    exemplar_voices=exemplar_voices,
+                    set_id=route_set_id(self.routes),
+                )
+            except BaseException:
+                backend.close()
+                raise
+            owned = True
+        try:
+            self.sync_report: SyncReport = self.index.sync(self.routes)
+            self._load_vectors()
+        except BaseException:
+            if owned:  # release the folder lock we took; a caller's RouteIndex stays open
+                self.index.close()
+            raise
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -283,9 +295,9 @@ class VoiceRouter(Runnable[Any, RouteMatch]):
                     self.tool_problems[r.name] = f"tool not called: {e}"
         if self.tool_problems:
             log.warning(
-                "%d route(s) cannot call their tool: %s",
+                "%d route(s) will not call their tool (%s); each match says why in tool_error",
                 len(self.tool_problems),
-                "; ".join(self.tool_problems.values()),
+                ", ".join(self.tool_problems),
             )
 
     def _load_vectors(self) -> None:

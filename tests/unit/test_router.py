@@ -236,3 +236,39 @@ def test_bad_arrays_are_audio_errors_not_garbage_routes(router):
         router.route(np.array([0.1, np.nan, 0.2] * 1000, np.float32))
     with pytest.raises(AudioError):
         router.route(np.zeros(16000, np.float32))  # silence
+
+
+def test_failed_construction_releases_the_index_folder(hash_model, route_set, tmp_path):
+    with pytest.raises(ToolError):
+        VoiceRouter(
+            route_set,
+            model=hash_model,
+            tools=[lights_on],
+            index=tmp_path / "idx",
+            exemplar_voices=0,
+        )
+    routes_path = tmp_path / "r.yaml"
+    routes_path.write_text("routes:\n  - {name: a, description: x, examples_audio: [gone.wav]}\n")
+    # a sync failure (an examples_audio file vanished after loading) also releases it
+    import soundfile as sf2
+
+    sf2.write(tmp_path / "gone.wav", np.random.default_rng(0).uniform(-0.2, 0.2, 800), 16000)
+    from voice_router.routes import load_routes
+
+    rs = load_routes(routes_path)
+    (tmp_path / "gone.wav").unlink()
+    from voice_router.errors import IndexStoreError
+
+    with pytest.raises(IndexStoreError, match="gone.wav"):
+        VoiceRouter(rs, model=hash_model, index=tmp_path / "idx", exemplar_voices=0)
+    from voice_router.index import EdgeBackend, route_set_id
+
+    RouteIndex(hash_model, EdgeBackend(tmp_path / "idx"), set_id=route_set_id(rs)).close()
+    with VoiceRouter(
+        route_set,
+        model=hash_model,
+        tools=[lights_on, lights_off],
+        index=tmp_path / "idx",
+        exemplar_voices=0,
+    ) as r:
+        assert r.route_vector(hash_model.embed_text(["turn on the lights"])[0]).route == "lights_on"
