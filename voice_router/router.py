@@ -375,6 +375,31 @@ class VoiceRouter(Runnable[Any, RouteMatch]):
         """Fused score per route for an embedding."""
         return {r: float(c["score"]) for r, c in self.component_scores(vector).items()}  # type: ignore[arg-type]
 
+    def score_matrix(self, vectors: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """Fused scores of many embeddings at once, vectorised (for evaluation/calibration over
+        thousands of clips): returns (route names, (N, R) scores), same values as
+        `scores_vector` row by row."""
+        st = self._state
+        v = np.asarray(vectors, dtype=np.float32)
+        if v.ndim != 2 or v.shape[1] != st.matrix.shape[1]:
+            raise ModelError(f"vectors must be (N, {st.matrix.shape[1]}), got {v.shape}")
+        v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)  # (N, D)
+        sims = v @ st.matrix.T  # (N, D) @ (D, P) -> (N, P)
+        k = self.fusion.top_k
+        out = np.empty((v.shape[0], len(st.route_names)), np.float32)  # (N, R)
+        for j, (trows, arows) in enumerate(zip(st.text_rows, st.audio_rows, strict=True)):
+            text = sims[:, trows].max(axis=1) if trows.size else np.full(v.shape[0], -1.0)  # (N,)
+            if arows.size and self.fusion.mode != "text":
+                a = sims[:, arows]  # (N, A)
+                kk = min(k, a.shape[1])
+                top = np.partition(a, a.shape[1] - kk, axis=1)[:, a.shape[1] - kk :]  # (N, kk)
+                audio = top.mean(axis=1)  # (N,)
+                pairs = zip(text.tolist(), audio.tolist(), strict=True)
+                out[:, j] = [self.fusion.combine(t, x) for t, x in pairs]
+            else:
+                out[:, j] = text
+        return list(st.route_names), out
+
     def scores(self, audio: Any) -> dict[str, float]:
         """Fused score per route for a clip."""
         return self.scores_vector(self.embed(audio))

@@ -272,3 +272,25 @@ def test_failed_construction_releases_the_index_folder(hash_model, route_set, tm
         exemplar_voices=0,
     ) as r:
         assert r.route_vector(hash_model.embed_text(["turn on the lights"])[0]).route == "lights_on"
+
+
+def test_score_matrix_equals_per_vector_scores(hash_model, route_set):
+    r = VoiceRouter(
+        route_set,
+        model=hash_model,
+        index=":memory:",
+        exemplar_voices=0,
+        dispatch=False,
+        fusion="weighted:1,2;k=2",
+    )
+    texts = ["lights on", "turn on", "switch on please", "kitchen lamp"]
+    r.index.enroll(
+        "lights_on", [_clip(hash_model, t, seed=20 + i) for i, t in enumerate(texts)], texts
+    )
+    r.refresh()
+    qs = hash_model.embed_text(["lights on now", "rain today", "off please", "x y z"])  # (4, D)
+    names, mat = r.score_matrix(qs)
+    assert mat.shape == (4, len(route_set.routes))
+    for i, q in enumerate(qs):
+        per = r.scores_vector(q)
+        assert [per[n] for n in names] == pytest.approx(mat[i].tolist(), abs=1e-5)
