@@ -310,7 +310,9 @@ class EdgeBackend:
             fd = self._acquire_lock(folder)
             try:
                 manifest = self._read_manifest(folder)
-                others = [p.name for p in folder.iterdir() if p.name not in (LOCK_NAME,)]
+                # A manifest half-written by a killed process is junk, not foreign data.
+                (folder / (MANIFEST_NAME + ".tmp")).unlink(missing_ok=True)
+                others = [p.name for p in folder.iterdir() if p.name != LOCK_NAME]
                 if manifest is None:
                     if others:
                         raise IndexStoreError(

@@ -136,6 +136,15 @@ def test_second_open_of_an_edge_folder_is_refused_at_once(tmp_path, hash_model):
     RouteIndex(hash_model, EdgeBackend(tmp_path), exemplar_voices=0).close()  # lock released
 
 
+def test_leftover_half_written_manifest_is_not_mistaken_for_foreign_data(tmp_path, hash_model):
+    col = tmp_path / f"routes_{hash_model.fingerprint}_inline"
+    col.mkdir()
+    (col / (MANIFEST_NAME + ".tmp")).write_text('{"format": "voice-rou')  # killed mid-write
+    with RouteIndex(hash_model, EdgeBackend(tmp_path), exemplar_voices=0) as idx:
+        assert idx.sync(parse_routes(ONE_ROUTE)).added == 2
+    assert not (col / (MANIFEST_NAME + ".tmp")).exists()
+
+
 def test_foreign_and_corrupt_folders_are_refused(tmp_path, hash_model):
     col = tmp_path / f"routes_{hash_model.fingerprint}_inline"
     col.mkdir()
