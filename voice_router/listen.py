@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -110,6 +111,7 @@ class ListenResult:
     cut: bool = False
     wake_word: str | None = None
     utterance: Utterance | None = field(default=None, repr=False)
+    audio: np.ndarray | None = field(default=None, repr=False)  # what was routed (16 kHz)
 
     @property
     def route(self) -> str | None:
@@ -361,6 +363,7 @@ class Listener:
             cut=u.cut,
             wake_word=wake_name,
             utterance=u,
+            audio=audio,
         )
         self.stats.utterances += 1
         self.stats.cut += int(u.cut)
@@ -537,6 +540,15 @@ def cmd_listen(args: argparse.Namespace) -> int:
             wake = WakeWordDetector(args.wake_word, threshold=args.wake_threshold)
     except ValueError as e:
         raise VoiceRouterError(f"invalid option: {e}") from None
+    save_dir = None
+    if args.save_utterances:
+        save_dir = Path(args.save_utterances)
+        try:
+            save_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise VoiceRouterError(
+                f"cannot create --save-utterances folder {save_dir}: {e}"
+            ) from None
     if args.file:
         source: AudioSource = FileSource(args.file, realtime=args.realtime)
         where = args.file
@@ -568,10 +580,16 @@ def cmd_listen(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         for r in listener:
+            d = r.to_dict()
+            if save_dir is not None and r.audio is not None:
+                d["audio_file"] = str(_save_utterance(save_dir, r))
             if args.json:
-                print(json.dumps(r.to_dict(), ensure_ascii=False, default=str), flush=True)
+                print(json.dumps(d, ensure_ascii=False, default=str), flush=True)
             else:
-                print(_format_line(r), flush=True)
+                line = _format_line(r)
+                if "audio_file" in d:
+                    line += f"  {d['audio_file']}"
+                print(line, flush=True)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -590,6 +608,19 @@ def cmd_listen(args: argparse.Namespace) -> int:
         + (f"; {extra} audio block(s) dropped by capture" if extra else "")
     )
     return 0
+
+
+def _save_utterance(folder: Path, r: ListenResult) -> Path:
+    """Write the routed audio of `r` as 16-bit WAV; the name sorts by time."""
+    import soundfile as sf
+
+    stamp = r.started_at[:23].replace(":", "").replace("-", "").replace(".", "")
+    path = folder / f"utt-{stamp}-{r.index:04d}-{r.route or 'none'}.wav"
+    try:
+        sf.write(path, np.asarray(r.audio, np.float32), SAMPLE_RATE, subtype="PCM_16")
+    except (OSError, RuntimeError) as e:  # soundfile raises RuntimeError (LibsndfileError)
+        raise VoiceRouterError(f"cannot write {path}: {e}") from e
+    return path
 
 
 def _main_thread() -> bool:
@@ -698,6 +729,13 @@ def register_cli(subparsers: Any) -> None:
         default=200.0,
         metavar="MS",
         help="ignore speech shorter than this (clicks) [%(default)s]",
+    )
+    p.add_argument(
+        "--save-utterances",
+        metavar="DIR",
+        default=None,
+        help="write each routed utterance to DIR as a WAV file (to check what was heard, or "
+        "to enrol your own recordings)",
     )
     p.add_argument(
         "--pre-roll-ms",

@@ -82,8 +82,9 @@ def test_listen_routes_a_recording_played_into_the_null_sink(tmp_path: Path) -> 
 
     Model: with bundled weights (voice_router/weights/compact) the default model runs and the
     route itself is asserted ("halt"). Without them, the tiny random model runs and only the
-    plumbing is asserted: exactly one utterance, its duration matching the spoken word, and
-    every JSON field present and sane (a random model's route would mean nothing).
+    plumbing is asserted: exactly one utterance, its duration matching the spoken word, the
+    captured audio (--save-utterances) matching the recording that was played, and every JSON
+    field present and sane (a random model's route would mean nothing).
     """
     ok, why = _pulse_ok()
     if not ok:
@@ -102,6 +103,7 @@ def test_listen_routes_a_recording_played_into_the_null_sink(tmp_path: Path) -> 
         sys.executable, "-m", "voice_router.cli", "listen",
         "--routes", str(routes), "--device", "pulse", "--max-utterances", "1", "--json",
         "--dry-run", "--index", str(tmp_path / "index"),
+        "--save-utterances", str(tmp_path / "heard"),
         "--model", "default" if real_model else "tiny",
     ]  # fmt: skip
     if not real_model:
@@ -156,6 +158,13 @@ def test_listen_routes_a_recording_played_into_the_null_sink(tmp_path: Path) -> 
     assert d["cut"] is False
     # end of speech -> routed: the 500 ms endpoint wait plus processing, well under 5 s
     assert 400 <= d["latency_ms"] < 5000, d
+    # what was captured through PulseAudio is the recording that was played: the saved
+    # utterance holds the whole spoken word (peak normalised cross-correlation with the source)
+    heard, heard_sr = sf.read(d["audio_file"], dtype="float32")
+    assert heard_sr == 16000 and 0.3 <= len(heard) / heard_sr <= 2.0
+    n = len(heard) + len(word)
+    xc = np.fft.irfft(np.fft.rfft(heard, n) * np.conj(np.fft.rfft(word, n)), n)
+    assert np.abs(xc).max() / (np.linalg.norm(heard) * np.linalg.norm(word)) > 0.9
     if real_model:
         assert d["route"] == "halt", d
 

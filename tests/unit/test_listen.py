@@ -450,3 +450,31 @@ def test_cli_rejects_bad_options_with_a_message(
     code = main(["listen", "--file", str(SEQ), "--routes", str(tmp_path / "none.yaml"), *bad])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("error: invalid option: "), err
+
+
+def test_cli_save_utterances_writes_what_was_routed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voice_router.cli import main
+
+    routes = tmp_path / "routes.yaml"
+    no_tools = [x for x in ORACLE_ROUTES.splitlines() if "tool:" not in x and "args:" not in x]
+    routes.write_text("\n".join(no_tools) + "\n")
+    out_dir = tmp_path / "heard"
+    argv = ["listen", "--file", str(SEQ), "--routes", str(routes), "--model", "hash",
+            "--qdrant-url", ":memory:", "--exemplar-voices", "0", "--json",
+            "--save-utterances", str(out_dir)]  # fmt: skip
+    assert main(argv) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    audio, _ = sf.read(SEQ, dtype="float32")
+    assert len(lines) == 3 and len(list(out_dir.glob("*.wav"))) == 3
+    for d in lines:
+        saved, sr = sf.read(d["audio_file"], dtype="float32")
+        assert sr == SAMPLE_RATE
+        # the file is the stream's own audio around the detected speech, sample for sample
+        # (up to 16-bit rounding), starting with the pre-roll before the speech start
+        n = len(audio) + len(saved)
+        xc = np.fft.irfft(np.fft.rfft(audio, n) * np.conj(np.fft.rfft(saved, n)), n)
+        off = int(np.argmax(xc[: len(audio)]))
+        np.testing.assert_allclose(audio[off : off + len(saved)], saved, atol=1e-4)
+        assert off < d["start_s"] * SAMPLE_RATE < d["end_s"] * SAMPLE_RATE < off + len(saved)
