@@ -44,6 +44,12 @@ _EXPORTS: dict[str, str] = {
     "ToolRegistry": "voice_router.dispatch",
     "AudioLibrary": "voice_router.library",
     "VoiceRouterEmbeddings": "voice_router.embeddings",
+    # live listening
+    "listen": "voice_router.listen",
+    "alisten": "voice_router.listen",
+    "MicrophoneSource": "voice_router.audio.capture",
+    "FileSource": "voice_router.audio.capture",
+    "ArraySource": "voice_router.audio.capture",
     # errors
     "VoiceRouterError": "voice_router.errors",
     "AudioError": "voice_router.errors",
@@ -55,6 +61,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "ArraySource",
     "AudioError",
     "AudioInput",
     "AudioLibrary",
@@ -62,9 +69,11 @@ __all__ = [
     "DeviceError",
     "EdgeBackend",
     "EmbeddingModel",
+    "FileSource",
     "Fusion",
     "HashEmbeddingModel",
     "IndexStoreError",
+    "MicrophoneSource",
     "ModelError",
     "Route",
     "RouteIndex",
@@ -78,9 +87,11 @@ __all__ = [
     "VoiceRouterEmbeddings",
     "VoiceRouterError",
     "__version__",
+    "alisten",
     "chunk_audio",
     "dump_routes",
     "list_models",
+    "listen",
     "load_audio",
     "load_model",
     "load_routes",
@@ -102,6 +113,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real names
+    from voice_router.audio.capture import ArraySource, FileSource, MicrophoneSource
     from voice_router.audio.io import AudioInput, chunk_audio, load_audio
     from voice_router.dispatch import ToolRegistry
     from voice_router.embeddings import VoiceRouterEmbeddings
@@ -116,6 +128,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     )
     from voice_router.index import ClientBackend, EdgeBackend, RouteIndex, VectorBackend
     from voice_router.library import AudioLibrary
+    from voice_router.listen import alisten, listen
     from voice_router.model import list_models, load_model
     from voice_router.model.base import EmbeddingModel
     from voice_router.model.fake import HashEmbeddingModel
