@@ -44,9 +44,8 @@ _EXPORTS: dict[str, str] = {
     "ToolRegistry": "voice_router.dispatch",
     "AudioLibrary": "voice_router.library",
     "VoiceRouterEmbeddings": "voice_router.embeddings",
-    # live listening
-    "listen": "voice_router.listen",
-    "alisten": "voice_router.listen",
+    # live listening (the pipeline itself: `from voice_router.listen import listen, alisten`;
+    # a top-level `listen` would be shadowed by the submodule of the same name)
     "MicrophoneSource": "voice_router.audio.capture",
     "FileSource": "voice_router.audio.capture",
     "ArraySource": "voice_router.audio.capture",
@@ -87,11 +86,9 @@ __all__ = [
     "VoiceRouterEmbeddings",
     "VoiceRouterError",
     "__version__",
-    "alisten",
     "chunk_audio",
     "dump_routes",
     "list_models",
-    "listen",
     "load_audio",
     "load_model",
     "load_routes",
@@ -128,7 +125,6 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     )
     from voice_router.index import ClientBackend, EdgeBackend, RouteIndex, VectorBackend
     from voice_router.library import AudioLibrary
-    from voice_router.listen import alisten, listen
     from voice_router.model import list_models, load_model
     from voice_router.model.base import EmbeddingModel
     from voice_router.model.fake import HashEmbeddingModel

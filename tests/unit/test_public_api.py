@@ -21,7 +21,6 @@ _TOP_LEVEL_MODULES = {
     "voice_router.routes": {"Route", "RouteSet", "load_routes", "parse_routes", "dump_routes"},
     "voice_router.audio.io": {"load_audio", "chunk_audio", "AudioInput"},
     "voice_router.model": {"load_model", "list_models"},
-    "voice_router.listen": {"listen", "alisten"},
     "voice_router.audio.capture": {"MicrophoneSource", "FileSource", "ArraySource"},
 }
 
