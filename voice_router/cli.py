@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -128,38 +129,50 @@ def _print_json(obj: Any) -> None:
 
 
 def cmd_route(args: argparse.Namespace) -> int:
-    """Route each file; print one result per file; non-zero if any file could not be read."""
-    with build_router(args) as router:
-        failed = 0
-        last_code = 0
-        for f in args.files:
-            try:
-                m = router.route(f)
-            except AudioError as e:
-                failed += 1
-                last_code = e.exit_code
-                _print_error(e)
-                continue
-            if args.json:
-                _print_json(m.to_dict())
-            elif m.route is None:
-                print(
-                    f"{f}: no match (nearest {m.nearest}, score {m.score:.3f}, "
-                    f"margin {m.margin:.3f})"
-                )
-            else:
-                line = f"{f}: {m.route} (score {m.score:.3f}, margin {m.margin:.3f})"
-                if m.tool_error:
-                    line += f" -> tool error: {m.tool_error}"
-                elif m.tool:
-                    line += f" -> {m.tool}: {m.tool_result}"
-                print(line, flush=True)
-        if failed:
-            if len(args.files) > 1:
-                print(
-                    f"error: {failed} of {len(args.files)} files could not be read", file=sys.stderr
-                )
-            return last_code
+    """Route each file; print one result per file; non-zero if any file could not be read.
+
+    Files are decoded before the router is built, so unreadable input fails in well under a
+    second instead of after the model and route exemplars have loaded.
+    """
+    from voice_router.audio.io import load_audio
+
+    clips: list[tuple[str, Any]] = []
+    failed = 0
+    last_code = 0
+    for f in args.files:
+        t0 = time.perf_counter()
+        try:
+            audio = load_audio(f)
+        except AudioError as e:
+            failed += 1
+            last_code = e.exit_code
+            _print_error(e)
+            continue
+        clips.append((f, (audio, 16000, (time.perf_counter() - t0) * 1000.0)))
+    if clips:
+        with build_router(args) as router:
+            for f, (audio, rate, decode_ms) in clips:
+                m = router.route((audio, rate), file=f)
+                m.latency_ms["decode"] = round(decode_ms, 3)
+                m.latency_ms["total"] = round(m.latency_ms.get("total", 0.0) + decode_ms, 3)
+                if args.json:
+                    _print_json(m.to_dict())
+                elif m.route is None:
+                    print(
+                        f"{f}: no match (nearest {m.nearest}, score {m.score:.3f}, "
+                        f"margin {m.margin:.3f})"
+                    )
+                else:
+                    line = f"{f}: {m.route} (score {m.score:.3f}, margin {m.margin:.3f})"
+                    if m.tool_error:
+                        line += f" -> tool error: {m.tool_error}"
+                    elif m.tool:
+                        line += f" -> {m.tool}: {m.tool_result}"
+                    print(line, flush=True)
+    if failed:
+        if len(args.files) > 1:
+            print(f"error: {failed} of {len(args.files)} files could not be read", file=sys.stderr)
+        return last_code
     return 0
 
 
