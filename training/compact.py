@@ -239,7 +239,12 @@ def build_eval_set(name: str, n_voices: int = 12) -> EvalSet:
     path = EVAL_CACHE / f"{name}_v{n_voices}.npz"
     if path.exists():
         z = np.load(path, allow_pickle=True)
-        return EvalSet(**{k: z[k].tolist() if k != "ex_route" else z[k] for k in z.files})
+        kw: dict[str, Any] = {k: z[k].tolist() for k in z.files}
+        for k in ("frames", "ex_frames"):
+            kw[k] = [np.asarray(f, dtype=np.float32) for f in z[k]]
+        kw["ex_route"] = np.asarray(z["ex_route"])
+        kw["name"] = str(z["name"])
+        return EvalSet(**kw)
     import soundfile as sf
     import soxr
 
@@ -278,10 +283,9 @@ def build_eval_set(name: str, n_voices: int = 12) -> EvalSet:
         speakers.append(r.get("speaker") or r["path"])
     names = list(routes)
     ex_waves, ex_route = [], []
-    pad = np.zeros(1600, np.float32)
     for ri, n in enumerate(names):
         for v in default_exemplar_voices(n_voices):
-            ex_waves.append(np.concatenate([pad, synthesize(routes[n], v), pad]))
+            ex_waves.append(synthesize(routes[n], v))  # the runtime's exemplar convention
             ex_route.append(ri)
     fe = load_speech_embedding_frontend()
     es = EvalSet(
@@ -295,7 +299,11 @@ def build_eval_set(name: str, n_voices: int = 12) -> EvalSet:
         ex_route=np.array(ex_route),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    obj = {k: np.array(getattr(es, k), dtype=object) for k in ("frames", "ex_frames")}
+    obj: dict[str, np.ndarray] = {}
+    for k in ("frames", "ex_frames"):
+        arr = np.empty(len(getattr(es, k)), dtype=object)  # 1-D: one (T, 96) array each
+        arr[:] = getattr(es, k)
+        obj[k] = arr
     obj |= {
         k: np.array(getattr(es, k))
         for k in ("name", "routes", "route_texts", "labels", "speakers", "ex_route")
@@ -527,7 +535,7 @@ def train(args: argparse.Namespace) -> None:
             "at": loss_at.item(),
             "aa": loss_aa.item(),
             "tt": loss_tt.item(),
-            "scale": float(scale),
+            "scale": float(scale.detach()),
             "lr": opt.param_groups[0]["lr"],
             "t": round(time.time() - t0, 1),
         }

@@ -45,13 +45,29 @@ def test_synthesize_returns_16k_mono_speech() -> None:
 
 @needs_espeak
 def test_voices_and_rates_change_the_audio() -> None:
-    slow = tts.synthesize("stop", tts.ExemplarVoice(voice="en-us", rate=140))
-    fast = tts.synthesize("stop", tts.ExemplarVoice(voice="en-us", rate=200))
+    slow = tts.synthesize("stop now", tts.ExemplarVoice(voice="en-us", rate=140), min_seconds=0)
+    fast = tts.synthesize("stop now", tts.ExemplarVoice(voice="en-us", rate=200), min_seconds=0)
     assert fast.size < slow.size
     a = tts.synthesize("yes", tts.ExemplarVoice(voice="en-us+m1"))
     b = tts.synthesize("yes", tts.ExemplarVoice(voice="en-gb-scotland+f3"))
     n = min(a.size, b.size)
     assert not np.allclose(a[:n], b[:n])
+
+
+@needs_espeak
+def test_short_words_are_centred_in_one_second() -> None:
+    bare = tts.synthesize("yes", tts.ExemplarVoice(), min_seconds=0)
+    padded = tts.synthesize("yes", tts.ExemplarVoice())
+    assert bare.size < tts.SAMPLE_RATE == padded.size
+    start = (padded.size - bare.size) // 2
+    assert np.array_equal(padded[start : start + bare.size], bare)
+    assert not np.any(padded[:start]) and not np.any(padded[start + bare.size :])
+
+
+def test_center_pad_keeps_long_clips() -> None:
+    long = np.ones(20000, np.float32)
+    assert tts.center_pad(long, 1.0) is long
+    assert tts.center_pad(np.ones(10, np.float32), 0.001).size == 16
 
 
 @needs_espeak
