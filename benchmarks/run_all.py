@@ -56,7 +56,9 @@ def main() -> int:
     p.add_argument("--model", default="default", help="model for voice-router [default]")
     p.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    p.add_argument("--cascade-limit", type=int, default=150, help="clips per set, benchmark")
+    p.add_argument(
+        "--cascade-limit", type=int, default=150, help="clips per set in the benchmark (0: all)"
+    )
     p.add_argument("--eval-limit", type=int, default=None, help="clips per eval (quick checks)")
     p.add_argument("--threads", type=int, default=1, help="torch threads, every step [1]")
     p.add_argument("--exemplar-voices", type=int, default=None, help="TTS voices per route text")
