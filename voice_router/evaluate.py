@@ -666,7 +666,8 @@ def caption_retrieval(
     """Text-to-audio retrieval metrics over clips with known captions.
 
     Each distinct non-empty caption (case- and space-insensitive) is one text query; its
-    relevant clips are those with that caption; clips with an empty caption are distractors.
+    relevant clips are those with that caption; clips with an empty caption are distractors
+    for text->audio and are not audio->text queries.
 
     Args:
         model: embeds the caption queries (`embed_text`).
@@ -678,10 +679,19 @@ def caption_retrieval(
     if not queries:
         raise ManifestError("no clip has a non-empty caption: retrieval needs captioned clips")
     text_emb = np.asarray(model.embed_text(queries), dtype=np.float32)  # (Q, D)
+    clips = np.asarray(clip_vectors, np.float32)  # (C, D)
     relevant = [{i for i, c in enumerate(norm) if c == q} for q in queries]
-    metrics = retrieval_metrics(text_emb, np.asarray(clip_vectors, np.float32), relevant)
+    metrics = retrieval_metrics(text_emb, clips, relevant)  # text->audio over every clip
+    captioned = [i for i, c in enumerate(norm) if c]
+    if len(captioned) < len(norm):  # audio->text only from clips that have a caption
+        where = {i: j for j, i in enumerate(captioned)}
+        sub = retrieval_metrics(
+            text_emb, clips[captioned], [{where[i] for i in rel} for rel in relevant]
+        )
+        metrics.update({k: v for k, v in sub.items() if k.startswith("a2t_")})
     return {
         "n_clips": len(norm),
+        "n_captioned_clips": len(captioned),
         "n_queries": len(queries),
         **{k: _r(v) for k, v in metrics.items()},
     }

@@ -445,3 +445,43 @@ def test_calibration_caps_thresholds_at_one() -> None:
     assert cal.thresholds[0] == 1.0  # the largest a routes file allows
     assert any("capped" in n for n in cal.notes)
     assert cal.correct == 1
+
+
+def test_uncaptioned_clips_are_distractors_not_queries() -> None:
+    from voice_router.evaluate import caption_retrieval
+
+    model = HashEmbeddingModel(dim=64)
+    captions = ["lights on", "", "music please", ""]
+    clips = model.embed_text(["lights on", "lights on now", "music please", "weather"])
+    rep = caption_retrieval(model, clips, captions)
+    assert (rep["n_clips"], rep["n_captioned_clips"], rep["n_queries"]) == (4, 2, 2)
+    assert rep["R@1"] == 1.0  # each caption's own clip embeds exactly like it
+    assert rep["a2t_R@1"] == 1.0  # over the 2 captioned clips only
+
+
+def test_eval_search_on_an_indexed_collection(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from voice_router.cli import main
+
+    lib = tmp_path / "clips"
+    lib.mkdir()
+    for name in ("frontend_yes.flac", "speech_sequence.flac"):
+        shutil.copy(DATA.parent / name, lib / name)
+    shutil.copy(DATA.parent / "audio" / "on_022cd682.flac", lib / "on.flac")
+    (tmp_path / "captions.csv").write_text(
+        "path,text\nclips/frontend_yes.flac,yes\nclips/on.flac,on\nclips/not_indexed.flac,off\n"
+    )
+    store = ["--model", "hash", "--index", str(tmp_path / "index")]
+    assert main(["index-audio", str(lib), "--collection", "c", *store, "--json"]) == 0
+    capsys.readouterr()
+    args = ["--data", str(tmp_path / "captions.csv"), "--collection", "c", *store, "--json"]
+    assert main(["eval-search", *args]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    # Candidates = the 3 indexed clips (speech_sequence is an uncaptioned distractor); the
+    # caption of the clip that was never indexed has no relevant clip and is not a query.
+    assert (rep["n_clips"], rep["n_captioned_clips"], rep["n_queries"]) == (3, 2, 2)
+    assert rep["manifest_rows_not_in_collection"] == 1
+    assert rep["R@10"] == 1.0
