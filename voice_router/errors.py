@@ -44,3 +44,9 @@ class DeviceError(VoiceRouterError):
     """No usable audio input device or audio server."""
 
     exit_code = 8
+
+
+class ManifestError(VoiceRouterError):
+    """A manifest CSV is missing, unreadable, or lacks the columns a command needs."""
+
+    exit_code = 2

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from voice_router.errors import AudioError, VoiceRouterError
+from voice_router.errors import AudioError, ManifestError, VoiceRouterError
 from voice_router.metrics import retrieval_metrics
 
 if TYPE_CHECKING:
@@ -48,12 +48,6 @@ NO_MATCH = "(none)"
 """Name used in reports (confusion table, predictions) for "no route matched"."""
 NO_RUNNER_UP = -1.0
 """Runner-up score when a route set has one route (as `voice_router.router.NO_RUNNER_UP`)."""
-
-
-class ManifestError(VoiceRouterError):
-    """A manifest CSV is missing, unreadable, or lacks the columns a command needs."""
-
-    exit_code = 2
 
 
 class Scorer(Protocol):
