@@ -579,6 +579,13 @@ def export(args: argparse.Namespace) -> None:
     config.pop("train", None)
     model = load_checkpoint(args.ckpt or run / "last.pt", config)
     save_model(model, args.out, dtype="float16", card=json.loads(args.card) if args.card else {})
+    cfg_path = Path(args.out) / "config.json"
+    saved = json.loads(cfg_path.read_text())
+    if "audio_path" in config and saved.get("audio_path") != config["audio_path"]:
+        # the installed embedder predates the audio_path field: write it so the weights are
+        # read back with the path they were trained for
+        saved["audio_path"] = config["audio_path"]
+        cfg_path.write_text(json.dumps(saved, sort_keys=True, indent=2) + "\n")
     print(f"saved {args.out}")
 
 

@@ -376,12 +376,20 @@ def build(
         if (only == "all" or n.startswith(only)) and not (out_dir / f"{n}.npz").exists()
     ]
     if only in ("piper", "all"):
-        ready = [
-            j
-            for j in jobs
-            if not j[0].startswith("piper") or all(piper_wav_path(s).exists() for s in j[1])
+        # piper WAVs exist for a prefix of the piper job's order: chunk whatever is ready
+        ready = [s for s in specs if s.engine == "piper" and piper_wav_path(s).exists()]
+        ready.sort(key=lambda s: s.clip_id)
+        jobs = [j for j in jobs if not j[0].startswith("piper")]
+        jobs += [
+            (
+                f"piperready_{len(ready):05d}_{i // chunk:03d}",
+                ready[i : i + chunk],
+                n_aug,
+                str(out_dir),
+            )
+            for i in range(0, len(ready), chunk)
         ]
-        jobs = ready
+        jobs = [j for j in jobs if not (out_dir / f"{j[0]}.npz").exists()]
     jobs = jobs[:limit] if limit else jobs
     print(f"{len(jobs)} chunks to do", flush=True)
     ctx = get_context("spawn")
