@@ -130,6 +130,8 @@ def evaluate(audio_embed, text_embed, names: list[str]) -> dict:  # noqa: ANN001
                         )
                     r[f"{mode}_far5_heldout"] = st
                 r["score_stats_fused"] = score_stats(fuse(sc, w), es)
+                r["score_stats_exemplar"] = score_stats(sc["exemplar"], es)
+                r["score_stats_text"] = score_stats(sc["text"], es)
             for w in (0.3, 0.5, 0.7):
                 r[f"fused_w{w}"] = round(top1(fuse(sc, w), es), 4)
         r["clips"] = int(np.isin(np.array(es.labels), es.routes).sum())
