@@ -212,7 +212,10 @@ def finalize_for_save(model: nn.Module) -> None:
     conf = model.config.model_dump(mode="json")
     for part_name in ("audio_encoder", "backbone"):
         part = getattr(model, part_name)
-        if any(p.requires_grad for p in part.parameters()) or conf[part_name].get("trainable"):
+        # Config-level LoRA factors are our own weights (saved anyway): they do not make the
+        # frozen pretrained part "trained".
+        trained = any(p.requires_grad for n, p in part.named_parameters() if "lora_" not in n)
+        if trained or conf[part_name].get("trainable"):
             if "trainable" in conf[part_name]:
                 conf[part_name]["trainable"] = True
             part.requires_grad_(True)
