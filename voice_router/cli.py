@@ -278,6 +278,11 @@ examples:
   voice-router enroll lights_on me_lights_on_1.wav me_lights_on_2.wav --routes routes/home.yaml
   voice-router index-audio ~/recordings --collection sounds
   voice-router search "a dog barking" --collection sounds -k 5
+  voice-router listen --routes routes/home.yaml --json
+
+The first run with a routes file speaks every route text with a dozen TTS voices (espeak-ng)
+and stores those audio exemplars in the index: it takes a while once, then starts in seconds.
+Compute uses one thread; set OMP_NUM_THREADS to change it.
 """
 
 
@@ -384,6 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `voice-router` console script; returns the exit status."""
+    # One compute thread unless the user says otherwise: clips are short, and on a busy 2-core
+    # machine two threads fighting the capture thread and other jobs were measured 5-50x slower
+    # per clip than one. Must be set before torch is first imported.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
