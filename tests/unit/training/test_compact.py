@@ -21,6 +21,7 @@ def tiny_frozen():  # noqa: ANN201
     return compact.build_model(cfg).eval()
 
 
+@pytest.mark.slow  # builds the tiny model (imports transformers): ~10 s here
 def test_cached_text_path_equals_encode_text(tiny_frozen) -> None:  # noqa: ANN001
     m = tiny_frozen
     texts = ["turn on the lights", "yes", "what time is it"]
@@ -34,6 +35,7 @@ def test_cached_text_path_equals_encode_text(tiny_frozen) -> None:  # noqa: ANN0
     assert torch.allclose(got, ref, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_pool_path_ignores_padding_and_normalises(tiny_frozen) -> None:  # noqa: ANN001
     m = tiny_frozen
     torch.manual_seed(0)
