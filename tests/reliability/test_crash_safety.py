@@ -83,9 +83,10 @@ def _kill_and_restart(tmp_path: Path, n_files: int, n_kills: int, seed: int) -> 
             text=True,
         )
         assert child.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.05, 0.9))
-        finished = child.poll() is not None
-        os.kill(child.pid, signal.SIGKILL)
+        time.sleep(rng.uniform(0.05, 0.5))
+        finished = child.poll() is not None  # poll() reaps a finished child: kill only if not
+        if not finished:
+            os.kill(child.pid, signal.SIGKILL)
         child.wait()
         mid_run_kills += not finished
         paths = [p["path"] for p in _points(index)]
@@ -135,7 +136,7 @@ def _kill_and_restart(tmp_path: Path, n_files: int, n_kills: int, seed: int) -> 
 
 
 def test_sigkill_during_index_audio_then_restart(tmp_path):
-    _kill_and_restart(tmp_path, n_files=150, n_kills=2, seed=1)
+    _kill_and_restart(tmp_path, n_files=300, n_kills=2, seed=1)
 
 
 @pytest.mark.slow
