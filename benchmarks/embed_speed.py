@@ -7,7 +7,7 @@ no trained weights are needed; or "tiny", or a saved model folder), then the who
 on a shared machine the minimum is the better estimate of the uncontended cost, and the
 load average is printed so a reader can judge the medians.
 
-Run: .venv/bin/python benchmarks/embed_speed.py [--model compact|tiny|PATH] [--repeats 100]
+Run: .venv/bin/python benchmarks/embed_speed.py [--model default|compact|tiny|PATH] [--repeats 100]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def timings_ms(fn: Callable[[], object], repeats: int, warmup: int = 5) -> tuple
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="compact", help="config name or saved model folder")
+    parser.add_argument("--model", default="compact", help="default (bundled), a config name (compact, tiny) or a saved model folder")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
@@ -69,7 +69,11 @@ def main() -> None:
         show("front-end: melspec", lambda: fe.melspec(wave))
         show("front-end: melspec + embedding", lambda: fe(wave))
 
-    if Path(args.model).is_dir():
+    if args.model == "default":  # the bundled, trained model
+        from voice_router.model.embedder import DEFAULT_WEIGHTS
+
+        model = load_embedder(DEFAULT_WEIGHTS)
+    elif Path(args.model).is_dir():
         model = load_embedder(args.model)
     else:
         model = AudioTextEmbedder(named_config(args.model)).eval()
