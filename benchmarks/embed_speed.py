@@ -37,7 +37,11 @@ def timings_ms(fn: Callable[[], object], repeats: int, warmup: int = 5) -> tuple
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="compact", help="default (bundled), a config name (compact, tiny) or a saved model folder")
+    parser.add_argument(
+        "--model",
+        default="compact",
+        help="default (bundled), a config name (compact, tiny) or a saved model folder",
+    )
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
