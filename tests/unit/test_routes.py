@@ -44,8 +44,8 @@ routes:
 
 def test_minimal_file_gets_the_documented_defaults():
     rs = parse_routes(MINIMAL)
-    assert rs.threshold == DEFAULT_THRESHOLD == 0.5
-    assert rs.margin == DEFAULT_MARGIN == 0.05
+    assert rs.threshold == DEFAULT_THRESHOLD == 0.7
+    assert rs.margin == DEFAULT_MARGIN == 0.01
     r = rs.routes[0]
     assert (r.name, r.description, r.examples, r.examples_audio) == (
         "lights_on",
