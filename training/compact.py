@@ -36,6 +36,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -50,8 +51,9 @@ import torch.nn.functional as F
 from training.losses import multi_positive_info_nce
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path("/work/shared/data")
-EVAL_CACHE = Path("/work/main/cache/eval")
+# Development data beside the repository (../shared/data); VR_DATA overrides.
+DATA = Path(os.environ.get("VR_DATA", REPO.parent / "shared" / "data"))
+EVAL_CACHE = Path(os.environ.get("VR_CACHE", REPO / "cache")) / "eval"
 DEFAULT_CONFIG = REPO / "training" / "configs" / "compact_pool.json"
 
 # ============================================================================ model helpers
@@ -475,7 +477,7 @@ def train(args: argparse.Namespace) -> None:
     step = 0
     ckpt = run / "last.pt"
     if ckpt.exists():
-        st = torch.load(ckpt, map_location="cpu", weights_only=False)
+        st = torch.load(ckpt, map_location="cpu", weights_only=True)
         model.load_state_dict(st["model"], strict=False)
         opt.load_state_dict(st["opt"])
         step = st["step"]
@@ -565,7 +567,7 @@ def load_checkpoint(ckpt: str | Path, config: dict[str, Any]) -> Any:
     cfg = dict(config)
     cfg.pop("train", None)
     model = build_model(cfg)
-    st = torch.load(ckpt, map_location="cpu", weights_only=False)
+    st = torch.load(ckpt, map_location="cpu", weights_only=True)
     model.load_state_dict(st["model"], strict=False)
     return model.eval()
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-CACHE = Path(os.environ.get("VR_CACHE", "/work/main/cache"))
+CACHE = Path(os.environ.get("VR_CACHE", Path(__file__).resolve().parent.parent / "cache"))
 CORPUS = CACHE / "corpus"
 SAMPLE_RATE = 16000
 

@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-DATA_DIR = Path("/work/shared/data/text_intents")
+DATA_DIR = (
+    Path(
+        os.environ.get("VR_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data")
+    )
+    / "text_intents"
+)
 MAX_WORDS = 12
 
 #: Words that routes are made of, spoken by many voices each. Includes the opposites whose

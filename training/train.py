@@ -458,7 +458,7 @@ def train(
         state_path = ckpt_dir / STATE_NAME
         if not state_path.is_file():
             raise ModelError(f"--resume: no checkpoint at {state_path}; run without --resume.")
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
         dist_utils.load_full_state(step_module, optimizer, state, info, tc.distributed)
         scheduler.load_state_dict(state["scheduler"])
         start_step = int(state["step"])
