@@ -40,13 +40,17 @@ routes:
   - name: affirm
     description: "yes"
     examples: ["yes please", "yes do it"]
+    tool: tests.integration.pulse_tools:affirm
   - name: halt
     description: stop
     examples: ["stop it", "stop now"]
+    tool: tests.integration.pulse_tools:halt
   - name: go_left
     description: left
     examples: ["go left", "turn left"]
+    tool: tests.integration.pulse_tools:go_left
 """
+TOOL_RESULTS = {"affirm": "affirmed", "halt": "halted", "go_left": "went left"}
 
 
 def _pulse_ok() -> tuple[bool, str]:
@@ -80,11 +84,12 @@ def test_listen_routes_a_recording_played_into_the_null_sink(tmp_path: Path) -> 
     `voice-router listen --device pulse --max-utterances 1 --json` must capture exactly one
     utterance, at the right place, and print one sane JSON line.
 
-    Model: with bundled weights (voice_router/weights/compact) the default model runs and the
-    route itself is asserted ("halt"). Without them, the tiny random model runs and only the
-    plumbing is asserted: exactly one utterance, its duration matching the spoken word, the
-    captured audio (--save-utterances) matching the recording that was played, and every JSON
-    field present and sane (a random model's route would mean nothing).
+    Model: with bundled weights (voice_router/weights/compact) the default model runs, the route
+    itself is asserted ("halt") and its LangChain tool must have run. Without them, the tiny
+    random model runs and only the plumbing is asserted: exactly one utterance, its duration
+    matching the spoken word, the captured audio (--save-utterances) matching the recording
+    that was played, and every JSON field present and sane (a random model's route would mean
+    nothing).
     """
     ok, why = _pulse_ok()
     if not ok:
@@ -102,7 +107,7 @@ def test_listen_routes_a_recording_played_into_the_null_sink(tmp_path: Path) -> 
     cmd = [
         sys.executable, "-m", "voice_router.cli", "listen",
         "--routes", str(routes), "--device", "pulse", "--max-utterances", "1", "--json",
-        "--dry-run", "--index", str(tmp_path / "index"),
+        "--allow-import", "--index", str(tmp_path / "index"),
         "--save-utterances", str(tmp_path / "heard"),
         "--model", "default" if real_model else "tiny",
     ]  # fmt: skip
@@ -165,6 +170,9 @@ def test_listen_routes_a_recording_played_into_the_null_sink(tmp_path: Path) -> 
     n = len(heard) + len(word)
     xc = np.fft.irfft(np.fft.rfft(heard, n) * np.conj(np.fft.rfft(word, n)), n)
     assert np.abs(xc).max() / (np.linalg.norm(heard) * np.linalg.norm(word)) > 0.9
+    # the matched route's LangChain tool really ran (its return value is in the result)
+    if d["route"] is not None:
+        assert d["tool_result"] == TOOL_RESULTS[d["route"]] and not d.get("tool_error"), d
     if real_model:
         assert d["route"] == "halt", d
 
@@ -231,13 +239,15 @@ def test_ctrl_c_stops_cleanly_with_a_summary(tmp_path: Path, sig: str) -> None:
             lines.append(line)
         time.sleep(2.5)  # hear the first command
         proc.send_signal(getattr(signal, sig))
-        out, _ = proc.communicate(timeout=20)
+        # communicate() also reads stderr, racing the reader thread: keep what it got
+        out, err_rest = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     while (line := err_q.get(timeout=5)) is not None:
         lines.append(line)
+    lines += (err_rest or "").splitlines(keepends=True)
     err = "".join(lines)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
