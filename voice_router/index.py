@@ -677,9 +677,12 @@ def open_backend(
     api_key: str | None = None,
 ) -> VectorBackend:
     """The backend for CLI-style options: `url` (qdrant-client; ':memory:' allowed) wins over
-    `path` (Qdrant Edge folder); neither -> Edge in the user data folder."""
+    `path` (Qdrant Edge folder; ':memory:' there means the same throw-away in-memory index, not
+    a folder of that name); neither -> Edge in the user data folder."""
     if url:
         return ClientBackend(url, api_key=api_key)
+    if path is not None and os.fspath(path) == ":memory:":
+        return ClientBackend(":memory:")
     return EdgeBackend(path if path is not None else default_index_path())
 
 

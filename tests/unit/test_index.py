@@ -377,3 +377,12 @@ def test_two_routes_files_share_a_folder_without_evicting_each_other(tmp_path, h
     assert a.sync(home).added == 0 and b.sync(office).added == 0  # nothing re-embedded
     assert a.collection != b.collection
     backend.close()
+
+
+def test_index_path_memory_is_in_memory_not_a_folder(tmp_path, monkeypatch):
+    from voice_router.index import ClientBackend, open_backend
+
+    monkeypatch.chdir(tmp_path)
+    backend = open_backend(path=":memory:")
+    assert isinstance(backend, ClientBackend)
+    assert not (tmp_path / ":memory:").exists()
