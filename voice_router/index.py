@@ -415,11 +415,7 @@ class EdgeBackend:
                     )
                 )
             for r in recs:
-                vec = None
-                if with_vectors and r.vector is not None:
-                    v = r.vector[""] if isinstance(r.vector, dict) else r.vector
-                    vec = np.asarray(v, dtype=np.float32)
-                yield PointRecord(str(r.id), vec, dict(r.payload or {}))
+                yield _point_record(r, with_vectors)
             if offset is None:
                 return
 
@@ -603,11 +599,7 @@ class ClientBackend:
                 with_vectors=with_vectors,
             )
             for r in recs:
-                vec = None
-                if with_vectors and r.vector is not None:
-                    v = r.vector.get("") if isinstance(r.vector, dict) else r.vector
-                    vec = np.asarray(v, dtype=np.float32)
-                yield PointRecord(str(r.id), vec, dict(r.payload or {}))
+                yield _point_record(r, with_vectors)
             if offset is None:
                 return
 
@@ -643,6 +635,16 @@ class ClientBackend:
             self.client.close()
         except Exception as e:  # pragma: no cover - best effort
             log.debug("closing qdrant client: %s", e)
+
+
+def _point_record(r: Any, with_vectors: bool) -> PointRecord:
+    """A stored point of either engine (Edge or qdrant-client: same record shape; the unnamed
+    vector may come as a {"": [...]} mapping) as a `PointRecord`."""
+    vec = None
+    if with_vectors and r.vector is not None:
+        v = r.vector[""] if isinstance(r.vector, dict) else r.vector
+        vec = np.asarray(v, dtype=np.float32)
+    return PointRecord(str(r.id), vec, dict(r.payload or {}))
 
 
 def _checked_vectors(points: Sequence[PointRecord], dim: int | None = None) -> np.ndarray:
