@@ -40,6 +40,9 @@ CACHE = Path(os.environ.get("VR_CACHE", Path(__file__).resolve().parent.parent /
 CORPUS = CACHE / "corpus"
 SAMPLE_RATE = 16000
 
+# The runtime's accents (voice_router.tts.ESPEAK_ACCENTS), spelled out rather than imported:
+# `python -m training.corpus piper` runs in a venv without voice_router's audio dependencies.
+# tests/unit/training/test_corpus.py checks the two stay equal.
 ESPEAK_ACCENTS = (
     "en-us",
     "en-gb",

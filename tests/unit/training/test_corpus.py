@@ -105,3 +105,10 @@ def test_featurize_batched_equals_single() -> None:
             ref = fe(torch.from_numpy(w)[None])[0].numpy()
         assert g.shape == ref.shape and g.dtype == np.float16
         assert np.abs(g.astype(np.float32) - ref).max() < 0.05
+
+
+def test_corpus_speaks_the_runtime_accents():
+    from training import corpus
+    from voice_router import tts
+
+    assert corpus.ESPEAK_ACCENTS == tts.ESPEAK_ACCENTS
