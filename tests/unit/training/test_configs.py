@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from tiny_parts import TINY_PRENET
 
 from training import train as T
 from training.losses import info_nce
@@ -64,15 +65,6 @@ TINY_BACKBONE: dict[str, dict[str, Any]] = {
         "intermediate_size": 32,
     },
     "qwen2_5_omni_thinker": _QWEN,
-}
-TINY_PRENET = {
-    "dim": 16,
-    "conv_layers": 0,
-    "stride": 1,
-    "transformer_layers": 0,
-    "heads": 2,
-    "dropout": 0.0,
-    "max_frames": 512,
 }
 
 

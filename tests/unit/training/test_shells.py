@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
+from tiny_parts import OMNI_TOWERS
 
 from training import shells
 from voice_router.errors import ModelError
@@ -15,25 +16,7 @@ from voice_router.model import towers
 
 torch.set_num_threads(1)
 
-AUDIO = {
-    "qwen2_5_omni": {
-        "d_model": 32,
-        "encoder_layers": 2,
-        "encoder_attention_heads": 4,
-        "encoder_ffn_dim": 64,
-        "output_dim": 24,
-        "n_window": 50,
-    },
-    "qwen3_omni": {
-        "d_model": 32,
-        "encoder_layers": 2,
-        "encoder_attention_heads": 4,
-        "encoder_ffn_dim": 64,
-        "output_dim": 24,
-        "n_window": 50,
-        "downsample_hidden_size": 8,
-    },
-}
+AUDIO = OMNI_TOWERS
 LM = {
     "hidden_size": 24,
     "num_hidden_layers": 4,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
+from tiny_parts import OMNI_TOWERS
 
 from voice_router.errors import ModelError
 from voice_router.model import towers
@@ -13,23 +14,7 @@ from voice_router.model import towers
 torch.set_num_threads(1)
 
 TINY_AUDIO = {
-    "qwen2_5_omni": {
-        "d_model": 32,
-        "encoder_layers": 2,
-        "encoder_attention_heads": 4,
-        "encoder_ffn_dim": 64,
-        "output_dim": 24,
-        "n_window": 50,
-    },
-    "qwen3_omni": {
-        "d_model": 32,
-        "encoder_layers": 2,
-        "encoder_attention_heads": 4,
-        "encoder_ffn_dim": 64,
-        "output_dim": 24,
-        "n_window": 50,
-        "downsample_hidden_size": 8,
-    },
+    **OMNI_TOWERS,
     "whisper": {
         "d_model": 32,
         "encoder_layers": 2,

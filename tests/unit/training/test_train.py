@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_parts import TINY_PRENET
 
 from training import train as T
 from training.__main__ import main
@@ -253,15 +254,7 @@ def test_pretrained_parts_partly_trained_save_and_reload(synth: Path, tmp_path: 
             "trainable": False,
             "config": {"num_hidden_layers": 2},
         },
-        "prenet": {
-            "dim": 16,
-            "conv_layers": 0,
-            "stride": 1,
-            "transformer_layers": 0,
-            "heads": 2,
-            "dropout": 0.0,
-            "max_frames": 512,
-        },
+        "prenet": dict(TINY_PRENET),
     }
     out = tmp_path / "run"
     T.train(cfg, out, max_steps=2, train_data=[str(synth)], val_data=str(synth))
