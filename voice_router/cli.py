@@ -7,6 +7,7 @@ reuse `add_common_args`, `add_router_args` and `build_router` from here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -131,49 +132,53 @@ def _print_json(obj: Any) -> None:
 def cmd_route(args: argparse.Namespace) -> int:
     """Route each file; print one result per file; non-zero if any file could not be read.
 
-    Files are decoded before the router is built, so unreadable input fails in well under a
-    second instead of after the model and route exemplars have loaded.
+    Each file is decoded before anything else is done with it and the router is built only
+    when the first readable file arrives, so unreadable input fails in well under a second
+    instead of after the model and route exemplars have loaded, and only one decoded clip is
+    held at a time.
     """
     from voice_router.audio.io import load_audio
 
-    clips: list[tuple[str, Any]] = []
     failed = 0
     last_code = 0
-    for f in args.files:
-        t0 = time.perf_counter()
-        try:
-            audio = load_audio(f)
-        except AudioError as e:
-            failed += 1
-            last_code = e.exit_code
-            _print_error(e)
-            continue
-        clips.append((f, (audio, 16000, (time.perf_counter() - t0) * 1000.0)))
-    if clips:
-        with build_router(args) as router:
-            for f, (audio, rate, decode_ms) in clips:
-                m = router.route((audio, rate), file=f)
-                m.latency_ms["decode"] = round(decode_ms, 3)
-                m.latency_ms["total"] = round(m.latency_ms.get("total", 0.0) + decode_ms, 3)
-                if args.json:
-                    _print_json(m.to_dict())
-                elif m.route is None:
-                    print(
-                        f"{f}: no match (nearest {m.nearest}, score {m.score:.3f}, "
-                        f"margin {m.margin:.3f})"
-                    )
-                else:
-                    line = f"{f}: {m.route} (score {m.score:.3f}, margin {m.margin:.3f})"
-                    if m.tool_error:
-                        line += f" -> tool error: {m.tool_error}"
-                    elif m.tool:
-                        line += f" -> {m.tool}: {m.tool_result}"
-                    print(line, flush=True)
+    with contextlib.ExitStack() as stack:
+        router = None
+        for f in args.files:
+            t0 = time.perf_counter()
+            try:
+                audio = load_audio(f)
+            except AudioError as e:
+                failed += 1
+                last_code = e.exit_code
+                _print_error(e)
+                continue
+            decode_ms = (time.perf_counter() - t0) * 1000.0
+            if router is None:
+                router = stack.enter_context(build_router(args))
+            m = router.route((audio, 16000), file=f)
+            m.latency_ms["decode"] = round(decode_ms, 3)
+            m.latency_ms["total"] = round(m.latency_ms.get("total", 0.0) + decode_ms, 3)
+            _print_match(m, f, as_json=args.json)
     if failed:
         if len(args.files) > 1:
             print(f"error: {failed} of {len(args.files)} files could not be read", file=sys.stderr)
         return last_code
     return 0
+
+
+def _print_match(m: Any, f: str, *, as_json: bool) -> None:
+    """One routing decision on stdout: a JSON object, or one human-readable line."""
+    if as_json:
+        _print_json(m.to_dict())
+    elif m.route is None:
+        print(f"{f}: no match (nearest {m.nearest}, score {m.score:.3f}, margin {m.margin:.3f})")
+    else:
+        line = f"{f}: {m.route} (score {m.score:.3f}, margin {m.margin:.3f})"
+        if m.tool_error:
+            line += f" -> tool error: {m.tool_error}"
+        elif m.tool:
+            line += f" -> {m.tool}: {m.tool_result}"
+        print(line, flush=True)
 
 
 def cmd_routes_check(args: argparse.Namespace) -> int:
