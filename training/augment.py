@@ -1,10 +1,22 @@
-"""Waveform augmentation for synthetic training speech (numpy/scipy; deterministic per seed).
+"""Waveform augmentation for synthetic training speech (torchaudio functional ops; deterministic
+per seed).
 
 Why: the model trains on synthetic voices and must work on real microphones and rooms. Each
 augmentation stands for one way real recordings differ from clean TTS: speaking rate and vocal
-tract length (speed perturbation), reverberant rooms (synthetic impulse responses), background
-noise at random SNR (white, pink, brown, babble of other utterances), cheap or telephone
-microphones (band-limiting), level (gain) and silence around the utterance (padding).
+tract length (speed perturbation), voice pitch and vocal tract length at an unchanged speaking
+rate (pitch perturbation), reverberant rooms (synthetic impulse responses), background noise at
+random SNR (white, pink, brown, babble of other utterances), cheap or telephone microphones
+(band-limiting), level (gain) and silence around the utterance (padding).
+
+The signals that are added or convolved (impulse responses, noise, babble) are generated here
+with numpy; torchaudio's functional ops apply them (`speed`, `pitch_shift`, `fftconvolve`,
+`add_noise`, `highpass_biquad` / `lowpass_biquad`, `gain`). Every random draw comes from the
+numpy `rng` the caller passes, so one seed gives one output.
+
+torchaudio is the `train` extra, never a runtime dependency: PyPI's torchaudio is a CUDA build
+that fails to load beside the CPU torch, and a torchaudio that is installed but broken also
+breaks transformers (`transformers.audio_utils`, which most model classes load, imports it
+whenever it is installed). So it is installed as the matched pair (training/README.md).
 """
 
 from __future__ import annotations
@@ -13,18 +25,50 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import soxr
-from scipy import signal
+import torch
+
+INSTALL_HINT = (
+    "training.augment needs torchaudio, from the `train` extra. Install it as the pair matching "
+    "torch (PyPI's torchaudio is a CUDA build; beside the CPU torch it fails to load, and then "
+    "transformers' models fail to import too):\n"
+    "    env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null "
+    "pip install torch==2.13.0 torchaudio==2.11.0\n"
+    "    pip install -e '.[train]'\n"
+    "(`env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null` switches the local pip constraints and "
+    "wheel folder off for the first command; see training/README.md)"
+)
+
+try:
+    import torchaudio.functional as F
+except (ImportError, OSError) as e:  # missing, or a CUDA build that cannot load its library
+    raise ImportError(f"{INSTALL_HINT}\n(cause: {type(e).__name__}: {e})") from e
 
 SAMPLE_RATE = 16000
+# pitch_shift resamples from int(rate_base / ratio) to rate_base. At 16000 the ratio rarely
+# reduces (e.g. 16279:16000), and torchaudio's sinc kernel is (new, old + width) floats: up to
+# 14 s and +4 GB for one 2 s clip here. Its sample rate is used for nothing else, so a base of
+# 200 gives the same shift to within 0.09 semitone (below the 0.1-semitone draw step) in ~4 ms
+# per 1.5 s clip (1000: 0.02 semitone, ~13 ms); the output keeps the input's length.
+_PITCH_RATE_BASE = 200
+_PITCH_STEPS_PER_SEMITONE = 10  # pitch shifts are drawn in 0.1-semitone steps
+_FILTER_HEADROOM = 0.5  # peak before the biquads, which clamp their output to [-1, 1]
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Probabilities and ranges of each augmentation."""
+    """Probabilities and ranges of each augmentation.
+
+    `p_*` is the probability that a step runs. `speed` is the playback-rate range (drawn in
+    steps of 0.01, which keeps the resampling ratio small), `pitch_semitones` the pitch shift
+    range at unchanged duration (0.1-semitone steps), `rt60` the reverberation time of the
+    synthetic room in seconds, `snr_db` the speech-to-noise ratio, `gain_db` the final peak
+    level (0 dB = peak 0.95) and `pad_s` the silence added before and after the utterance.
+    """
 
     p_speed: float = 0.8
     speed: tuple[float, float] = (0.85, 1.15)
+    p_pitch: float = 0.3
+    pitch_semitones: tuple[float, float] = (-2.0, 2.0)
     p_rir: float = 0.5
     rt60: tuple[float, float] = (0.1, 0.8)
     p_noise: float = 0.8
@@ -34,12 +78,32 @@ class AugmentConfig:
     pad_s: tuple[float, float] = (0.05, 0.5)
 
 
-def speed_perturb(audio: np.ndarray, factor: float) -> np.ndarray:
-    """Play `factor` times faster (tempo and pitch together, Kaldi-style speed perturbation)."""
+def speed_perturb(audio: torch.Tensor, factor: float) -> torch.Tensor:
+    """Play `factor` times faster: tempo and pitch together (Kaldi-style speed perturbation),
+    so a 0.9 factor is a slower, lower voice and a 1.1 factor a faster, higher one.
+
+    `factor` should be a multiple of 0.01: F.speed resamples 16000 * factor : 16000, which then
+    reduces to at most ~115:100 (cheap); an arbitrary float may not reduce at all.
+    """
     if abs(factor - 1.0) < 1e-3:
         return audio
-    out_rate = int(round(SAMPLE_RATE / factor))
-    return soxr.resample(audio, SAMPLE_RATE, out_rate).astype(np.float32)
+    out, _ = F.speed(audio, SAMPLE_RATE, factor)  # (1, T) -> (1, ~T / factor)
+    return out
+
+
+def pitch_perturb(audio: torch.Tensor, semitones: float) -> torch.Tensor:
+    """Shift the pitch (and the formants with it) by `semitones` at the same duration: another
+    voice height without the speaking-rate change that speed perturbation brings along.
+
+    `semitones` is rounded to 0.1 semitone. The phase vocoder and the resampling ratio run on
+    a 200 Hz time base (see `_PITCH_RATE_BASE`); the output has exactly the input's length.
+    """
+    steps = int(round(semitones * _PITCH_STEPS_PER_SEMITONE))
+    if steps == 0:
+        return audio
+    return F.pitch_shift(  # (1, T) -> (1, T)
+        audio, _PITCH_RATE_BASE, steps, bins_per_octave=12 * _PITCH_STEPS_PER_SEMITONE
+    )
 
 
 def synthetic_rir(rng: np.random.Generator, rt60: float) -> np.ndarray:
@@ -55,6 +119,13 @@ def synthetic_rir(rng: np.random.Generator, rt60: float) -> np.ndarray:
     tail /= np.sqrt(np.sum(tail**2)) + 1e-9
     tail[0] = drr
     return tail.astype(np.float32)
+
+
+def reverberate(audio: torch.Tensor, rir: np.ndarray) -> torch.Tensor:
+    """Convolve with a room impulse response, keeping the input's length (the reverb tail that
+    runs past the end is cut, as a recording that stops on time would)."""
+    h = torch.from_numpy(rir)[None]  # (1, M)
+    return F.fftconvolve(audio, h)[..., : audio.shape[-1]]  # (1, T + M - 1) -> (1, T)
 
 
 def colored_noise(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
@@ -86,20 +157,44 @@ def babble(rng: np.random.Generator, n: int, others: Sequence[np.ndarray]) -> np
     return out / (np.sqrt(np.mean(out**2)) + 1e-9)
 
 
-def band_limit(rng: np.random.Generator, audio: np.ndarray) -> np.ndarray:
-    """Telephone band (300-3400 Hz) or a random low-pass (3-7 kHz) / high-pass (100-400 Hz)."""
+def add_noise_at_snr(
+    audio: torch.Tensor, noise: np.ndarray, snr_db: float, speech: slice = slice(None)
+) -> torch.Tensor:
+    """Add `noise` (same length) scaled so that the mean power of `audio[..., speech]` over the
+    mean power of the added noise is `snr_db`.
+
+    The SNR is relative to the speech, not to the whole clip: F.add_noise measures the clip,
+    whose silence padding would otherwise make the noise louder than the drawn SNR says.
+    """
+    n = torch.from_numpy(np.asarray(noise, np.float32))[None]  # (1, T)
+    p_clip = audio.pow(2).mean() + 1e-12
+    p_speech = audio[..., speech].pow(2).mean() + 1e-12
+    # F.add_noise gives noise power p_clip * 10^(-snr/10); shift the SNR so it is p_speech's.
+    snr_clip = snr_db + 10.0 * torch.log10(p_clip / p_speech)
+    return F.add_noise(audio, n, snr_clip.reshape(1))  # (1, T), snr (1,)
+
+
+def band_limit(rng: np.random.Generator, audio: torch.Tensor) -> torch.Tensor:
+    """Telephone band (300-3400 Hz) or a random low-pass (3-7 kHz) / high-pass (100-400 Hz).
+
+    Cascaded Butterworth biquads: two per edge (4th order, ~24 dB/octave) for the telephone band
+    and the low-pass, one (2nd order) for the high-pass. The biquads clamp to [-1, 1], so the
+    input is first scaled to a peak of 0.5 (the final gain step sets the level anyway).
+    """
+    x = audio * (_FILTER_HEADROOM / (audio.abs().max() + 1e-9))
     choice = rng.random()
     if choice < 0.4:
-        sos = signal.butter(4, [300, 3400], btype="bandpass", fs=SAMPLE_RATE, output="sos")
+        for _ in range(2):
+            x = F.highpass_biquad(x, SAMPLE_RATE, 300.0)  # (1, T)
+        for _ in range(2):
+            x = F.lowpass_biquad(x, SAMPLE_RATE, 3400.0)
     elif choice < 0.8:
-        sos = signal.butter(
-            4, rng.uniform(3000, 7000), btype="lowpass", fs=SAMPLE_RATE, output="sos"
-        )
+        cutoff = float(rng.uniform(3000, 7000))
+        for _ in range(2):
+            x = F.lowpass_biquad(x, SAMPLE_RATE, cutoff)
     else:
-        sos = signal.butter(
-            2, rng.uniform(100, 400), btype="highpass", fs=SAMPLE_RATE, output="sos"
-        )
-    return signal.sosfilt(sos, audio).astype(np.float32)
+        x = F.highpass_biquad(x, SAMPLE_RATE, float(rng.uniform(100, 400)))
+    return x
 
 
 def augment(
@@ -110,35 +205,31 @@ def augment(
 ) -> np.ndarray:
     """One random augmentation of a clean 16 kHz utterance -> float32 in [-1, 1].
 
-    Order: speed -> silence padding -> room -> noise at random SNR (relative to the speech
-    power) -> band-limit -> gain with peak limiting. `others` (other clean utterances) feed babble.
+    Order: speed -> pitch -> silence padding -> room -> noise at random SNR (relative to the
+    speech power) -> band-limit -> gain with peak limiting. `others` (other clean utterances)
+    feed babble. numpy in and out, so the corpus workers and the trainer need no torch code.
     """
-    x = np.asarray(audio, np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(audio, np.float32))[None]  # (1, T)
     if rng.random() < cfg.p_speed:
-        x = speed_perturb(x, float(rng.uniform(*cfg.speed)))
-    speech_rms = float(np.sqrt(np.mean(x**2)) + 1e-9)
+        x = speed_perturb(x, round(float(rng.uniform(*cfg.speed)), 2))
+    if rng.random() < cfg.p_pitch:
+        x = pitch_perturb(x, float(rng.uniform(*cfg.pitch_semitones)))
     pre = int(rng.uniform(*cfg.pad_s) * SAMPLE_RATE)
     post = int(rng.uniform(*cfg.pad_s) * SAMPLE_RATE)
-    x = np.concatenate([np.zeros(pre, np.float32), x, np.zeros(post, np.float32)])
+    x = torch.nn.functional.pad(x, (pre, post))  # (1, pre + T + post)
+    speech = slice(pre, x.shape[-1] - post)
     if rng.random() < cfg.p_rir:
-        rir = synthetic_rir(rng, float(rng.uniform(*cfg.rt60)))
-        y = signal.fftconvolve(x, rir)[: x.size]
-        x = (y * speech_rms / (np.sqrt(np.mean(y[pre : x.size - post] ** 2)) + 1e-9)).astype(
-            np.float32
-        )
+        x = reverberate(x, synthetic_rir(rng, float(rng.uniform(*cfg.rt60))))
+    n = x.shape[-1]
     if rng.random() < cfg.p_noise:
         kinds = ["white", "pink", "brown", "babble"] if others else ["white", "pink", "brown"]
         kind = kinds[int(rng.integers(len(kinds)))]
-        noise = (
-            babble(rng, x.size, others) if kind == "babble" else colored_noise(rng, x.size, kind)
-        )
-        snr = float(rng.uniform(*cfg.snr_db))
-        x = x + noise * speech_rms / (10 ** (snr / 20))
+        noise = babble(rng, n, others) if kind == "babble" else colored_noise(rng, n, kind)
+        x = add_noise_at_snr(x, noise, float(rng.uniform(*cfg.snr_db)), speech)
     else:
-        x = x + colored_noise(rng, x.size, "white") * speech_rms * 1e-3  # mic self-noise
+        x = add_noise_at_snr(x, colored_noise(rng, n, "white"), 60.0, speech)  # mic self-noise
     if rng.random() < cfg.p_band:
         x = band_limit(rng, x)
-    peak = float(np.max(np.abs(x)) + 1e-9)
-    gain = 10 ** (rng.uniform(*cfg.gain_db) / 20)
-    x = x * (gain * 0.95 / peak)
-    return np.clip(x, -1.0, 1.0).astype(np.float32)
+    x = x * (0.95 / (x.abs().max() + 1e-9))  # peak 0.95, then the drawn level
+    x = F.gain(x, float(rng.uniform(*cfg.gain_db)))
+    return x.clamp(-1.0, 1.0)[0].numpy().astype(np.float32)

@@ -18,6 +18,9 @@ Usage:
     python -m training.corpus specs                 # write cache/corpus/specs.jsonl
     <piper-venv>/bin/python -m training.corpus piper  # piper WAVs (optional, slow)
     python -m training.corpus build --workers 2     # chunks with frames
+
+`build` augments with training/augment.py, which needs the `train` extra (torchaudio, installed
+as in training/README.md).
 """
 
 from __future__ import annotations

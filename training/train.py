@@ -86,7 +86,7 @@ class TrainConfig(BaseModel):
     unfreeze: list[str] = Field(default_factory=list)  # applied after freeze
     lora: LoraSpec | None = None
     seed: int = 0
-    augment: bool = False  # training/augment.augment on training waveforms
+    augment: bool = False  # training/augment.augment on training waveforms (`train` extra)
     random_crop: bool = True
     log_every: int = Field(10, ge=1)
     eval_every: int = Field(0, ge=0)  # 0: only at the end
