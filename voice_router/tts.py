@@ -18,9 +18,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from voice_router.audio.prep import center_pad, trim_silence
 from voice_router.errors import ModelError
 
 SAMPLE_RATE = 16000
+
+__all__ = [
+    "ESPEAK_ACCENTS",
+    "ESPEAK_VARIANTS",
+    "ExemplarVoice",
+    "center_pad",
+    "default_exemplar_voices",
+    "synthesize",
+    "trim_silence",
+    "tts_available",
+]
 
 #: English espeak-ng accents, the most natural first.
 ESPEAK_ACCENTS: tuple[str, ...] = (
@@ -96,33 +108,6 @@ def default_exemplar_voices(n: int = 12) -> list[ExemplarVoice]:
     return voices
 
 
-def trim_silence(
-    audio: np.ndarray, *, threshold_db: float = -45.0, pad_s: float = 0.05, rate: int = SAMPLE_RATE
-) -> np.ndarray:
-    """Cut leading/trailing near-silence (below `threshold_db` of the peak), keeping `pad_s`.
-
-    Light on purpose: only the silence espeak-ng adds around an utterance goes; quiet
-    consonants at the edges stay thanks to the padding.
-    """
-    if audio.size == 0:
-        return audio
-    peak = float(np.max(np.abs(audio)))
-    if peak <= 0.0:
-        return audio
-    frame = max(1, rate // 100)  # 10 ms frames
-    n = audio.size // frame
-    if n == 0:
-        return audio
-    rms = np.sqrt(np.mean(audio[: n * frame].reshape(n, frame) ** 2, axis=1) + 1e-12)  # (n,)
-    loud = np.nonzero(20 * np.log10(rms / peak + 1e-12) > threshold_db)[0]
-    if loud.size == 0:
-        return audio
-    pad = int(pad_s * rate)
-    start = max(0, loud[0] * frame - pad)
-    end = min(audio.size, (loud[-1] + 1) * frame + pad)
-    return audio[start:end]
-
-
 def _decode_wav(data: bytes, target_rate: int) -> np.ndarray:
     """Decode WAV bytes to mono float32 at `target_rate` (soundfile + soxr)."""
     import soundfile as sf
@@ -133,17 +118,6 @@ def _decode_wav(data: bytes, target_rate: int) -> np.ndarray:
     if rate != target_rate:
         audio = soxr.resample(audio, rate, target_rate).astype(np.float32)
     return np.ascontiguousarray(audio, dtype=np.float32)
-
-
-def center_pad(audio: np.ndarray, min_seconds: float, rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Centre `audio` in zeros so it lasts at least `min_seconds` (longer clips: unchanged)."""
-    n = int(round(min_seconds * rate))
-    if audio.size >= n:
-        return audio
-    out = np.zeros(n, dtype=np.float32)
-    start = (n - audio.size) // 2
-    out[start : start + audio.size] = audio
-    return out
 
 
 def synthesize(

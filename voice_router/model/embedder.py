@@ -43,6 +43,7 @@ from pydantic import (
 )
 from torch import nn
 
+from voice_router.audio.prep import ClipNormalizer
 from voice_router.errors import AudioError, ModelError
 from voice_router.model.registry import (
     build_audio_encoder,
@@ -152,6 +153,19 @@ class PrenetConfig(_Strict):
         return self
 
 
+class AudioPrepConfig(_Strict):
+    """Clip normalisation before the audio encoder (voice_router.audio.prep.ClipNormalizer).
+
+    One convention for queries, TTS exemplars, enrolment clips and training features alike;
+    the defaults leave clips untouched.
+    """
+
+    trim_db: float | None = Field(None, ge=-80.0, le=-3.0)  # cut edges this far below the peak
+    trim_pad_s: float = Field(0.25, ge=0.0, le=2.0)  # silence kept each side after trimming
+    min_seconds: float = Field(0.0, ge=0.0, le=10.0)  # centre shorter clips in this much
+    noise_rms: float = Field(0.0, ge=0.0, le=0.01)  # fixed noise floor instead of digital zeros
+
+
 class HeadConfig(_Strict):
     """Shared output head after pooling: none, or a linear map initialised to identity."""
 
@@ -198,6 +212,13 @@ class ModelConfig(_Strict):
     # ~5x cheaper per clip; the text side still runs the backbone).
     audio_path: Literal["backbone", "pool"] = "backbone"
     head: HeadConfig = Field(default_factory=HeadConfig)
+    audio_prep: AudioPrepConfig = Field(default_factory=AudioPrepConfig)
+    # Share of an audio embedding's squared norm given to the "acoustic" part: the plain mean
+    # of the audio encoder's frames, appended after the joint audio-text part (text gets zeros
+    # there). Audio-vs-audio similarity (exemplars, enrolment, audio search) then mixes
+    # learned and raw acoustic likeness; audio-vs-text similarity is the joint cosine scaled by
+    # sqrt(1 - acoustic_weight). 0 = off (embedding dim = backbone hidden size).
+    acoustic_weight: float = Field(0.0, ge=0.0, lt=1.0)
     audio_special_tokens: bool = True  # wrap audio in the backbone's [CLS] ... [SEP]
     logit_scale_init: float = Field(math.log(1 / 0.07), ge=0.0, le=math.log(100.0))
     learn_logit_scale: bool = True
@@ -600,8 +621,11 @@ class AudioTextEmbedder(nn.Module):
         self.logit_scale = nn.Parameter(
             torch.tensor(float(cfg.logit_scale_init)), requires_grad=cfg.learn_logit_scale
         )
-        self.dim = hidden
+        self.joint_dim = hidden
         self.audio_dim = audio_dim
+        # (joint D) + (acoustic Da when acoustic_weight > 0)
+        self.dim = hidden + (audio_dim if cfg.acoustic_weight > 0 else 0)
+        self.normalizer = ClipNormalizer(**cfg.audio_prep.model_dump())
         if not cfg.audio_encoder.trainable:
             self.audio_encoder.requires_grad_(False)
         self._pretrained_keys = self._find_pretrained_keys()
@@ -675,7 +699,10 @@ class AudioTextEmbedder(nn.Module):
         """(B, L) ids and mask -> (B, D) L2-normalised text embeddings."""
         embeds = self.backbone.embed_tokens(input_ids)  # (B, L, H)
         hidden = self.backbone(inputs_embeds=embeds, attention_mask=attention_mask)  # (B, L, H)
-        return self._pool(hidden, attention_mask)
+        joint = self._pool(hidden, attention_mask)  # (B, D)
+        if self.dim == self.joint_dim:
+            return joint
+        return torch.cat([joint, joint.new_zeros(joint.shape[0], self.audio_dim)], -1)  # (B, D+Da)
 
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """Texts -> (B, D) L2-normalised embeddings."""
@@ -689,7 +716,10 @@ class AudioTextEmbedder(nn.Module):
 
     def audio_frames(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Clips -> audio-encoder frames (B, T, Da) and valid lengths (B,): what the trainer
-        caches for a frozen audio encoder (then calls encode_frames)."""
+        caches for a frozen audio encoder (then calls encode_frames). Each clip is first
+        normalised as `config.audio_prep` says (voice_router.audio.prep)."""
+        if self.normalizer.active:
+            audios = [self.normalizer(np.asarray(a, np.float32)) for a in audios]
         feats, lengths = self.audio_encoder.featurize(audios)
         device = self.logit_scale.device
         frames, mask = self.audio_encoder(feats.to(device), lengths.to(device))  # (B, T, Da)
@@ -731,16 +761,27 @@ class AudioTextEmbedder(nn.Module):
 
         audio_path "backbone": prenet -> projector -> [CLS] x [SEP] -> backbone -> mean pool;
         audio_path "pool": prenet -> projector -> mean over valid frames. Then head, L2.
+        With `acoustic_weight` > 0 the L2-normalised mean of the frames themselves follows,
+        weighted: (B, D + Da), still unit length.
         """
         lengths = lengths.to(frames.device).long()
         h, hl = self.prenet(frames, lengths)  # (B, T', P), (B,)
         x = self.projector(h)  # (B, T', H)
         if self.config.audio_path == "pool":
             mask = torch.arange(x.shape[1], device=x.device)[None] < hl[:, None]  # (B, T')
-            return self._pool(x, mask)  # (B, D)
-        x, mask = self._wrap_audio(x, hl)  # (B, L, H), (B, L)
-        hidden = self.backbone(inputs_embeds=x, attention_mask=mask)  # (B, L, H)
-        return self._pool(hidden, mask)
+            joint = self._pool(x, mask)  # (B, D)
+        else:
+            x, mask = self._wrap_audio(x, hl)  # (B, L, H), (B, L)
+            hidden = self.backbone(inputs_embeds=x, attention_mask=mask)  # (B, L, H)
+            joint = self._pool(hidden, mask)  # (B, D)
+        if self.dim == self.joint_dim:
+            return joint
+        w = self.config.acoustic_weight
+        valid = torch.arange(frames.shape[1], device=frames.device)[None] < lengths[:, None]
+        m = valid.to(frames.dtype).unsqueeze(-1)  # (B, T, 1)
+        acoustic = (frames * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, Da)
+        acoustic = F.normalize(acoustic, dim=-1).to(joint.dtype)
+        return torch.cat([math.sqrt(1 - w) * joint, math.sqrt(w) * acoustic], -1)  # (B, D+Da)
 
     def encode_audio(self, audios: Sequence[np.ndarray]) -> torch.Tensor:
         """Clips (16 kHz mono float32) -> (B, D) normalised (one pass each; no chunking)."""

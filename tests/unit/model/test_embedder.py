@@ -436,3 +436,56 @@ def test_saved_compact_holds_only_our_small_weights_and_a_card(compact, tmp_path
         TorchEmbeddingModel(compact).embed_text(texts),
         atol=1e-3,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# clip normalisation and the acoustic part
+
+
+def _acoustic_tiny(weight: float, **prep) -> AudioTextEmbedder:
+    cfg = _tiny_dict() | {"acoustic_weight": weight, "audio_prep": prep}
+    return AudioTextEmbedder(cfg).eval()
+
+
+def test_acoustic_part_layout_and_scales() -> None:
+    w = 0.6
+    model = _acoustic_tiny(w)
+    plain = AudioTextEmbedder(_tiny_dict()).eval()  # same seed: same joint weights
+    clips = [_clip(1.0), _clip(2.0, 1)]
+    with torch.inference_mode():
+        a = model.encode_audio(clips)  # (B, 32 + 16)
+        t = model.encode_text(["stop", "go"])
+        a0, t0 = plain.encode_audio(clips), plain.encode_text(["stop", "go"])
+        frames, lengths = model.audio_frames(clips)
+    assert model.dim == 32 + 16 and a.shape == t.shape == (2, 48)
+    torch.testing.assert_close(a.norm(dim=-1), torch.ones(2))
+    torch.testing.assert_close(t[:, 32:], torch.zeros(2, 16))  # text has no acoustic part
+    torch.testing.assert_close(t[:, :32], t0)
+    torch.testing.assert_close(a[:, :32], (1 - w) ** 0.5 * a0, atol=1e-6, rtol=0)
+    # the acoustic part is the normalised mean of the valid frames
+    m = (torch.arange(frames.shape[1])[None] < lengths[:, None]).float().unsqueeze(-1)
+    mean = (frames * m).sum(1) / m.sum(1)  # (B, 16)
+    torch.testing.assert_close(
+        a[:, 32:], w**0.5 * torch.nn.functional.normalize(mean, dim=-1), atol=1e-6, rtol=0
+    )
+    # audio-text similarity is the joint cosine scaled by sqrt(1 - w)
+    torch.testing.assert_close(a @ t.T, (1 - w) ** 0.5 * (a0 @ t0.T), atol=1e-6, rtol=0)
+
+
+def test_audio_prep_makes_edge_silence_irrelevant() -> None:
+    model = _acoustic_tiny(0.5, trim_db=-25.0, min_seconds=1.25, noise_rms=3e-4)
+    speech = _clip(0.6, 3)
+    padded = np.concatenate([np.zeros(16000, np.float32), speech, np.zeros(8000, np.float32)])
+    with torch.inference_mode():
+        e = model.encode_audio([speech, padded])
+    torch.testing.assert_close(e[0], e[1], atol=1e-5, rtol=0)
+    bare = AudioTextEmbedder(_tiny_dict()).eval()  # no prep: the silence changes the vector
+    with torch.inference_mode():
+        f = bare.encode_audio([speech, padded])
+    assert float(f[0] @ f[1]) < 0.999
+
+
+def test_bundled_config_normalises_clips_and_has_an_acoustic_part() -> None:
+    cfg = emb.read_config(emb.DEFAULT_WEIGHTS / emb.CONFIG_NAME)
+    assert cfg.audio_prep.trim_db is not None and cfg.audio_prep.min_seconds >= 1.0
+    assert 0 < cfg.acoustic_weight < 1
