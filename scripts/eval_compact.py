@@ -97,11 +97,11 @@ def score_stats(scores: np.ndarray, es: EvalSet) -> dict:
     return out
 
 
-def evaluate(audio_embed, text_embed, names: list[str]) -> dict:  # noqa: ANN001
+def evaluate(audio_embed, text_embed, names: list[str], normalizer=None) -> dict:  # noqa: ANN001
     """Every mode on every set; fusion weight and threshold tuned on speaker halves."""
     res: dict = {}
     for name in names:
-        es = build_eval_set(name)
+        es = build_eval_set(name, normalizer=normalizer)
         sc = route_scores(es, audio_embed, text_embed)
         r = {m: round(top1(s, es), 4) for m, s in sc.items()}
         if "text" in sc:
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             with torch.inference_mode():
                 return model.encode_text(texts).float().numpy()
 
-        res = evaluate(a_emb, t_emb, names)
+        res = evaluate(a_emb, t_emb, names, getattr(model, "normalizer", None))
     text = json.dumps(res, indent=1)
     print(text)
     if a.out:

@@ -80,8 +80,11 @@ def embed_frames(
 
 
 def embed_pooled_text(model: Any, pooled: torch.Tensor) -> torch.Tensor:
-    """Cached frozen-MiniLM mean-pooled vectors (B, 384) -> (B, D) L2-normalised (head)."""
-    return F.normalize(model.head(pooled), dim=-1)
+    """Cached frozen-MiniLM mean-pooled vectors (B, 384) -> (B, D) L2-normalised (head), with
+    zeros in the acoustic part when the model has one (as AudioTextEmbedder.encode_text)."""
+    t = F.normalize(model.head(pooled), dim=-1)  # (B, H)
+    extra = int(getattr(model, "dim", t.shape[1])) - t.shape[1]
+    return torch.cat([t, t.new_zeros(t.shape[0], extra)], -1) if extra > 0 else t  # (B, D)
 
 
 def build_model(config: dict[str, Any]) -> Any:
@@ -235,10 +238,17 @@ def _read_manifest(folder: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def build_eval_set(name: str, n_voices: int = 12) -> EvalSet:
+def build_eval_set(name: str, n_voices: int = 12, normalizer: Any = None) -> EvalSet:
     """Front-end frames of a real dataset and of the route texts spoken by `n_voices`
-    espeak-ng exemplar voices (voice_router.tts.default_exemplar_voices); cached on disk."""
-    path = EVAL_CACHE / f"{name}_v{n_voices}.npz"
+    espeak-ng exemplar voices (voice_router.tts.default_exemplar_voices); cached on disk.
+
+    `normalizer`: a model's clip normaliser (voice_router.audio.prep.ClipNormalizer), applied
+    to real clips and exemplars alike before the front-end (its settings key the cache)."""
+    tag = ""
+    if normalizer is not None and normalizer.active:
+        n = normalizer
+        tag = f"_t{n.trim_db}_p{n.trim_pad_s}_m{n.min_seconds}_n{n.noise_rms}"
+    path = EVAL_CACHE / f"{name}_v{n_voices}{tag}.npz"
     if path.exists():
         z = np.load(path, allow_pickle=True)
         kw: dict[str, Any] = {k: z[k].tolist() for k in z.files}
@@ -289,6 +299,9 @@ def build_eval_set(name: str, n_voices: int = 12) -> EvalSet:
         for v in default_exemplar_voices(n_voices):
             ex_waves.append(synthesize(routes[n], v))  # the runtime's exemplar convention
             ex_route.append(ri)
+    if tag:
+        waves = [normalizer(a) for a in waves]
+        ex_waves = [normalizer(a) for a in ex_waves]
     fe = load_speech_embedding_frontend()
     es = EvalSet(
         name=name,
@@ -449,6 +462,7 @@ def train(args: argparse.Namespace) -> None:
     """The training loop (resumable from run/last.pt)."""
     from tqdm import tqdm
 
+    from training.corpus import corpus_prep
     from training.features import load_corpus, text_cache
 
     torch.set_num_threads(args.threads)
@@ -484,6 +498,18 @@ def train(args: argparse.Namespace) -> None:
         print(f"resumed from step {step}")
     (run / "config.json").write_text(json.dumps(config | {"train": hp}, indent=2))
 
+    want = (
+        {k: v for k, v in model.config.audio_prep.model_dump().items()}
+        if (model.normalizer.active)
+        else {}
+    )
+    have = corpus_prep()
+    if have != want:
+        raise SystemExit(
+            f"the corpus frames were made with clip normalisation {have or 'none'} but the model "
+            f"config asks for {want or 'none'}: build a corpus for this config (python -m "
+            "training.corpus refeaturize --prep-config CONFIG, in another VR_CACHE folder)"
+        )
     data = load_corpus()
     tv = text_cache(data.texts)
     text_vecs = np.stack([tv[t] for t in data.texts]).astype(np.float32)  # (U, 384)
@@ -492,7 +518,10 @@ def train(args: argparse.Namespace) -> None:
         f"samples {len(data)} train texts {ts.texts.size} pair groups {len(ts.pair_groups)} "
         f"intents {len(ts.intent_texts)}"
     )
-    sets = [build_eval_set(n) for n in ("speech_commands", "wake_phrases", "rhasspy")]
+    sets = [
+        build_eval_set(n, normalizer=model.normalizer)
+        for n in ("speech_commands", "wake_phrases", "rhasspy")
+    ]
     rng = np.random.default_rng(args.seed + step)
     metrics = (run / "metrics.jsonl").open("a")
     bar = tqdm(range(step, args.steps), initial=step, total=args.steps, smoothing=0.05)

@@ -36,6 +36,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -238,15 +239,9 @@ def _trim(audio: np.ndarray) -> np.ndarray:
     return trim_silence(audio)
 
 
-def process_chunk(name: str, specs: list[ClipSpec], n_aug: int, out_dir: Path) -> int:
-    """Synthesise, augment and featurise one chunk; write `out_dir/name.npz`. Returns clips."""
-    import torch
-
-    from training.augment import augment
-    from voice_router.model.speech_embedding import load_speech_embedding_frontend
-
-    torch.set_num_threads(1)
-    fe = _frontend(load_speech_embedding_frontend)
+def synthesize_clean(specs: list[ClipSpec]) -> dict[str, np.ndarray]:
+    """Speak every spec (failures are reported and skipped), trim edge silence, peak-normalise
+    to 0.9; clips under 0.1 s, silent or non-finite are dropped. clip_id -> float32 audio."""
     clean: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory(prefix="vr_corpus_") as td:
         tmp = Path(td)
@@ -272,24 +267,48 @@ def process_chunk(name: str, specs: list[ClipSpec], n_aug: int, out_dir: Path) -
             del clean[k]
         else:
             clean[k] = a / (np.max(np.abs(a)) + 1e-9) * 0.9
-    others = list(clean.values())
+    return clean
+
+
+def write_chunk(
+    name: str,
+    clip_ids: list[str],
+    clean: dict[str, np.ndarray],
+    n_aug: int,
+    out_dir: Path,
+    prep: dict[str, Any] | None = None,
+) -> int:
+    """Clean clip + `n_aug` augmented copies of each clip -> (model clip normalisation `prep`,
+    voice_router.audio.prep) -> front-end frames; write `out_dir/name.npz`. Returns clips."""
+    import torch
+
+    from voice_router.audio.prep import ClipNormalizer
+    from voice_router.model.speech_embedding import load_speech_embedding_frontend
+
+    if n_aug > 0:
+        from training.augment import augment  # the `train` extra (torchaudio)
+
+    torch.set_num_threads(1)
+    fe = _frontend(load_speech_embedding_frontend)
+    normalize = ClipNormalizer(**(prep or {}))
+    others = [clean[c] for c in clip_ids if c in clean]
     waves: list[np.ndarray] = []
     meta: list[tuple[str, int, int, int]] = []  # clip_id, version, a_off, a_len
     audio_parts = []
     a_off = 0
-    for s in specs:
-        if s.clip_id not in clean:
+    for cid in clip_ids:
+        if cid not in clean:
             continue
-        a = clean[s.clip_id]
+        a = clean[cid]
         pad = np.zeros(int(0.1 * SAMPLE_RATE), np.float32)
         versions = [np.concatenate([pad, a, pad])]
-        rng = np.random.default_rng(_seed(s.clip_id))
+        rng = np.random.default_rng(_seed(cid))
         versions += [augment(a, rng, others) for _ in range(n_aug)]
         ai16 = np.round(a * 32767).astype(np.int16)
         audio_parts.append(ai16)
         for v, w in enumerate(versions):
-            waves.append(w)
-            meta.append((s.clip_id, v, a_off, ai16.size))
+            waves.append(normalize(w) if normalize.active else w)
+            meta.append((cid, v, a_off, ai16.size))
         a_off += ai16.size
     feats = featurize(fe, waves)
     rows, frames = [], []
@@ -313,6 +332,32 @@ def process_chunk(name: str, specs: list[ClipSpec], n_aug: int, out_dir: Path) -
     )
     os.replace(tmp_out, out_dir / f"{name}.npz")
     return len(audio_parts)
+
+
+def process_chunk(
+    name: str,
+    specs: list[ClipSpec],
+    n_aug: int,
+    out_dir: Path,
+    prep: dict[str, Any] | None = None,
+) -> int:
+    """Synthesise, augment, normalise and featurise one chunk; write `out_dir/name.npz`."""
+    clean = synthesize_clean(specs)
+    return write_chunk(name, [s.clip_id for s in specs], clean, n_aug, out_dir, prep)
+
+
+def read_chunk_clean(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
+    """The clean clips stored in a chunk file: (clip ids in order, clip_id -> float32 audio)."""
+    z = np.load(path)
+    ids: list[str] = []
+    clean: dict[str, np.ndarray] = {}
+    for cid, off, n in zip(
+        z["clip_ids"].tolist(), z["a_off"].tolist(), z["a_len"].tolist(), strict=True
+    ):
+        if cid not in clean:
+            ids.append(cid)
+            clean[cid] = z["audio"][off : off + n].astype(np.float32) / 32767.0
+    return ids, clean
 
 
 _FE = None
@@ -359,25 +404,97 @@ def _chunk_jobs(specs: list[ClipSpec], chunk: int) -> list[tuple[str, list[ClipS
     return jobs
 
 
-def _worker(args: tuple[str, list[ClipSpec], int, str]) -> tuple[str, int, float]:
-    name, specs, n_aug, out_dir = args
+def _worker(args: tuple[str, list[ClipSpec], int, str, dict | None]) -> tuple[str, int, float]:
+    name, specs, n_aug, out_dir, prep = args
     t = time.time()
-    n = process_chunk(name, specs, n_aug, Path(out_dir))
+    n = process_chunk(name, specs, n_aug, Path(out_dir), prep)
     return name, n, time.time() - t
 
 
-def build(
-    workers: int = 2, chunk: int = 256, n_aug: int = 2, only: str = "main", limit: int | None = None
-) -> None:
-    """Process every missing chunk (resumable). `only`: "main", "piper" or "all"."""
+def _refeaturize_worker(args: tuple[str, str, int, str, dict | None]) -> tuple[str, int, float]:
+    src, name, n_aug, out_dir, prep = args
+    t = time.time()
+    ids, clean = read_chunk_clean(Path(src))
+    n = write_chunk(name, ids, clean, n_aug, Path(out_dir), prep)
+    return name, n, time.time() - t
+
+
+PREP_STAMP = "prep.json"
+
+
+def corpus_prep(corpus: Path = CORPUS) -> dict[str, Any]:
+    """The clip normalisation the corpus's frames were computed with ({} = none)."""
+    stamp = corpus / PREP_STAMP
+    return json.loads(stamp.read_text()) if stamp.exists() else {}
+
+
+def prep_from_config(path: str | Path | None) -> dict[str, Any]:
+    """A model config's `audio_prep` section, minus defaults that change nothing ({} = none)."""
+    if path is None:
+        return {}
+    from voice_router.audio.prep import ClipNormalizer
+
+    section = json.loads(Path(path).read_text()).get("audio_prep") or {}
+    n = ClipNormalizer(**section)
+    keys = ("trim_db", "trim_pad_s", "min_seconds", "noise_rms")
+    return {k: getattr(n, k) for k in keys} if n.active else {}
+
+
+def _claim_prep(corpus: Path, prep: dict[str, Any]) -> None:
+    """Record the corpus's normalisation; refuse to mix chunks made with another one."""
+    have = corpus_prep(corpus)
+    chunks = list((corpus / "chunks").glob("*.npz"))
+    if chunks and have != prep:
+        raise SystemExit(
+            f"{corpus} holds chunks made with clip normalisation {have or 'none'}, not "
+            f"{prep or 'none'}: use another VR_CACHE folder (or delete its chunks)"
+        )
+    corpus.mkdir(parents=True, exist_ok=True)
+    (corpus / PREP_STAMP).write_text(json.dumps(prep, sort_keys=True))
+
+
+def refeaturize(src: Path, workers: int = 2, n_aug: int = 2, prep: dict | None = None) -> None:
+    """New chunks in CORPUS/chunks from the clean clips stored in another corpus's chunks:
+    re-augmented and re-normalised (`prep`) without synthesising again (resumable)."""
     from multiprocessing import get_context
 
     from tqdm import tqdm
 
+    prep = prep or {}
+    _claim_prep(CORPUS, prep)
+    out_dir = CORPUS / "chunks"
+    jobs = [
+        (str(f), f.stem, n_aug, str(out_dir), prep)
+        for f in sorted((src / "chunks").glob("*.npz"))
+        if not (out_dir / f.name).exists()
+    ]
+    print(f"{len(jobs)} chunks to do", flush=True)
+    with get_context("spawn").Pool(workers) as pool:
+        bar = tqdm(pool.imap_unordered(_refeaturize_worker, jobs), total=len(jobs), smoothing=0.1)
+        for name, n, dt in bar:
+            bar.set_postfix_str(f"{name}: {n} clips {dt:.0f}s")
+
+
+def build(
+    workers: int = 2,
+    chunk: int = 256,
+    n_aug: int = 2,
+    only: str = "main",
+    limit: int | None = None,
+    prep: dict | None = None,
+) -> None:
+    """Process every missing chunk (resumable). `only`: "main", "piper" or "all"; `prep`: the
+    model's clip normalisation (its config's `audio_prep`), applied before the front-end."""
+    from multiprocessing import get_context
+
+    from tqdm import tqdm
+
+    prep = prep or {}
+    _claim_prep(CORPUS, prep)
     specs = read_specs()
     out_dir = CORPUS / "chunks"
     jobs = [
-        (n, s, n_aug, str(out_dir))
+        (n, s, n_aug, str(out_dir), prep)
         for n, s in _chunk_jobs(specs, chunk)
         if (only == "all" or n.startswith(only)) and not (out_dir / f"{n}.npz").exists()
     ]
@@ -392,6 +509,7 @@ def build(
                 ready[i : i + chunk],
                 n_aug,
                 str(out_dir),
+                prep,
             )
             for i in range(0, len(ready), chunk)
         ]
@@ -445,6 +563,19 @@ def main(argv: list[str] | None = None) -> int:
     bp.add_argument("--n-aug", type=int, default=2)
     bp.add_argument("--only", default="main", choices=["main", "piper", "all"])
     bp.add_argument("--limit", type=int)
+    bp.add_argument(
+        "--prep-config",
+        help="model config JSON whose `audio_prep` (clip normalisation) the frames must match",
+    )
+    rp = sub.add_parser(
+        "refeaturize",
+        help="new chunks (in this VR_CACHE) from another corpus's stored clean clips: "
+        "re-augmented and re-normalised, no synthesis",
+    )
+    rp.add_argument("--src", required=True, help="corpus folder with chunks/ (e.g. cache/corpus)")
+    rp.add_argument("--workers", type=int, default=2)
+    rp.add_argument("--n-aug", type=int, default=2)
+    rp.add_argument("--prep-config", help="model config JSON with the `audio_prep` to apply")
     a = p.parse_args(argv)
     if a.cmd == "specs":
         specs = make_specs(a.seed)
@@ -455,11 +586,13 @@ def main(argv: list[str] | None = None) -> int:
         print(len(specs), "specs", by)
     elif a.cmd == "piper":
         piper_job(a.limit)
-    else:
+    elif a.cmd == "build":
         if shutil.which("espeak-ng") is None:
             print("espeak-ng missing", file=sys.stderr)
             return 1
-        build(a.workers, a.chunk, a.n_aug, a.only, a.limit)
+        build(a.workers, a.chunk, a.n_aug, a.only, a.limit, prep_from_config(a.prep_config))
+    elif a.cmd == "refeaturize":
+        refeaturize(Path(a.src), a.workers, a.n_aug, prep_from_config(a.prep_config))
     return 0
 
 

@@ -104,3 +104,20 @@ def test_lr_schedule() -> None:
     assert compact._lr_at(0, 100, 10, 1.0) == pytest.approx(0.1)
     assert compact._lr_at(10, 100, 10, 1.0) == pytest.approx(1.0)
     assert compact._lr_at(100, 100, 10, 1.0) == pytest.approx(0.05)
+
+
+@pytest.mark.slow  # builds the tiny model (imports transformers): ~10 s here
+def test_cached_text_path_pads_the_acoustic_part() -> None:
+    cfg = json.loads((CONFIGS_DIR / "tiny.json").read_text())
+    cfg["backbone"] = dict(cfg["backbone"], trainable=False, lora=None)
+    cfg |= {"audio_path": "pool", "acoustic_weight": 0.5}
+    m = compact.build_model(cfg).eval()
+    texts = ["stop", "go"]
+    tok = m.tokenize(texts)
+    with torch.no_grad():
+        hidden = m.backbone(m.backbone.embed_tokens(tok["input_ids"]), tok["attention_mask"])
+        mask = tok["attention_mask"].unsqueeze(-1).float()
+        got = compact.embed_pooled_text(m, (hidden * mask).sum(1) / mask.sum(1))
+        ref = m.encode_text(texts)
+    assert got.shape == (2, m.dim) == (2, 32 + 16)
+    assert torch.allclose(got, ref, atol=1e-5)

@@ -80,3 +80,57 @@ def test_corpus_speaks_the_runtime_accents():
     from voice_router import tts
 
     assert corpus.ESPEAK_ACCENTS == tts.ESPEAK_ACCENTS
+
+
+def _clean_clips() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    t = np.arange(8000) / 16000
+    return {
+        f"c{i}": (0.5 * np.sin(2 * np.pi * (150 + 50 * i) * t) + 0.01 * rng.standard_normal(8000))
+        .astype(np.float32)
+        .clip(-0.9, 0.9)
+        for i in range(3)
+    }
+
+
+def test_chunk_frames_follow_the_model_clip_normalisation(tmp_path) -> None:  # noqa: ANN001
+    torch = pytest.importorskip("torch")
+    from training import corpus
+    from voice_router.audio.prep import ClipNormalizer
+    from voice_router.model.speech_embedding import load_speech_embedding_frontend
+
+    prep = {"trim_db": -25.0, "trim_pad_s": 0.25, "min_seconds": 1.25, "noise_rms": 3e-4}
+    clean = _clean_clips()
+    n = corpus.write_chunk("main_00000", ["c0", "c1", "c2"], clean, 0, tmp_path, prep)
+    assert n == 3
+    ids, back = corpus.read_chunk_clean(tmp_path / "main_00000.npz")
+    assert ids == ["c0", "c1", "c2"]
+    for k in ids:  # int16 round trip of the stored clean clip
+        assert np.abs(back[k] - clean[k]).max() < 1e-4
+    z = np.load(tmp_path / "main_00000.npz")
+    fe = load_speech_embedding_frontend()
+    pad = np.zeros(1600, np.float32)
+    wave = ClipNormalizer(**prep)(np.concatenate([pad, clean["c1"], pad]))  # version 0
+    with torch.no_grad():
+        ref = fe(torch.from_numpy(wave)[None])[0].numpy()  # (T, 96)
+    i = 1  # one version per clip
+    got = z["frames"][z["f_off"][i] : z["f_off"][i] + z["f_len"][i]].astype(np.float32)
+    assert got.shape == ref.shape and np.abs(got - ref).max() < 0.05
+
+
+def test_corpus_refuses_to_mix_clip_normalisations(tmp_path) -> None:  # noqa: ANN001
+    from training import corpus
+
+    prep = {"trim_db": -25.0, "trim_pad_s": 0.25, "min_seconds": 1.25, "noise_rms": 3e-4}
+    corpus._claim_prep(tmp_path, prep)
+    assert corpus.corpus_prep(tmp_path) == prep
+    (tmp_path / "chunks").mkdir()
+    (tmp_path / "chunks" / "main_00000.npz").write_bytes(b"")
+    corpus._claim_prep(tmp_path, prep)  # same: fine
+    with pytest.raises(SystemExit, match="another VR_CACHE"):
+        corpus._claim_prep(tmp_path, {})
+    cfg = tmp_path / "model.json"
+    cfg.write_text('{"audio_prep": {"trim_db": -25.0, "min_seconds": 1.25, "noise_rms": 0.0003}}')
+    assert corpus.prep_from_config(cfg) == prep  # defaults filled in
+    cfg.write_text("{}")
+    assert corpus.prep_from_config(cfg) == {} == corpus.prep_from_config(None)
