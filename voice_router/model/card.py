@@ -36,6 +36,13 @@ def render_model_card(model: AudioTextEmbedder, extra: dict[str, Any]) -> str:
         f"(pretrained: {getattr(cfg.backbone, 'pretrained', None)}, "
         f"LoRA: {getattr(cfg.backbone, 'lora', None)})",
         f"- head: {cfg.head.type}; mean pooling; L2-normalised, dim {model.dim}",
+        f"- acoustic part: weight {cfg.acoustic_weight} (mean audio-encoder frames appended "
+        "to audio embeddings; zeros for text)"
+        if cfg.acoustic_weight > 0
+        else "- acoustic part: none",
+        f"- clip normalisation: {cfg.audio_prep.model_dump()}"
+        if model.normalizer.active
+        else "- clip normalisation: none",
         f"- weights in model.safetensors: {n_ours:,} values (ours only; pretrained parts are "
         "loaded from their packages)",
         f"- fingerprint: `{model.fingerprint()}`",
