@@ -12,7 +12,7 @@ fused (w * text + (1 - w) * exemplar; w tuned on one speaker half of speech_comm
 reported on the other half, and the reverse).
 
 Usage:
-    python scripts/eval_compact.py --baseline
+    python scripts/eval_compact.py --baseline [--model FOLDER: with its clip normalisation]
     python scripts/eval_compact.py --model voice_router/weights/compact
     python scripts/eval_compact.py --run runs/compact --ckpt runs/compact/step003000.pt
 """
@@ -153,7 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     names = a.sets.split(",")
     if a.baseline:
-        res = evaluate(baseline_embed, None, names)
+        normalizer = None
+        if a.model:  # the untrained baseline with that model's clip normalisation
+            from voice_router.model.embedder import load_embedder
+
+            normalizer = load_embedder(a.model).normalizer
+        res = evaluate(baseline_embed, None, names, normalizer)
     else:
         if a.model:
             from voice_router.model.embedder import load_embedder

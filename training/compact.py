@@ -608,6 +608,12 @@ def export(args: argparse.Namespace) -> None:
     run = Path(args.run)
     config = json.loads((run / "config.json").read_text())
     config.pop("train", None)
+    if args.prep_config:
+        # weight-free inference settings (clip normalisation, acoustic part) from another config
+        other = json.loads(Path(args.prep_config).read_text())
+        for key in ("audio_prep", "acoustic_weight", "description"):
+            if key in other:
+                config[key] = other[key]
     model = load_checkpoint(args.ckpt or run / "last.pt", config)
     save_model(model, args.out, dtype="float16", card=json.loads(args.card) if args.card else {})
     cfg_path = Path(args.out) / "config.json"
@@ -637,6 +643,10 @@ def main(argv: list[str] | None = None) -> int:
     ep.add_argument("--ckpt")
     ep.add_argument("--out", default=str(REPO / "voice_router" / "weights" / "compact"))
     ep.add_argument("--card", help="JSON facts for the model card")
+    ep.add_argument(
+        "--prep-config",
+        help="take audio_prep, acoustic_weight and description (no weights) from this config",
+    )
     a = p.parse_args(argv)
     if a.cmd == "train":
         train(a)
