@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -30,10 +31,9 @@ MANIFESTS = REPO / "benchmarks" / "manifests"
 
 
 def _rel(p: Path) -> str:
-    try:
-        return str(p.resolve().relative_to(REPO))
-    except ValueError:
-        return str(p)
+    """`p` relative to the repository root (also outside it: ../shared/data/...), so the
+    recorded commands run from any checkout laid out the same way."""
+    return os.path.relpath(p.resolve(), REPO)
 
 
 def _run(cmd: list[str], out_json: Path, log: list[dict[str, Any]]) -> dict[str, Any]:
