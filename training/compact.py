@@ -498,11 +498,7 @@ def train(args: argparse.Namespace) -> None:
         print(f"resumed from step {step}")
     (run / "config.json").write_text(json.dumps(config | {"train": hp}, indent=2))
 
-    want = (
-        {k: v for k, v in model.config.audio_prep.model_dump().items()}
-        if (model.normalizer.active)
-        else {}
-    )
+    want = model.config.audio_prep.model_dump() if model.normalizer.active else {}
     have = corpus_prep()
     if have != want:
         raise SystemExit(
