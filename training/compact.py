@@ -246,8 +246,8 @@ def build_eval_set(name: str, n_voices: int = 12, normalizer: Any = None) -> Eva
     to real clips and exemplars alike before the front-end (its settings key the cache)."""
     tag = ""
     if normalizer is not None and normalizer.active:
-        n = normalizer
-        tag = f"_t{n.trim_db}_p{n.trim_pad_s}_m{n.min_seconds}_n{n.noise_rms}"
+        s = normalizer.settings()
+        tag = f"_t{s['trim_db']}_p{s['trim_pad_s']}_m{s['min_seconds']}_n{s['noise_rms']}"
     path = EVAL_CACHE / f"{name}_v{n_voices}{tag}.npz"
     if path.exists():
         z = np.load(path, allow_pickle=True)
@@ -498,7 +498,7 @@ def train(args: argparse.Namespace) -> None:
         print(f"resumed from step {step}")
     (run / "config.json").write_text(json.dumps(config | {"train": hp}, indent=2))
 
-    want = model.config.audio_prep.model_dump() if model.normalizer.active else {}
+    want = model.normalizer.settings()
     have = corpus_prep()
     if have != want:
         raise SystemExit(

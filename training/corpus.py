@@ -435,9 +435,7 @@ def prep_from_config(path: str | Path | None) -> dict[str, Any]:
     from voice_router.audio.prep import ClipNormalizer
 
     section = json.loads(Path(path).read_text()).get("audio_prep") or {}
-    n = ClipNormalizer(**section)
-    keys = ("trim_db", "trim_pad_s", "min_seconds", "noise_rms")
-    return {k: getattr(n, k) for k in keys} if n.active else {}
+    return ClipNormalizer(**section).settings()
 
 
 def _claim_prep(corpus: Path, prep: dict[str, Any]) -> None:

@@ -61,3 +61,10 @@ def test_noise_floor_is_fixed_and_at_the_asked_level() -> None:
     assert abs(float(np.sqrt(np.mean(x**2))) - 3e-4) < 3e-5
     longer = norm(np.zeros(30 * RATE, np.float32))  # longer than the first pattern
     np.testing.assert_array_equal(longer[: x.size], x)
+
+
+def test_settings_round_trip_and_empty_when_inactive() -> None:
+    assert ClipNormalizer().settings() == {}
+    kw = {"trim_db": -25.0, "trim_pad_s": 0.25, "min_seconds": 1.25, "noise_rms": 3e-4}
+    assert ClipNormalizer(**kw).settings() == kw
+    assert ClipNormalizer(**ClipNormalizer(**kw).settings()).settings() == kw

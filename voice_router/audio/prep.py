@@ -88,6 +88,18 @@ class ClipNormalizer:
         """False when the normaliser leaves every clip unchanged."""
         return self.trim_db is not None or self.min_seconds > 0 or self.noise_rms > 0
 
+    def settings(self) -> dict[str, float | None]:
+        """The constructor's arguments, or {} when the normaliser changes nothing: what a
+        training corpus records (prep.json) and is compared on."""
+        if not self.active:
+            return {}
+        return {
+            "trim_db": self.trim_db,
+            "trim_pad_s": self.trim_pad_s,
+            "min_seconds": self.min_seconds,
+            "noise_rms": self.noise_rms,
+        }
+
     def _noise_for(self, n: int) -> np.ndarray:
         """The first `n` samples of the fixed noise pattern (grown on demand, then reused)."""
         if self._noise.size < n:

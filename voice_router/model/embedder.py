@@ -719,7 +719,7 @@ class AudioTextEmbedder(nn.Module):
         caches for a frozen audio encoder (then calls encode_frames). Each clip is first
         normalised as `config.audio_prep` says (voice_router.audio.prep)."""
         if self.normalizer.active:
-            audios = [self.normalizer(np.asarray(a, np.float32)) for a in audios]
+            audios = [self.normalizer(a) for a in audios]
         feats, lengths = self.audio_encoder.featurize(audios)
         device = self.logit_scale.device
         frames, mask = self.audio_encoder(feats.to(device), lengths.to(device))  # (B, T, Da)
