@@ -256,30 +256,28 @@ class _RoutesLoader(yaml.SafeLoader):
             )
         return super().construct_yaml_bool(node)
 
+    @staticmethod
+    def _number_trap(value: str, number: float, node: yaml.ScalarNode) -> _YAMLTrap:
+        """The error for a scalar that YAML 1.1 silently reads as a number (12:30, 0755)."""
+        return _YAMLTrap(
+            None,
+            None,
+            f'unquoted `{value}` is read by YAML as the number {number}; write "{value}" in quotes',
+            node.start_mark,
+        )
+
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
         value = self.construct_scalar(node)
         number = super().construct_yaml_int(node)
         if _SEXAGESIMAL_RE.match(value) or _OCTAL_RE.match(value):
-            raise _YAMLTrap(
-                None,
-                None,
-                f'unquoted `{value}` is read by YAML as the number {number}; write "{value}" in '
-                "quotes",
-                node.start_mark,
-            )
+            raise self._number_trap(value, number, node)
         return number
 
     def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
         value = self.construct_scalar(node)
         number = super().construct_yaml_float(node)
         if _SEXAGESIMAL_RE.match(value):
-            raise _YAMLTrap(
-                None,
-                None,
-                f'unquoted `{value}` is read by YAML as the number {number}; write "{value}" in '
-                "quotes",
-                node.start_mark,
-            )
+            raise self._number_trap(value, number, node)
         return number
 
 
