@@ -53,14 +53,10 @@ def _losses(out: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in lines]
 
 
-@pytest.mark.slow  # two torchrun processes: ~15-40 s on this shared 2-core machine
-def test_two_gloo_processes_match_one(tmp_path: Path) -> None:
-    data = make_synthetic_dataset(tmp_path / "synth", n_per_class=3, seed=1)
-    cfg_path = _config(tmp_path)
-    cfg, base = T.load_run_config(cfg_path)
-    T.train(cfg, tmp_path / "one", base=base, train_data=[str(data)])
-
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+def _torchrun(
+    config: Path, out: Path, data: Path, port: int, *extra: str, val: bool, timeout: int
+) -> None:
+    """`python -m training train` under torchrun with 2 gloo processes (one thread each)."""
     cmd = [
         sys.executable,
         "-m",
@@ -68,21 +64,34 @@ def test_two_gloo_processes_match_one(tmp_path: Path) -> None:
         "--nproc-per-node",
         "2",
         "--master-port",
-        "29517",
+        str(port),
         "-m",
         "training",
         "train",
         "--config",
-        str(cfg_path),
+        str(config),
         "--out",
-        str(tmp_path / "two"),
+        str(out),
         "--train-data",
         str(data),
+        *(["--val-data", str(data)] if val else []),
         "--threads",
         "1",
+        *extra,
     ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.slow  # two torchrun processes: ~15-40 s on this shared 2-core machine
+def test_two_gloo_processes_match_one(tmp_path: Path) -> None:
+    data = make_synthetic_dataset(tmp_path / "synth", n_per_class=3, seed=1)
+    cfg_path = _config(tmp_path)
+    cfg, base = T.load_run_config(cfg_path)
+    T.train(cfg, tmp_path / "one", base=base, train_data=[str(data)])
+
+    _torchrun(cfg_path, tmp_path / "two", data, 29517, val=False, timeout=120)
 
     one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
     assert len(one) == len(two) == STEPS
@@ -129,34 +138,8 @@ def test_fsdp_two_processes_train_save_resume(tmp_path: Path) -> None:
     rc, base = T.load_run_config(path)
     T.train(rc, tmp_path / "one", base=base, train_data=[str(data)])
 
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-
     def launch(out: str, *extra: str) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            "29518",
-            "-m",
-            "training",
-            "train",
-            "--config",
-            str(path),
-            "--out",
-            str(tmp_path / out),
-            "--train-data",
-            str(data),
-            "--val-data",
-            str(data),
-            "--threads",
-            "1",
-            *extra,
-        ]
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        _torchrun(path, tmp_path / out, data, 29518, *extra, val=True, timeout=300)
 
     launch("two")
     np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(tmp_path / "one"), rtol=1e-4)
