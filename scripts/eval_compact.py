@@ -97,6 +97,17 @@ def score_stats(scores: np.ndarray, es: EvalSet) -> dict:
     return out
 
 
+def confusions(scores: np.ndarray, es: EvalSet, top: int = 6) -> tuple[dict, list]:
+    """Per-route top-1 and the commonest (true, predicted, clips) errors, unknown excluded."""
+    labels = np.array(es.labels)
+    pred = np.array(es.routes)[scores.argmax(1)]
+    per = {r: round(float((pred[labels == r] == r).mean()), 3) for r in es.routes}
+    wrong = (labels != pred) & np.isin(labels, es.routes)
+    pairs, counts = np.unique(np.stack([labels[wrong], pred[wrong]], 1), axis=0, return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:top]
+    return per, [[str(pairs[i][0]), str(pairs[i][1]), int(counts[i])] for i in order]
+
+
 def evaluate(audio_embed, text_embed, names: list[str], normalizer=None) -> dict:  # noqa: ANN001
     """Every mode on every set; fusion weight and threshold tuned on speaker halves."""
     res: dict = {}
@@ -130,6 +141,7 @@ def evaluate(audio_embed, text_embed, names: list[str], normalizer=None) -> dict
                         )
                     r[f"{mode}_far5_heldout"] = st
                 r["score_stats_fused"] = score_stats(fuse(sc, w), es)
+                r["per_route_fused"], r["top_confusions_fused"] = confusions(fuse(sc, w), es)
                 r["score_stats_exemplar"] = score_stats(sc["exemplar"], es)
                 r["score_stats_text"] = score_stats(sc["text"], es)
             for w in (0.3, 0.5, 0.7):
