@@ -5,6 +5,9 @@
 speech_commands_calib.csv / speech_commands_test.csv: the Speech Commands dev clips split into
 two SPEAKER-DISJOINT halves (by CRC32 of the speaker id, so the split is stable and needs no
 random seed): fit thresholds with `voice-router calibrate` on one half, measure on the other.
+speechocean762_test.csv: the corpus's own speaker-disjoint TEST split of speechocean762 (2,500
+transcribed clips, 125 speakers), path,text,label,speaker with label = the transcript, for
+audio<->text retrieval (benchmarks/retrieval_vs_cascade.py); the train split is for training.
 Paths in the written CSVs are relative to the output folder, so with the repository checked out
 beside `shared/` (the layout here: /work/main and /work/shared) they resolve from anywhere.
 
@@ -46,13 +49,33 @@ def split_speech_commands(data_root: Path, out: Path) -> dict[str, int]:
     return counts
 
 
+def speechocean_test(data_root: Path, out: Path) -> dict[str, int]:
+    """Write speechocean762's test split (path,text,label,speaker; label = the transcript, so
+    label-based tools see one class per sentence); return {file name: row count}."""
+    src = data_root / "speechocean762" / "manifest.csv"
+    with src.open(newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "test"]
+    dest = out / "speechocean762_test.csv"
+    with dest.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "text", "label", "speaker"], lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            clip = (src.parent / r["path"]).resolve()
+            rel = Path(os.path.relpath(clip, out)).as_posix()
+            w.writerow(
+                {"path": rel, "text": r["text"], "label": r["text"], "speaker": r["speaker"]}
+            )
+    return {dest.name: len(rows)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "manifests")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, n in split_speech_commands(args.data_root.resolve(), args.out.resolve()).items():
+    root, out = args.data_root.resolve(), args.out.resolve()
+    for name, n in {**split_speech_commands(root, out), **speechocean_test(root, out)}.items():
         print(f"wrote {args.out / name}: {n} rows")
 
 
