@@ -1,9 +1,10 @@
 """Embedding speed on CPU: milliseconds for one 3 s clip, torch threads = 2 (by default).
 
-Measures the frozen speech_embedding front-end alone, then each stage of a whole model
-(`--model`, default: the compact config with its trainable parts at their initial values, so
-no trained weights are needed; or "tiny", or a saved model folder), then the whole
-`embed_audio` path (numpy in, normalised vector out). Prints the median and the minimum:
+Measures each stage of a whole model (`--model`: "default" = the bundled model; a config name
+such as "compact" or "tiny" with its trainable parts at their initial values; or a saved model
+folder), then the whole `embed_audio` path (numpy in, normalised vector out) through torch and,
+where the folder has them, through its ONNX Runtime audio graphs (`--frontend`: also the
+speech_embedding front-end alone). Prints the median and the minimum:
 on a shared machine the minimum is the better estimate of the uncontended cost, and the
 load average is printed so a reader can judge the medians.
 
@@ -39,12 +40,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--model",
-        default="compact",
+        default="default",
         help="default (bundled), a config name (compact, tiny) or a saved model folder",
     )
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--frontend", action="store_true", help="also time the speech_embedding front-end alone"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -68,14 +72,15 @@ def main() -> None:
         med, best = timings_ms(fn, args.repeats)
         print(f"{label:<44} median {med:8.2f} ms   min {best:8.2f} ms")
 
-    fe = load_speech_embedding_frontend()
-    with torch.inference_mode():
-        show("front-end: melspec", lambda: fe.melspec(wave))
-        show("front-end: melspec + embedding", lambda: fe(wave))
+    if args.frontend:
+        fe = load_speech_embedding_frontend()
+        with torch.inference_mode():
+            show("front-end: melspec", lambda: fe.melspec(wave))
+            show("front-end: melspec + embedding", lambda: fe(wave))
+
+    from voice_router.model.embedder import DEFAULT_WEIGHTS
 
     if args.model == "default":  # the bundled, trained model
-        from voice_router.model.embedder import DEFAULT_WEIGHTS
-
         model = load_embedder(DEFAULT_WEIGHTS)
     elif Path(args.model).is_dir():
         model = load_embedder(args.model)
@@ -85,7 +90,7 @@ def main() -> None:
     with torch.inference_mode():
         frames, lengths = model.audio_frames([clip])  # (1, T, Da)
         h, hl = model.prenet(frames, lengths)
-        x, mask = model._wrap_audio(model.projector(h), hl)
+        x, mask = model._wrap_audio(model.projector(h), hl)  # backbone path only
         print(f"model {model.config.name}: audio_path={model.config.audio_path}")
         show(f"{model.config.name}: audio encoder", lambda: model.audio_frames([clip]))
         show(
@@ -99,9 +104,20 @@ def main() -> None:
             )
         show(f"{model.config.name}: encode_frames", lambda: model.encode_frames(frames, lengths))
     show(
-        f"{model.config.name}: whole embed_audio (numpy in/out)",
+        f"{model.config.name}: whole embed_audio, torch (numpy in/out)",
         lambda: wrapped.embed_audio([clip]),
     )
+    folder = DEFAULT_WEIGHTS if args.model == "default" else Path(args.model)
+    from voice_router.model.onnx_audio import ONNX_FP32, ONNX_INT8, OnnxAudio
+
+    for name in (ONNX_FP32, ONNX_INT8):
+        if folder.is_dir() and (folder / name).is_file():
+            onnx = OnnxAudio(folder / name, model.audio_encoder.encoder.n_mels, args.threads)
+            fast = TorchEmbeddingModel(model, onnx_audio=onnx)
+            show(
+                f"{model.config.name}: whole embed_audio, ONNX Runtime {name}",
+                lambda f=fast: f.embed_audio([clip]),
+            )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ segmenter, bounded queue, VoiceRouter with a LangChain tool that is really calle
    -50 dBFS (every frame goes through silero-vad, as with a real microphone in a room).
    Reported as % of one core.
 
-Model: --model default needs voice_router/weights/compact; without it the script uses "tiny"
+Model: --model default needs voice_router/weights/whisper_tiny; without it the script uses "tiny"
 (random weights: the routing decisions mean nothing, the timings are those of the tiny config).
 --model compact-init builds the bundled model's architecture at its initial weights (same
 compute as the trained model, so representative timings before weights exist).
@@ -210,7 +210,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from voice_router.audio.capture import ArraySource, MicrophoneSource
 
-    bundled = REPO / "voice_router" / "weights" / "compact" / "model.safetensors"
+    bundled = REPO / "voice_router" / "weights" / "whisper_tiny" / "model.safetensors"
     model = args.model or ("default" if bundled.exists() else "tiny")
     out: dict[str, Any] = {
         "model": model,

@@ -10,7 +10,11 @@ Runs, on the data in ../shared/data (see benchmarks/manifests/):
    the manifest): voice-router beside two transcription cascades with the same all-MiniLM-L6-v2
    text routing, `cascade` (PocketSphinx, ~0.3-0.5 s a clip here) and `whisper-cascade`
    (Whisper tiny.en through faster-whisper; needs pip install -e '.[bench]');
-5. eval-search (text-to-audio retrieval) with the Rhasspy and wake-phrase transcripts as captions.
+5. eval-search (text-to-audio retrieval) with the Rhasspy and wake-phrase transcripts as captions;
+6. the Home Assistant commands (ha_commands_en, Home Assistant's own intent descriptions) beside
+   the others, and Rhasspy / Home Assistant / wake phrases with pink noise at 6 dB SNR;
+7. benchmarks/retrieval_vs_cascade.py on the speechocean762 test speakers (--retrieval-limit
+   clips): speech<->text retrieval against the Whisper cascade.
 
 Each step's exact command is printed, its JSON saved under --out, and a Markdown summary
 (`summary.md`) written from those JSON files. Nothing is downloaded.
@@ -64,6 +68,12 @@ def main() -> int:
         "--cascade-limit", type=int, default=150, help="clips per set in the benchmark (0: all)"
     )
     p.add_argument("--eval-limit", type=int, default=None, help="clips per eval (quick checks)")
+    p.add_argument(
+        "--retrieval-limit",
+        type=int,
+        default=500,
+        help="speechocean762 test clips in the retrieval benchmark (0: all 2,500) [500]",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads, every step [1]")
     p.add_argument("--exemplar-voices", type=int, default=None, help="TTS voices per route text")
     p.add_argument("--skip-cascade", action="store_true", help="skip route_vs_cascade.py")
@@ -85,6 +95,10 @@ def main() -> int:
         "speech_commands_test": (sc_cal, MANIFESTS / "speech_commands_test.csv"),
         "wake_phrases": (MANIFESTS / "wake_phrases.yaml", data / "wake_phrases" / "manifest.csv"),
         "rhasspy_en": (MANIFESTS / "rhasspy_en.yaml", data / "rhasspy_en" / "manifest.csv"),
+        "ha_commands_en": (
+            MANIFESTS / "ha_commands_en.yaml",
+            data / "ha_commands_en" / "manifest.csv",
+        ),
     }
     log: list[dict[str, Any]] = []
     res: dict[str, Any] = {}
@@ -131,6 +145,28 @@ def main() -> int:
         out / "eval_speech_commands_test_noise6.json",
         log,
     )
+    for name in ("rhasspy_en", "ha_commands_en", "wake_phrases"):
+        routes, manifest = sets[name]
+        res[f"eval_{name}_noise6"] = _run(
+            [
+                *cli,
+                "eval",
+                "--routes",
+                _rel(routes),
+                "--data",
+                _rel(manifest),
+                "--noise",
+                "pink",
+                "--snr",
+                "6",
+                "--seed",
+                "0",
+                *lim,
+                *common,
+            ],
+            out / f"eval_{name}_noise6.json",
+            log,
+        )
     for name in ("rhasspy_en", "wake_phrases"):
         res[f"search_{name}"] = _run(
             [
@@ -172,6 +208,20 @@ def main() -> int:
             if args.exemplar_voices is not None:
                 cmd += ["--exemplar-voices", str(args.exemplar_voices)]
             res[f"bench_{name}"] = _run(cmd, out / f"bench_{name}.json", log)
+        cmd = [
+            sys.executable,
+            "benchmarks/retrieval_vs_cascade.py",
+            "--data",
+            _rel(MANIFESTS / "speechocean762_test.csv"),
+            "--model",
+            args.model,
+            "--threads",
+            str(args.threads),
+            "--json",
+        ]
+        if args.retrieval_limit:
+            cmd += ["--limit", str(args.retrieval_limit)]
+        res["retrieval_speechocean762_test"] = _run(cmd, out / "retrieval_so762.json", log)
     (out / "commands.json").write_text(json.dumps(log, indent=2))
     (out / "summary.md").write_text(summary(res, log, args))
     print((out / "summary.md").read_text())
@@ -193,7 +243,11 @@ def summary(res: dict[str, Any], log: list[dict[str, Any]], args: argparse.Names
         ("Speech Commands, 10 words, test speakers (calibrated)", "eval_speech_commands_test"),
         ("same, pink noise at 6 dB SNR", "eval_speech_commands_test_noise6"),
         ("wake phrases (6)", "eval_wake_phrases"),
+        ("wake phrases, pink noise at 6 dB SNR", "eval_wake_phrases_noise6"),
         ("Rhasspy intents (5)", "eval_rhasspy_en"),
+        ("Rhasspy, pink noise at 6 dB SNR", "eval_rhasspy_en_noise6"),
+        ("Home Assistant commands (19 intents, 4 unrelated)", "eval_ha_commands_en"),
+        ("Home Assistant, pink noise at 6 dB SNR", "eval_ha_commands_en_noise6"),
     ]
     for title, key in rows:
         r = res.get(key)
@@ -239,6 +293,21 @@ def summary(res: dict[str, Any], log: list[dict[str, Any]], args: argparse.Names
                     models.setdefault(s["name"], str(s["model"]))
         if models:
             lines += ["", "Systems: " + "; ".join(f"{n} = {m}" for n, m in models.items()) + "."]
+    ret = res.get("retrieval_speechocean762_test")
+    if ret:
+        lines += [
+            "",
+            "### Speech <-> text retrieval, speechocean762 test speakers (captions = transcripts)",
+            "",
+            "| system | clips | captions | a2t R@1 | t2a R@1 | cvR@5 | p50 ms | peak RSS MB |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for s in ret["systems"]:
+            lines.append(
+                f"| {s['name']} | {s['n']} | {s['n_captions']} | {_f(s['a2t_R@1'])} | "
+                f"{_f(s['R@1'])} | {_f(s['cvR@5'])} | {_f(s['latency_ms']['p50'], 1)} | "
+                f"{_f(s['peak_rss_mb'], 0)} |"
+            )
     search = [(k, v) for k, v in res.items() if k.startswith("search_")]
     if search:
         lines += ["", "### Text-to-audio retrieval (captions = transcripts)", ""]

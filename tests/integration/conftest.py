@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_WEIGHTS = ROOT / "voice_router" / "weights" / "compact" / "model.safetensors"
+DEFAULT_WEIGHTS = ROOT / "voice_router" / "weights" / "whisper_tiny" / "model.safetensors"
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,7 @@ def tiny_model():
 
 @pytest.fixture(scope="session")
 def default_model():
-    """The bundled compact model; skips when its weights are not installed yet."""
+    """The bundled default model; skips when its weights are not installed yet."""
     if not DEFAULT_WEIGHTS.exists():
         pytest.skip(f"bundled model weights not installed ({DEFAULT_WEIGHTS} is absent)")
     import torch

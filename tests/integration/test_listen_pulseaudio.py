@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
 SEQ = DATA / "speech_sequence.flac"
 META = json.loads((DATA / "speech_sequence.json").read_text())
-BUNDLED = ROOT / "voice_router" / "weights" / "compact" / "model.safetensors"
+BUNDLED = ROOT / "voice_router" / "weights" / "whisper_tiny" / "model.safetensors"
 
 ROUTES = """\
 threshold: 0.0
@@ -84,8 +84,8 @@ def test_listen_routes_a_recording_played_into_the_null_sink(tmp_path: Path) -> 
     `voice-router listen --device pulse --max-utterances 1 --json` must capture exactly one
     utterance, at the right place, and print one sane JSON line.
 
-    Model: with bundled weights (voice_router/weights/compact) the default model runs, the route
-    itself is asserted ("halt") and its LangChain tool must have run. Without them, the tiny
+    Model: with bundled weights (voice_router/weights/whisper_tiny) the default model runs, the
+    route itself is asserted ("halt") and its LangChain tool must have run. Without them, the tiny
     random model runs and only the plumbing is asserted: exactly one utterance, its duration
     matching the spoken word, the captured audio (--save-utterances) matching the recording
     that was played, and every JSON field present and sane (a random model's route would mean

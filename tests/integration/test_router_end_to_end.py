@@ -121,8 +121,7 @@ def test_library_and_embeddings_adapter_against_qdrant_client(tmp_path, tiny_mod
     assert len(docs) == 2 and docs[0] != docs[1]
 
 
-def test_default_model_routes_a_real_recording_via_cli(tmp_path, default_model):
-    """The headline command, with the bundled model, on a real recording."""
+def _route_cli(clip, tmp_path) -> dict:
     import subprocess
     import sys
 
@@ -131,10 +130,11 @@ def test_default_model_routes_a_real_recording_via_cli(tmp_path, default_model):
         "-m",
         "voice_router.cli",
         "route",
-        str(CLIP),
+        str(clip),
         "--routes",
         str(ROOT / "routes" / "home.yaml"),
         "--json",
+        "--allow-import",
         "--index",
         str(tmp_path / "idx"),
         "--exemplar-voices",
@@ -143,9 +143,26 @@ def test_default_model_routes_a_real_recording_via_cli(tmp_path, default_model):
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
     row = json.loads(out.stdout)
-    assert row["file"] == str(CLIP)
-    assert {"route", "score", "margin", "latency_ms", "candidates"} <= set(row)
-    assert row["candidates"][0]["route"] in {r.name for r in default_model_routes()}
+    assert row["file"] == str(clip)
+    return row
+
+
+def test_default_model_routes_a_real_question_via_cli(tmp_path, default_model):
+    """The headline command with the bundled model, route texts only (no exemplars): a real
+    "what time is it" goes to what_time of routes/home.yaml, above its threshold, and the tool
+    runs."""
+    row = _route_cli(CLIP2, tmp_path)
+    assert row["candidates"][0]["route"] == "what_time", row["candidates"][:3]
+    assert row["route"] == "what_time", row
+    assert row["tool_error"] is None and row["tool_result"]
+
+
+def test_default_model_ranks_the_lamp_command_first_via_cli(tmp_path, default_model):
+    """A real "turn on the living room lamp": lights_on ranks first. Its lead over lights_off is
+    below the file's margin (the bundled model's weak spot, on/off minimal pairs: see the model
+    card), so only the ranking is asserted here."""
+    row = _route_cli(CLIP, tmp_path)
+    assert [c["route"] for c in row["candidates"][:2]] == ["lights_on", "lights_off"], row
 
 
 def default_model_routes():

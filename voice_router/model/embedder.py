@@ -89,6 +89,18 @@ class TinyConvEncoderConfig(_Strict):
     trainable: bool = True
 
 
+class WhisperUnpaddedEncoderConfig(_Strict):
+    """A frozen Whisper encoder on unpadded audio (voice_router.model.whisper): "bundled" is
+    Whisper tiny.en shipped with voice-router; a folder is a converted or transformers
+    checkpoint; null builds random weights from `config` (tests)."""
+
+    name: Literal["whisper_unpadded"]
+    pretrained: str | None = "bundled"
+    layers: int | None = Field(None, ge=1, le=64)  # keep only the first N layers
+    config: dict[str, int] = Field(default_factory=dict)  # WhisperAudioEncoder kwargs (random)
+    trainable: Literal[False] = False
+
+
 class ExternalEncoderConfig(_Strict):
     """An audio tower registered by voice_router.model.towers (Whisper, Qwen Omni...)."""
 
@@ -143,6 +155,9 @@ class PrenetConfig(_Strict):
     ff_mult: int = Field(2, ge=1, le=8)
     dropout: float = Field(0.1, ge=0, lt=1)
     max_frames: int = Field(512, ge=8, le=8192)
+    # Average-pool the encoder frames over time by this factor first (Whisper gives 50 frames/s;
+    # 2 -> 25/s): the transformer's cost falls with the square of the frame count.
+    input_pool: Literal[1, 2, 4] = 1
 
     @model_validator(mode="after")
     def _heads_divide(self) -> PrenetConfig:
@@ -185,8 +200,9 @@ def _section_tag(builtin: set[str]) -> Any:
 AudioEncoderSection = Annotated[
     Annotated[SpeechEmbeddingEncoderConfig, Tag("speech_embedding")]
     | Annotated[TinyConvEncoderConfig, Tag("tiny_conv")]
+    | Annotated[WhisperUnpaddedEncoderConfig, Tag("whisper_unpadded")]
     | Annotated[ExternalEncoderConfig, Tag("external")],
-    Discriminator(_section_tag({"speech_embedding", "tiny_conv"})),
+    Discriminator(_section_tag({"speech_embedding", "tiny_conv", "whisper_unpadded"})),
 ]
 BackboneSection = Annotated[
     Annotated[BertBackboneConfig, Tag("bert_encoder")]
@@ -211,6 +227,10 @@ class ModelConfig(_Strict):
     # recipe); "pool" = masked mean of the projected frames (no backbone on the audio side:
     # ~5x cheaper per clip; the text side still runs the backbone).
     audio_path: Literal["backbone", "pool"] = "backbone"
+    # How the "pool" path pools projected frames: "mean" (masked mean) or "attention"
+    # (learned multi-head attention pooling: which frames carry the words is learned).
+    audio_pool: Literal["mean", "attention"] = "mean"
+    audio_pool_heads: int = Field(4, ge=1, le=64)
     head: HeadConfig = Field(default_factory=HeadConfig)
     audio_prep: AudioPrepConfig = Field(default_factory=AudioPrepConfig)
     # Share of an audio embedding's squared norm given to the "acoustic" part: the plain mean
@@ -222,6 +242,12 @@ class ModelConfig(_Strict):
     audio_special_tokens: bool = True  # wrap audio in the backbone's [CLS] ... [SEP]
     logit_scale_init: float = Field(math.log(1 / 0.07), ge=0.0, le=math.log(100.0))
     learn_logit_scale: bool = True
+
+    @model_validator(mode="after")
+    def _pool_needs_pool_path(self) -> ModelConfig:
+        if self.audio_pool == "attention" and self.audio_path != "pool":
+            raise ValueError('audio_pool "attention" needs audio_path "pool"')
+        return self
 
 
 def validate_config(
@@ -378,6 +404,71 @@ def build_tiny_conv_encoder(section: dict[str, Any]) -> nn.Module:
     """Builder for `audio_encoder.name: tiny_conv` (random weights, seeded by the model)."""
     cfg = TinyConvEncoderConfig.model_validate(section)
     return TinyConvEncoder(cfg.dim, cfg.frame_samples, cfg.layers)
+
+
+class WhisperUnpaddedEncoder(nn.Module):
+    """Frozen Whisper encoder on unpadded audio: waves -> log-mel -> (B, T/2, D) per 20 ms."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        from voice_router.model.whisper import LogMel
+
+        self.encoder = encoder.requires_grad_(False)
+        self.logmel = LogMel(encoder.n_mels)
+        self.output_dim = int(encoder.dim)
+
+    def train(self, mode: bool = True) -> WhisperUnpaddedEncoder:
+        super().train(mode)
+        self.encoder.eval()  # always frozen
+        return self
+
+    def featurize(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clips -> (waves (B, S), lengths (B,) in samples)."""
+        from voice_router.model.whisper import N_FFT
+
+        return _pad_batch(audios, N_FFT)
+
+    def forward(
+        self, features: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S) waves, (B,) sample counts -> frames (B, T', D), mask (B, T')."""
+        mel, frames = self.logmel(features, lengths.to(features.device))  # (B, n_mels, T)
+        return self.encoder(mel, frames)
+
+
+@register_audio_encoder("whisper_unpadded")
+def build_whisper_unpadded_encoder(section: dict[str, Any]) -> nn.Module:
+    """Builder for `audio_encoder.name: whisper_unpadded`."""
+    from voice_router.model.whisper import WhisperAudioEncoder, load_whisper_encoder
+
+    cfg = WhisperUnpaddedEncoderConfig.model_validate(section)
+    if cfg.pretrained is None:
+        kw = dict(cfg.config)
+        if cfg.layers is not None:
+            kw["layers"] = cfg.layers
+        return WhisperUnpaddedEncoder(WhisperAudioEncoder(**kw))
+    enc = WhisperUnpaddedEncoder(load_whisper_encoder(cfg.pretrained, cfg.layers))
+    enc.pretrained_all = True  # every tensor comes from the Whisper weights folder
+    return enc
+
+
+class AttentionPool(nn.Module):
+    """Multi-head attention pooling: each head scores every frame, softmax over valid frames,
+    and takes the weighted mean of its slice of the features. (B, T, H), (B, T) -> (B, H)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ModelError(f"audio_pool_heads ({heads}) must divide the hidden size ({dim})")
+        self.heads = heads
+        self.score = nn.Linear(dim, heads)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        logits = self.score(x).masked_fill(~mask[..., None], -torch.inf)  # (B, T, h)
+        w = logits.softmax(dim=1)  # (B, T, h)
+        xs = x.view(b, t, self.heads, d // self.heads)  # (B, T, h, d/h)
+        return (w[..., None] * xs).sum(1).reshape(b, d)  # (B, H)
 
 
 # =============================================================================================
@@ -556,10 +647,25 @@ class Prenet(nn.Module):
         k, p = self.cfg.kernel_size, self.cfg.kernel_size // 2
         return ((lengths + 2 * p - k) // self.cfg.stride + 1).clamp(min=1)
 
+    def _input_pool(
+        self, frames: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean of every `input_pool` valid frames: (B, T, D), (B,) -> (B, ceil(T/p), D)."""
+        p = self.cfg.input_pool
+        t = frames.shape[1]
+        valid = (torch.arange(t, device=frames.device)[None] < lengths[:, None]).to(frames.dtype)
+        valid = valid[:, None, :]  # (B, 1, T)
+        # sum / count of valid frames per window (the pools' own divisors cancel)
+        s = F.avg_pool1d(frames.transpose(1, 2) * valid, p, p, ceil_mode=True)  # (B, D, T/p)
+        n = F.avg_pool1d(valid, p, p, ceil_mode=True)  # (B, 1, T/p)
+        return (s / n.clamp(min=1e-6)).transpose(1, 2), (lengths + p - 1) // p
+
     def forward(
         self, frames: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, Din), (B,) -> (B, T', dim), (B,) valid lengths."""
+        if self.cfg.input_pool > 1:
+            frames, lengths = self._input_pool(frames, lengths)
         t = frames.shape[1]
         mask = (torch.arange(t, device=frames.device)[None] < lengths[:, None]).unsqueeze(-1)
         x = self.inp(self.in_norm(frames)) * mask  # (B, T, dim), padding zeroed
@@ -582,8 +688,30 @@ class Prenet(nn.Module):
             )
         x = x + self.pos.weight[: x.shape[1]]  # (B, T', dim)
         if self.transformer is not None:
-            x = self.transformer(x, src_key_padding_mask=~mask.squeeze(-1))  # (B, T', dim)
+            keys = mask.squeeze(-1)[:, None, None, :]  # (B, 1, 1, T'): attend to valid frames
+            for layer in self.transformer.layers:
+                x = self._layer(layer, x, keys)  # (B, T', dim)
         return self.out_norm(x) * mask, out_len
+
+    def _layer(
+        self, layer: nn.TransformerEncoderLayer, x: torch.Tensor, keys: torch.Tensor
+    ) -> torch.Tensor:
+        """One pre-norm nn.TransformerEncoderLayer (GELU), computed from its own parameters.
+
+        Same maths as the module's forward, written out so that the traced graph keeps the
+        frame count dynamic (ONNX export) and never takes torch's fused inference kernel.
+        """
+        b, t, d = x.shape
+        h = self.cfg.heads
+        p = self.cfg.dropout if self.training else 0.0
+        attn = layer.self_attn
+        qkv = F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias)  # (B, T, 3d)
+        q, k, v = qkv.view(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)  # each (B, h, T, d/h)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=p)  # (B,h,T,d/h)
+        y = attn.out_proj(y.transpose(1, 2).reshape(b, t, d))  # (B, T, d)
+        x = x + F.dropout(y, p, self.training)
+        y = layer.linear2(F.dropout(F.gelu(layer.linear1(layer.norm2(x))), p, self.training))
+        return x + F.dropout(y, p, self.training)  # (B, T, d)
 
 
 # =============================================================================================
@@ -611,6 +739,11 @@ class AudioTextEmbedder(nn.Module):
             hidden = int(getattr(self.backbone, "hidden_size"))  # noqa: B009
             self.prenet = Prenet(audio_dim, cfg.prenet)
             self.projector = nn.Linear(cfg.prenet.dim, hidden)
+            self.attn_pool = (
+                AttentionPool(hidden, cfg.audio_pool_heads)
+                if cfg.audio_pool == "attention"
+                else None
+            )
             if cfg.head.type == "linear":
                 self.head: nn.Module = nn.Linear(hidden, hidden)
                 with torch.no_grad():
@@ -769,7 +902,10 @@ class AudioTextEmbedder(nn.Module):
         x = self.projector(h)  # (B, T', H)
         if self.config.audio_path == "pool":
             mask = torch.arange(x.shape[1], device=x.device)[None] < hl[:, None]  # (B, T')
-            joint = self._pool(x, mask)  # (B, D)
+            if self.attn_pool is not None:
+                joint = F.normalize(self.head(self.attn_pool(x, mask)), dim=-1)  # (B, D)
+            else:
+                joint = self._pool(x, mask)  # (B, D)
         else:
             x, mask = self._wrap_audio(x, hl)  # (B, L, H), (B, L)
             hidden = self.backbone(inputs_embeds=x, attention_mask=mask)  # (B, L, H)
@@ -894,7 +1030,11 @@ class TorchEmbeddingModel:
     sample_rate = SAMPLE_RATE
 
     def __init__(
-        self, embedder: AudioTextEmbedder, name: str | None = None, batch_size: int = 16
+        self,
+        embedder: AudioTextEmbedder,
+        name: str | None = None,
+        batch_size: int = 16,
+        onnx_audio: Any = None,
     ) -> None:
         self.embedder = embedder.eval()
         self.name = name or embedder.config.name
@@ -902,6 +1042,8 @@ class TorchEmbeddingModel:
         self.max_seconds = float(embedder.config.max_seconds)
         self.batch_size = batch_size
         self.fingerprint = embedder.fingerprint()
+        # voice_router.model.onnx_audio.OnnxAudio: the audio side as one ONNX Runtime graph
+        self.onnx_audio = onnx_audio
 
     def __repr__(self) -> str:
         return f"TorchEmbeddingModel(name={self.name!r}, dim={self.dim}, fp={self.fingerprint})"
@@ -938,6 +1080,12 @@ class TorchEmbeddingModel:
             for p in _chunk(self._check_audio(i, a), self.max_seconds):
                 pieces.append(p)
                 owner.append(i)
+        if self.onnx_audio is not None:
+            norm = self.embedder.normalizer
+            piece_vecs = self.onnx_audio([norm(p) if norm.active else p for p in pieces])
+            out = np.zeros((len(audios), self.dim), np.float32)  # (N, D)
+            np.add.at(out, np.array(owner), piece_vecs)  # sum of piece vectors per clip
+            return out / np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
         order = sorted(range(len(pieces)), key=lambda j: len(pieces[j]))  # similar lengths batch
         vecs = torch.zeros(len(pieces), self.dim)
         with torch.inference_mode():
@@ -967,7 +1115,8 @@ class TorchEmbeddingModel:
 
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "compact"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "whisper_tiny"  # the bundled default model
+COMPACT_WEIGHTS = WEIGHTS_DIR / "compact"  # the first release (speech_embedding front-end)
 
 
 def build_embedding_model(
@@ -984,10 +1133,33 @@ def build_embedding_model(
 
 
 _NAMED = {
-    "default": "the bundled compact model (speech_embedding + all-MiniLM-L6-v2, trained weights "
-    "in voice_router/weights/compact/)",
+    "default": "the bundled model: frozen Whisper tiny.en encoder -> trained head into the "
+    "all-MiniLM-L6-v2 sentence space (voice_router/weights/whisper_tiny/)",
+    "compact": "the first release: speech_embedding keyword front-end + all-MiniLM-L6-v2 "
+    "(voice_router/weights/compact/); single words and wake phrases only",
     "tiny": "tiny random model for tests (fast, deterministic, meaningless embeddings)",
 }
+
+
+def _with_onnx(embedder: AudioTextEmbedder, folder: Path, name: str) -> TorchEmbeddingModel:
+    """TorchEmbeddingModel for a saved folder; its audio side runs through ONNX Runtime when
+    the folder has an audio graph (audio.int8.onnx preferred, else audio.onnx), onnxruntime is
+    installed and VOICE_ROUTER_ONNX is not "0"."""
+    import os
+
+    from voice_router.model.onnx_audio import ONNX_FP32, ONNX_INT8, OnnxAudio
+
+    onnx = None
+    graph = next((folder / f for f in (ONNX_INT8, ONNX_FP32) if (folder / f).is_file()), None)
+    if graph is not None and os.environ.get("VOICE_ROUTER_ONNX", "1") != "0":
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            graph = None
+        if graph is not None:
+            n_mels = int(embedder.audio_encoder.encoder.n_mels)
+            onnx = OnnxAudio(graph, n_mels, threads=torch.get_num_threads())
+    return TorchEmbeddingModel(embedder, name=name, onnx_audio=onnx)
 
 
 def _looks_like_hub_id(s: str) -> bool:
@@ -1004,7 +1176,8 @@ def _looks_like_hub_id(s: str) -> bool:
 def load_model(name_or_path: str = "default") -> TorchEmbeddingModel:
     """Load an EmbeddingModel by name, folder or hub id.
 
-    "default": the bundled compact model (voice_router/weights/compact/);
+    "default": the bundled model (voice_router/weights/whisper_tiny/);
+    "compact": the first release's model (voice_router/weights/compact/);
     "tiny": the tiny random test config (deterministic; nothing loaded);
     a local folder with config.json + model.safetensors;
     otherwise, if it looks like "owner/name", a Hugging Face hub snapshot of such a folder
@@ -1014,19 +1187,21 @@ def load_model(name_or_path: str = "default") -> TorchEmbeddingModel:
     if s == "default":
         if not (DEFAULT_WEIGHTS / WEIGHTS_NAME).is_file():
             raise ModelError(
-                f"the bundled compact model weights are missing ({DEFAULT_WEIGHTS / WEIGHTS_NAME}"
+                f"the bundled model weights are missing ({DEFAULT_WEIGHTS / WEIGHTS_NAME}"
                 " not found). Train them with `python -m training` (see training/README.md), "
                 "which saves that folder, or pass --model PATH to a saved model folder, or "
                 "--model tiny for a random test model"
             )
-        return TorchEmbeddingModel(load_embedder(DEFAULT_WEIGHTS), name="default")
+        return _with_onnx(load_embedder(DEFAULT_WEIGHTS), DEFAULT_WEIGHTS, "default")
+    if s == "compact":
+        return TorchEmbeddingModel(load_embedder(COMPACT_WEIGHTS), name="compact")
     if s == "tiny":
         return TorchEmbeddingModel(AudioTextEmbedder(named_config("tiny")), name="tiny")
     path = Path(s).expanduser()
     if path.exists():
         if not path.is_dir():
             raise ModelError(f"{s} is a file; pass the model folder that contains {CONFIG_NAME}")
-        return TorchEmbeddingModel(load_embedder(path), name=path.name)
+        return _with_onnx(load_embedder(path), path, path.name)
     if not _looks_like_hub_id(s):
         raise ModelError(
             f"no model named {s!r} and no such folder; known names: "
@@ -1053,6 +1228,12 @@ def list_models() -> list[dict[str, Any]]:
             "description": _NAMED["default"],
             "path": str(DEFAULT_WEIGHTS),
             "available": (DEFAULT_WEIGHTS / WEIGHTS_NAME).is_file(),
+        },
+        {
+            "name": "compact",
+            "description": _NAMED["compact"],
+            "path": str(COMPACT_WEIGHTS),
+            "available": (COMPACT_WEIGHTS / WEIGHTS_NAME).is_file(),
         },
         {"name": "tiny", "description": _NAMED["tiny"], "path": None, "available": True},
     ]

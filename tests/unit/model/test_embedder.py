@@ -486,6 +486,69 @@ def test_audio_prep_makes_edge_silence_irrelevant() -> None:
 
 
 def test_bundled_config_normalises_clips_and_has_an_acoustic_part() -> None:
-    cfg = emb.read_config(emb.DEFAULT_WEIGHTS / emb.CONFIG_NAME)
+    cfg = emb.read_config(emb.COMPACT_WEIGHTS / emb.CONFIG_NAME)
     assert cfg.audio_prep.trim_db is not None and cfg.audio_prep.min_seconds >= 1.0
     assert 0 < cfg.acoustic_weight < 1
+
+
+# ---- Whisper tower + attention pooling (the bundled model's shape) ------------------------
+
+_TINY_WHISPER = {
+    "format_version": 1,
+    "name": "tiny_whisper",
+    "audio_encoder": {
+        "name": "whisper_unpadded",
+        "pretrained": None,
+        "config": {"dim": 32, "layers": 1, "heads": 2, "ffn": 64},
+    },
+    "audio_path": "pool",
+    "audio_pool": "attention",
+    "audio_pool_heads": 4,
+    "prenet": {
+        "dim": 32,
+        "conv_layers": 1,
+        "kernel_size": 3,
+        "transformer_layers": 1,
+        "heads": 2,
+        "dropout": 0.0,
+    },
+    "backbone": named_config("tiny").backbone.model_dump(),
+    "head": {"type": "linear"},
+}
+
+
+def test_whisper_attention_model_pads_without_leaking_and_saves_its_encoder(tmp_path) -> None:
+    m = AudioTextEmbedder(_TINY_WHISPER).eval()
+    a, b = _clip(2.0, 1), _clip(0.7, 2)
+    with torch.no_grad():
+        both = m.encode_audio([a, b])
+        alone = m.encode_audio([b])
+    torch.testing.assert_close(both[1], alone[0], atol=1e-5, rtol=1e-5)
+    assert m.attn_pool is not None and m.dim == 32
+    # random encoder (pretrained null): its weights are ours and are saved
+    assert any(k.startswith("audio_encoder.encoder.") for k in m.trainable_state_dict())
+    back = load_embedder(save_model(m, tmp_path / "m"))
+    with torch.no_grad():
+        torch.testing.assert_close(back.encode_audio([b]), alone)
+
+
+def test_attention_pool_weights_only_valid_frames() -> None:
+    pool = emb.AttentionPool(8, 2)
+    x = torch.randn(1, 5, 8)
+    mask = torch.tensor([[True, True, True, False, False]])
+    y = pool(x, mask)
+    x2 = x.clone()
+    x2[0, 3:] = 1e3  # garbage in padded frames changes nothing
+    torch.testing.assert_close(pool(x2, mask), y)
+    with pytest.raises(ModelError, match="must divide"):
+        emb.AttentionPool(10, 4)
+
+
+def test_bundled_whisper_encoder_is_frozen_and_not_saved() -> None:
+    cfg = {**_TINY_WHISPER, "audio_encoder": {"name": "whisper_unpadded", "layers": 1}}
+    m = AudioTextEmbedder(cfg)
+    assert not any(p.requires_grad for p in m.audio_encoder.parameters())
+    assert not any(k.startswith("audio_encoder.") for k in m.trainable_state_dict())
+    assert m.audio_dim == 384 and len(m.audio_encoder.encoder.layers) == 1
+    with pytest.raises(ModelError, match="invalid model config"):
+        validate_config({**cfg, "audio_encoder": {"name": "whisper_unpadded", "trainable": True}})

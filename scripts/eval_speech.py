@@ -1,0 +1,220 @@
+"""Quick zero-shot evaluation of a Whisper-tower model (a saved folder or a training checkpoint)
+on REAL speech, routes as plain text only (no TTS exemplars, no enrolment).
+
+For fast iteration while training: the frozen encoder frames of every evaluation clip are
+cached once (cache/eval_frames/), and a checkpoint then runs only its head. Scores are the
+cosine of the clip's embedding to each route's text embeddings (max over description and
+examples). The published figures come from `voice-router eval` / benchmarks/run_all.py, which
+route through the real index and decision rule; this script is the training-time probe.
+
+Sets (../shared/data; never trained on):
+  ha_commands    benchmarks/manifests/ha_commands_en.yaml (Home Assistant's own intent
+                 descriptions): top-1 over the 31 commands; the 4 unrelated sentences'
+                 best score against the lowest correct score
+  rhasspy        benchmarks/manifests/rhasspy_en.yaml: top-1
+  speech_commands  the 10 words (speech_commands_test.csv speakers): top-1; unknown words
+                 falsely accepted at the threshold that keeps 95% of the known right
+  wake_phrases   top-1
+  so762_test     speechocean762 test split: audio->text R@1 and text->audio cvR@5 over its
+                 transcripts (2,500 clips, 125 speakers, none in training)
+
+Usage:
+    python scripts/eval_speech.py --model voice_router/weights/whisper_tiny
+    python scripts/eval_speech.py --run runs/whisper_attn [--ckpt runs/whisper_attn/step004000.pt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+DATA = REPO.parent / "shared" / "data"
+MAN = REPO / "benchmarks" / "manifests"
+FRAMES = REPO / "cache" / "eval_frames"
+
+SETS = {
+    "ha_commands": (DATA / "ha_commands_en" / "manifest.csv", MAN / "ha_commands_en.yaml"),
+    "rhasspy": (DATA / "rhasspy_en" / "manifest.csv", MAN / "rhasspy_en.yaml"),
+    "speech_commands": (MAN / "speech_commands_test.csv", MAN / "speech_commands.yaml"),
+    "wake_phrases": (DATA / "wake_phrases" / "manifest.csv", MAN / "wake_phrases.yaml"),
+}
+
+
+def rows_of(manifest: Path) -> list[dict[str, str]]:
+    with manifest.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["path"] = str((manifest.parent / r["path"]).resolve())
+    return rows
+
+
+def so762_test_rows() -> list[dict[str, str]]:
+    rows = [r for r in rows_of(DATA / "speechocean762" / "manifest.csv") if r["split"] == "test"]
+    return rows
+
+
+def cached_frames(model, name: str, rows: list[dict[str, str]]) -> list[np.ndarray]:  # noqa: ANN001
+    """Frozen encoder frames of every clip (computed once per encoder, then read back)."""
+    import hashlib
+
+    from voice_router.audio.io import load_audio
+
+    enc = model.config.audio_encoder.model_dump_json() + model.config.audio_prep.model_dump_json()
+    key = f"{name}-{hashlib.sha1(enc.encode()).hexdigest()[:10]}-{len(rows)}"
+    path = FRAMES / f"{key}.npz"
+    if path.exists():
+        z = np.load(path)
+        return np.split(z["frames"], np.cumsum(z["lens"])[:-1])
+    out = []
+    with torch.inference_mode():
+        for r in rows:
+            fr, n = model.audio_frames([load_audio(r["path"])])
+            out.append(fr[0, : int(n[0])].numpy().astype(np.float16))
+    FRAMES.mkdir(parents=True, exist_ok=True)
+    np.savez(path, frames=np.concatenate(out), lens=np.array([len(o) for o in out]))
+    return out
+
+
+def embed(model, frames: list[np.ndarray]) -> np.ndarray:  # noqa: ANN001
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(frames), 64):
+            part = frames[s : s + 64]
+            lens = torch.tensor([len(p) for p in part])
+            x = torch.zeros(len(part), int(lens.max()), part[0].shape[1])
+            for i, p in enumerate(part):
+                x[i, : len(p)] = torch.from_numpy(p.astype(np.float32))
+            out.append(model.encode_frames(x, lens))
+    return F.normalize(torch.cat(out), dim=-1).numpy()
+
+
+def route_matrix(model, routes_yaml: Path) -> tuple[list[str], list[list[np.ndarray]]]:  # noqa: ANN001
+    from voice_router.routes import load_routes
+
+    rs = load_routes(routes_yaml)
+    names = [r.name for r in rs.routes]
+    with torch.inference_mode():
+        vecs = [model.encode_text(r.texts()).numpy() for r in rs.routes]
+    return names, vecs
+
+
+def scores_of(audio: np.ndarray, vecs: list[np.ndarray]) -> np.ndarray:
+    return np.stack([(audio @ v.T).max(1) for v in vecs], 1)  # (N, R)
+
+
+def exemplar_vectors(model, routes_yaml: Path, voices: int = 12) -> list[np.ndarray]:  # noqa: ANN001
+    """Each route's texts spoken by the router's default espeak-ng exemplar voices, embedded
+    (the router's `exemplar_voices` mechanism); the synthesised clips are cached on disk."""
+    import hashlib
+
+    from voice_router.routes import load_routes
+    from voice_router.tts import default_exemplar_voices, synthesize
+
+    out = []
+    for r in load_routes(routes_yaml).routes:
+        clips = []
+        for t in r.texts():
+            for v in default_exemplar_voices(voices):
+                key = hashlib.sha1(f"{t}|{v.key}".encode()).hexdigest()[:16]
+                f = FRAMES.parent / "exemplar_wavs" / f"{key}.npy"
+                if not f.exists():
+                    f.parent.mkdir(parents=True, exist_ok=True)
+                    np.save(f, synthesize(t, v))
+                clips.append(np.load(f))
+        with torch.inference_mode():
+            out.append(F.normalize(model.encode_audio(clips), dim=-1).numpy())
+    return out
+
+
+def exemplar_scores(audio: np.ndarray, ex: list[np.ndarray], k: int = 3) -> np.ndarray:
+    """Mean of each route's k best exemplar cosines (the router's audio score): (N, R)."""
+    cols = []
+    for e in ex:
+        s = np.sort(audio @ e.T, axis=1)[:, -k:]  # (N, k)
+        cols.append(s.mean(1))
+    return np.stack(cols, 1)
+
+
+def evaluate(model, exemplars: bool = False) -> dict[str, dict[str, float]]:  # noqa: ANN001
+    model.eval()
+    res: dict[str, dict[str, float]] = {}
+    for name, (manifest, routes_yaml) in SETS.items():
+        rows = rows_of(manifest)
+        a = embed(model, cached_frames(model, name, rows))
+        names, vecs = route_matrix(model, routes_yaml)
+        s = scores_of(a, vecs)
+        labels = np.array([r["label"] for r in rows])
+        known = labels != "unknown"
+        pred = np.array(names)[s.argmax(1)]
+        r: dict[str, float] = {"top1": float((pred == labels)[known].mean()), "n": int(known.sum())}
+        if exemplars:
+            ex = exemplar_scores(a, exemplar_vectors(model, routes_yaml))
+            for w in (0.0, 0.2, 0.5, 0.8):
+                fused = w * s + (1 - w) * ex
+                hit = np.array(names)[fused.argmax(1)] == labels
+                r[f"top1_fused_w{w:g}"] = float(hit[known].mean())
+        if (~known).any():
+            best = s.max(1)
+            ok = best[known & (pred == labels)]
+            thr = float(np.quantile(ok, 0.05)) if ok.size else 1.0
+            r["unknown_accepted_at_p5_correct"] = float((best[~known] >= thr).mean())
+            r["unknown_max"] = float(best[~known].max())
+            r["correct_min"] = float(ok.min()) if ok.size else float("nan")
+        res[name] = {k: round(v, 4) for k, v in r.items()}
+    rows = so762_test_rows()
+    a = embed(model, cached_frames(model, "so762_test", rows))
+    texts = sorted({r["text"] for r in rows})
+    tid = np.array([texts.index(r["text"]) for r in rows])
+    with torch.inference_mode():
+        t = np.concatenate(
+            [model.encode_text(texts[i : i + 256]).numpy() for i in range(0, len(texts), 256)]
+        )
+    from voice_router.metrics import retrieval_metrics
+
+    m = retrieval_metrics(t, a, [set(np.nonzero(tid == u)[0].tolist()) for u in range(len(texts))])
+    res["so762_test"] = {k: round(float(v), 4) for k, v in m.items()}
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--model", help="saved model folder")
+    ap.add_argument("--run", help="training run folder (training/speech_head.py)")
+    ap.add_argument("--ckpt", help="checkpoint of --run (default: the last)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--exemplars", action="store_true", help="also score TTS exemplars and fused w*text"
+    )
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from voice_router.model import AudioTextEmbedder, load_embedder
+
+    if args.model:
+        model = load_embedder(args.model)
+    elif args.run:
+        run = Path(args.run)
+        config = json.loads((run / "config.json").read_text())
+        config.pop("train", None)
+        ckpt = Path(args.ckpt) if args.ckpt else sorted(run.glob("step*.pt"))[-1]
+        model = AudioTextEmbedder(config)
+        model.load_trainable_state_dict(torch.load(ckpt, map_location="cpu")["model"], str(ckpt))
+        print(f"checkpoint {ckpt}", file=sys.stderr)
+    else:
+        ap.error("give --model or --run")
+    print(json.dumps(evaluate(model, args.exemplars), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

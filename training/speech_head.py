@@ -1,0 +1,262 @@
+"""Train the head of the Whisper-tower model on cached encoder frames (training/speech_cache.py).
+
+Model (voice_router AudioTextEmbedder, config training/configs/whisper_tiny_attn.json):
+
+    audio: frozen Whisper tiny.en frames (B, T, 384) -> prenet (conv stride 2 + transformer)
+           -> projector -> attention pooling (or mean) -> head -> L2            (B, 384)
+    text : frozen all-MiniLM-L6-v2 mean pool -> the same head -> L2             (B, 384)
+
+The text side's frozen MiniLM vector of every transcript is cached once
+(training/features.text_cache), so a step runs only the trainable parts.
+
+Losses (SONAR / SAMU-XLSR style distillation plus the seed's contrastive objective):
+- bidirectional multi-positive InfoNCE between audio and the transcripts' text embeddings
+  (clips of the same text in a batch are all positives), temperature = exp(-logit_scale);
+- distillation: 1 - cos(audio, frozen MiniLM vector of its transcript), so the audio lands
+  where MiniLM puts the text, and route descriptions written in words find it zero-shot.
+
+Batches mix the sources by weight (real speechocean762, TTS commands, TTS short words).
+AdamW, warm-up + cosine decay, checkpoints (resumable with the same command), metrics.jsonl,
+and every `--eval-every` steps the speaker-disjoint speechocean762 test retrieval (R@1 audio->
+text, cvR@5 text->audio over its transcripts) from the cache.
+
+Usage:
+    python -m training.speech_head train --run runs/whisper_attn --steps 4000
+    python -m training.speech_head export --run runs/whisper_attn \
+        --out voice_router/weights/whisper_tiny
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from training.speech_cache import SPEECH_CACHE, SpeechCache, load_cache
+from voice_router.metrics import retrieval_metrics
+from voice_router.model import AudioTextEmbedder, save_model
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
+DEFAULT_CONFIG = CONFIGS / "whisper_tiny_attn.json"
+DEFAULT_MIX = {"so762-train": 0.3, "tts": 0.6, "tts-short": 0.1}
+
+
+def text_vectors(texts: list[str]) -> np.ndarray:
+    """Frozen MiniLM mean-pooled vectors (N, 384) of `texts` (cached on disk)."""
+    from training.features import FEATURES, text_cache
+
+    cache = text_cache(texts, FEATURES / "text_minilm_speech.npz")
+    return np.stack([cache[t] for t in texts])
+
+
+def pad(cache: SpeechCache, idx: np.ndarray, max_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples -> (B, T, 384) float32 zero-padded, lengths (B,); clips longer than
+    `max_frames` keep their first `max_frames` frames (6 s at 300: ~1% of speechocean762's
+    sentences are longer; this bounds a step's memory and time)."""
+    lens = np.minimum(cache.f_len[idx], max_frames)
+    out = np.zeros((len(idx), int(lens.max()), cache.frames.shape[1]), np.float32)  # (B, T, D)
+    for j, i in enumerate(idx):
+        out[j, : lens[j]] = cache.sample(int(i))[: lens[j]]
+    return torch.from_numpy(out), torch.from_numpy(lens.astype(np.int64))
+
+
+def multi_positive_nce(
+    a: torch.Tensor, t: torch.Tensor, tid: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """Bidirectional InfoNCE where every pair with the same text id is a positive."""
+    sim = scale * a @ t.T  # (B, B)
+    pos = tid[:, None] == tid[None, :]  # (B, B)
+    neg_inf = torch.finfo(sim.dtype).min
+
+    def one_way(s: torch.Tensor) -> torch.Tensor:
+        return (torch.logsumexp(s, 1) - torch.logsumexp(s.masked_fill(~pos, neg_inf), 1)).mean()
+
+    return (one_way(sim) + one_way(sim.T)) / 2
+
+
+def evaluate_cached(
+    model: Any, cache: SpeechCache, idx: np.ndarray, tvec: torch.Tensor, tid: np.ndarray
+) -> dict[str, float]:
+    """Retrieval on cached clean test clips: audio->text R@1/R@5 and text->audio cvR@5."""
+    model.eval()
+    outs = []
+    with torch.inference_mode():
+        for s in range(0, len(idx), 64):
+            f, n = pad(cache, idx[s : s + 64], 10_000)
+            outs.append(model.encode_frames(f, n)[:, : model.joint_dim])
+        a = F.normalize(torch.cat(outs), dim=-1).numpy()  # (N, D)
+        texts_u, inv = np.unique(tid, return_inverse=True)
+        t = F.normalize(model.head(tvec[torch.from_numpy(texts_u)]), dim=-1).numpy()  # (U, D)
+    model.train()
+    m = retrieval_metrics(
+        t, a, [set(np.nonzero(inv == u)[0].tolist()) for u in range(len(texts_u))]
+    )
+    return {k: round(float(v), 4) for k, v in m.items()}
+
+
+def _lr(step: int, total: int, warmup: int, peak: float) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def train(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    torch.set_num_threads(args.threads)
+    run = Path(args.run)
+    run.mkdir(parents=True, exist_ok=True)
+    config = json.loads(Path(args.config).read_text())
+    tcfg = config.pop("train", {})
+    (run / "config.json").write_text(json.dumps({**config, "train": tcfg}, indent=2))
+    cache = load_cache(Path(args.cache))
+    texts = sorted({m["text"] for m in cache.meta})
+    text_id = {t: i for i, t in enumerate(texts)}
+    tvec = torch.from_numpy(text_vectors(texts))  # (U, 384) pooled, not normalised
+    tid = np.array([text_id[m["text"]] for m in cache.meta])
+    src = np.array([m["source"] for m in cache.meta])
+    split = np.array([m["split"] for m in cache.meta])
+    version = np.array([m["version"] for m in cache.meta])
+    pools = {s: np.nonzero((src == s) & (split == "train"))[0] for s in DEFAULT_MIX}
+    pools = {s: p for s, p in pools.items() if p.size}
+    weights = np.array([DEFAULT_MIX[s] for s in pools])
+    weights /= weights.sum()
+    test_idx = np.nonzero((src == "so762-test") & (version == 0))[0]
+    print({s: int(p.size) for s, p in pools.items()}, "test", test_idx.size, "texts", len(texts))
+
+    model = AudioTextEmbedder(config).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    print(f"trainable parameters: {sum(p.numel() for p in params):,}")
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.05)
+    start = 0
+    ckpts = sorted(run.glob("step*.pt"))
+    if ckpts:
+        state = torch.load(ckpts[-1], map_location="cpu")
+        model.load_state_dict(state["model"], strict=False)
+        opt.load_state_dict(state["opt"])
+        start = int(state["step"])
+        print(f"resumed from {ckpts[-1]}")
+    rng = np.random.default_rng(args.seed + start)
+    w_distill = float(tcfg.get("distill_weight", 1.0))
+    log = (run / "metrics.jsonl").open("a")
+    end = min(args.steps, args.stop_after or args.steps)  # a shorter run on the same schedule
+    bar = tqdm(range(start, end), initial=start, total=end)
+    t0 = time.time()
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, args.steps, args.warmup, args.lr)
+        counts = rng.multinomial(args.batch, weights)
+        idx = np.concatenate(
+            [
+                rng.choice(p, size=n, replace=False)
+                for p, n in zip(pools.values(), counts, strict=True)
+                if n
+            ]
+        )
+        frames, lens = pad(cache, idx, args.max_frames)
+        a = model.encode_frames(frames, lens)[:, : model.joint_dim]  # (B, D)
+        ids = torch.from_numpy(tid[idx])
+        target = F.normalize(tvec[ids], dim=-1)  # (B, D) frozen MiniLM
+        t = F.normalize(model.head(tvec[ids]), dim=-1)  # (B, D) text side (shared head)
+        scale = model.logit_scale.exp().clamp(max=100)
+        nce = multi_positive_nce(a, t, ids, scale)
+        distill = (1 - (a * target).sum(-1)).mean()
+        loss = nce + w_distill * distill
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        rec: dict[str, Any] = {
+            "step": step + 1,
+            "loss": float(loss.detach()),
+            "nce": float(nce.detach()),
+            "distill": float(distill.detach()),
+            "scale": float(scale),
+            "secs": round(time.time() - t0, 1),
+        }
+        bar.set_postfix(nce=f"{rec['nce']:.3f}", cos=f"{1 - rec['distill']:.3f}")
+        if test_idx.size and ((step + 1) % args.eval_every == 0 or step + 1 == end):
+            rec.update(evaluate_cached(model, cache, test_idx, tvec, tid[test_idx]))
+            tqdm.write(json.dumps(rec))
+        if (step + 1) % args.ckpt_every == 0 or step + 1 == end:
+            tmp = run / "ckpt.tmp"
+            torch.save(
+                {"model": model.trainable_state_dict(), "opt": opt.state_dict(), "step": step + 1},
+                tmp,
+            )
+            tmp.replace(run / f"step{step + 1:06d}.pt")
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+
+
+def export(args: argparse.Namespace) -> None:
+    """Save the run's last (or `--ckpt`) checkpoint as a model folder (float16 weights)."""
+    run = Path(args.run)
+    config = json.loads((run / "config.json").read_text())
+    config.pop("train", None)
+    ckpt = Path(args.ckpt) if args.ckpt else sorted(run.glob("step*.pt"))[-1]
+    model = AudioTextEmbedder(config)
+    model.load_trainable_state_dict(torch.load(ckpt, map_location="cpu")["model"], str(ckpt))
+    card = json.loads(Path(args.card).read_text()) if args.card else {}
+    out = save_model(model.eval(), args.out, dtype="float16", card=card)
+    print(f"saved {out} from {ckpt}")
+    if args.onnx != "none":
+        # the graph is exported from the float16-rounded weights that the folder holds
+        from voice_router.model import load_embedder
+        from voice_router.model.onnx_audio import ONNX_FP32, export_audio_onnx
+
+        files = export_audio_onnx(load_embedder(out), out, int8=args.onnx == "int8")
+        if args.onnx == "int8":
+            (out / ONNX_FP32).unlink()
+            files = files[1:]
+        print(
+            "audio graph:", ", ".join(f"{f.name} ({f.stat().st_size / 1e6:.1f} MB)" for f in files)
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m training.speech_head",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train (resumes from the run's last checkpoint)")
+    t.add_argument("--run", required=True, help="run folder (checkpoints, metrics.jsonl)")
+    t.add_argument("--config", default=str(DEFAULT_CONFIG), help="model config JSON (+ 'train')")
+    t.add_argument("--cache", default=str(SPEECH_CACHE), help="feature cache folder")
+    t.add_argument("--steps", type=int, default=4000, help="length of the lr schedule")
+    t.add_argument("--stop-after", type=int, help="stop at this step (comparisons on one schedule)")
+    t.add_argument("--batch", type=int, default=96)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--warmup", type=int, default=200)
+    t.add_argument("--max-frames", type=int, default=400, help="crop longer clips (8 s)")
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--eval-every", type=int, default=250)
+    t.add_argument("--ckpt-every", type=int, default=250)
+    e = sub.add_parser("export", help="write a model folder from a checkpoint")
+    e.add_argument("--run", required=True)
+    e.add_argument("--ckpt", help="checkpoint file (default: the last)")
+    e.add_argument("--out", required=True, help="model folder to write")
+    e.add_argument("--card", help="JSON of extra model-card facts")
+    e.add_argument(
+        "--onnx",
+        choices=["int8", "fp32", "none"],
+        default="int8",
+        help="also write the audio side as an ONNX Runtime graph (default: %(default)s)",
+    )
+    args = ap.parse_args(argv)
+    train(args) if args.cmd == "train" else export(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
