@@ -198,17 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from voice_router.model import AudioTextEmbedder, load_embedder
+    from voice_router.model import load_embedder
 
     if args.model:
         model = load_embedder(args.model)
     elif args.run:
-        run = Path(args.run)
-        config = json.loads((run / "config.json").read_text())
-        config.pop("train", None)
-        ckpt = Path(args.ckpt) if args.ckpt else sorted(run.glob("step*.pt"))[-1]
-        model = AudioTextEmbedder(config)
-        model.load_trainable_state_dict(torch.load(ckpt, map_location="cpu")["model"], str(ckpt))
+        from training.speech_head import load_run
+
+        model, ckpt = load_run(args.run, args.ckpt)
         print(f"checkpoint {ckpt}", file=sys.stderr)
     else:
         ap.error("give --model or --run")

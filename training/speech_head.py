@@ -196,14 +196,21 @@ def train(args: argparse.Namespace) -> None:
         log.flush()
 
 
-def export(args: argparse.Namespace) -> None:
-    """Save the run's last (or `--ckpt`) checkpoint as a model folder (float16 weights)."""
-    run = Path(args.run)
+def load_run(run: str | Path, ckpt: str | Path | None = None) -> tuple[Any, Path]:
+    """(AudioTextEmbedder with a run's checkpoint loaded, in eval mode; the checkpoint file):
+    `ckpt`, or the run's last one."""
+    run = Path(run)
     config = json.loads((run / "config.json").read_text())
     config.pop("train", None)
-    ckpt = Path(args.ckpt) if args.ckpt else sorted(run.glob("step*.pt"))[-1]
+    ckpt = Path(ckpt) if ckpt else sorted(run.glob("step*.pt"))[-1]
     model = AudioTextEmbedder(config)
     model.load_trainable_state_dict(torch.load(ckpt, map_location="cpu")["model"], str(ckpt))
+    return model.eval(), ckpt
+
+
+def export(args: argparse.Namespace) -> None:
+    """Save the run's last (or `--ckpt`) checkpoint as a model folder (float16 weights)."""
+    model, ckpt = load_run(args.run, args.ckpt)
     card = json.loads(Path(args.card).read_text()) if args.card else {}
     out = save_model(model.eval(), args.out, dtype="float16", card=card)
     print(f"saved {out} from {ckpt}")

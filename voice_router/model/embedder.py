@@ -321,12 +321,9 @@ def resolve_package_dir(spec: str) -> Path:
 
 def _pad_batch(audios: Sequence[np.ndarray], min_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Clips -> (waves (B, S) zero-padded to the longest (>= min_len), lengths (B,) samples)."""
-    lengths = [len(a) for a in audios]
-    s = max([min_len, *lengths])
-    out = np.zeros((len(audios), s), np.float32)  # (B, S)
-    for i, a in enumerate(audios):
-        out[i, : len(a)] = a
-    return torch.from_numpy(out), torch.tensor(lengths, dtype=torch.long)
+    from voice_router.model.whisper import pad_waves
+
+    return pad_waves(audios, min_len)
 
 
 class SpeechEmbeddingEncoder(nn.Module):

@@ -493,32 +493,11 @@ def test_bundled_config_normalises_clips_and_has_an_acoustic_part() -> None:
 
 # ---- Whisper tower + attention pooling (the bundled model's shape) ------------------------
 
-_TINY_WHISPER = {
-    "format_version": 1,
-    "name": "tiny_whisper",
-    "audio_encoder": {
-        "name": "whisper_unpadded",
-        "pretrained": None,
-        "config": {"dim": 32, "layers": 1, "heads": 2, "ffn": 64},
-    },
-    "audio_path": "pool",
-    "audio_pool": "attention",
-    "audio_pool_heads": 4,
-    "prenet": {
-        "dim": 32,
-        "conv_layers": 1,
-        "kernel_size": 3,
-        "transformer_layers": 1,
-        "heads": 2,
-        "dropout": 0.0,
-    },
-    "backbone": named_config("tiny").backbone.model_dump(),
-    "head": {"type": "linear"},
-}
 
-
-def test_whisper_attention_model_pads_without_leaking_and_saves_its_encoder(tmp_path) -> None:
-    m = AudioTextEmbedder(_TINY_WHISPER).eval()
+def test_whisper_attention_model_pads_without_leaking_and_saves_its_encoder(
+    tmp_path, tiny_whisper_config
+) -> None:
+    m = AudioTextEmbedder(tiny_whisper_config).eval()
     a, b = _clip(2.0, 1), _clip(0.7, 2)
     with torch.no_grad():
         both = m.encode_audio([a, b])
@@ -544,8 +523,8 @@ def test_attention_pool_weights_only_valid_frames() -> None:
         emb.AttentionPool(10, 4)
 
 
-def test_bundled_whisper_encoder_is_frozen_and_not_saved() -> None:
-    cfg = {**_TINY_WHISPER, "audio_encoder": {"name": "whisper_unpadded", "layers": 1}}
+def test_bundled_whisper_encoder_is_frozen_and_not_saved(tiny_whisper_config) -> None:
+    cfg = {**tiny_whisper_config, "audio_encoder": {"name": "whisper_unpadded", "layers": 1}}
     m = AudioTextEmbedder(cfg)
     assert not any(p.requires_grad for p in m.audio_encoder.parameters())
     assert not any(k.startswith("audio_encoder.") for k in m.trainable_state_dict())

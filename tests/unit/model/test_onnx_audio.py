@@ -27,34 +27,10 @@ from voice_router.model.onnx_audio import (  # noqa: E402
 torch.set_num_threads(1)
 DATA = Path(__file__).parents[2] / "data"
 
-TINY_WHISPER = {
-    "format_version": 1,
-    "name": "tiny_whisper",
-    "audio_encoder": {
-        "name": "whisper_unpadded",
-        "pretrained": None,
-        "config": {"dim": 32, "layers": 1, "heads": 2, "ffn": 64},
-    },
-    "audio_path": "pool",
-    "audio_pool": "attention",
-    "audio_pool_heads": 4,
-    "prenet": {
-        "dim": 32,
-        "conv_layers": 1,
-        "kernel_size": 3,
-        "transformer_layers": 1,
-        "heads": 2,
-        "dropout": 0.0,
-        "input_pool": 2,
-    },
-    "backbone": named_config("tiny").backbone.model_dump(),
-    "head": {"type": "linear"},
-}
-
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory) -> Path:
-    m = AudioTextEmbedder(TINY_WHISPER).eval()
+def saved(tmp_path_factory, tiny_whisper_config) -> Path:
+    m = AudioTextEmbedder(tiny_whisper_config).eval()
     folder = save_model(m, tmp_path_factory.mktemp("m") / "tiny_whisper")
     files = export_audio_onnx(m, folder, int8=True)
     assert [f.name for f in files] == [ONNX_FP32, ONNX_INT8]
