@@ -1079,16 +1079,16 @@ class TorchEmbeddingModel:
                 owner.append(i)
         if self.onnx_audio is not None:
             norm = self.embedder.normalizer
-            piece_vecs = self.onnx_audio([norm(p) if norm.active else p for p in pieces])
-            out = np.zeros((len(audios), self.dim), np.float32)  # (N, D)
-            np.add.at(out, np.array(owner), piece_vecs)  # sum of piece vectors per clip
-            return out / np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
-        order = sorted(range(len(pieces)), key=lambda j: len(pieces[j]))  # similar lengths batch
-        vecs = torch.zeros(len(pieces), self.dim)
-        with torch.inference_mode():
-            for s in range(0, len(order), self.batch_size):
-                idx = order[s : s + self.batch_size]
-                vecs[idx] = self.embedder.encode_audio([pieces[j] for j in idx]).float().cpu()
+            vecs = torch.from_numpy(
+                self.onnx_audio([norm(p) if norm.active else p for p in pieces])
+            )
+        else:
+            order = sorted(range(len(pieces)), key=lambda j: len(pieces[j]))  # similar lengths
+            vecs = torch.zeros(len(pieces), self.dim)  # (P, D)
+            with torch.inference_mode():
+                for s in range(0, len(order), self.batch_size):
+                    idx = order[s : s + self.batch_size]
+                    vecs[idx] = self.embedder.encode_audio([pieces[j] for j in idx]).float().cpu()
         out = torch.zeros(len(audios), self.dim)  # (N, D)
         out.index_add_(0, torch.tensor(owner), vecs)  # sum of piece vectors per clip
         return F.normalize(out, dim=-1).numpy().astype(np.float32)

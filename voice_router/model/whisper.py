@@ -1,4 +1,4 @@
-"""Whisper's audio encoder on UNPADDED audio: the compact model's speech tower.
+"""Whisper's audio encoder on UNPADDED audio: the default model's speech tower.
 
 Why: Whisper was trained on 30 s windows, and `transformers.WhisperEncoder` pads every clip to
 30 s (3,000 mel frames -> 1,500 positions), which costs ~10x the compute of a 3 s command. The
@@ -19,6 +19,7 @@ Two parts, both free of transformers so inference stays light:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -42,21 +43,16 @@ def mel_filters(n_mels: int = 80, sample_rate: int = SAMPLE_RATE, n_fft: int = N
     `mel_filters.npz` was made with): (n_mels, n_fft // 2 + 1) float32."""
     n_freqs = n_fft // 2 + 1
     fft_freqs = np.linspace(0.0, sample_rate / 2, n_freqs)
+    # Slaney's scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, math.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
 
     def hz_to_mel(f: np.ndarray) -> np.ndarray:
         f = np.asarray(f, np.float64)
-        f_sp = 200.0 / 3
-        mels = f / f_sp
-        min_log_hz, logstep = 1000.0, math.log(6.4) / 27.0
-        min_log_mel = min_log_hz / f_sp
-        return np.where(
-            f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, mels
-        )
+        log_part = min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep
+        return np.where(f >= min_log_hz, log_part, f / f_sp)
 
     def mel_to_hz(m: np.ndarray) -> np.ndarray:
-        f_sp = 200.0 / 3
-        min_log_hz, logstep = 1000.0, math.log(6.4) / 27.0
-        min_log_mel = min_log_hz / f_sp
         return np.where(
             m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m
         )
@@ -107,10 +103,16 @@ class LogMel(nn.Module):
         return log * valid[:, None, :].to(log.dtype), frames
 
 
+@functools.lru_cache(maxsize=4)
+def _log_mel_module(n_mels: int) -> LogMel:
+    """One LogMel per bin count (its mel bank and window are built once, not per call)."""
+    return LogMel(n_mels)
+
+
 def log_mel(audios: Sequence[np.ndarray], n_mels: int = 80) -> tuple[torch.Tensor, torch.Tensor]:
     """16 kHz mono float32 clips -> Whisper log-mel (B, n_mels, T) zero-padded, frames (B,)."""
     waves, lengths = pad_waves(audios)
-    return LogMel(n_mels)(waves, lengths)
+    return _log_mel_module(n_mels)(waves, lengths)
 
 
 def pad_waves(
@@ -234,11 +236,6 @@ def load_hf_whisper_encoder(folder: str | Path, layers: int | None = None) -> Wh
     from safetensors.torch import load_file
 
     folder = Path(folder)
-    conf = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    kw = encoder_kwargs_from_hf_config(conf)
-    if layers is not None:
-        kw["layers"] = min(layers, kw["layers"])
-    enc = WhisperAudioEncoder(**kw)
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise ModelError(f"{folder} has no .safetensors weights for a Whisper encoder")
@@ -248,6 +245,18 @@ def load_hf_whisper_encoder(folder: str | Path, layers: int | None = None) -> Wh
             for prefix in ("model.encoder.", "encoder."):
                 if k.startswith(prefix):
                     state[k[len(prefix) :]] = v
+    return _encoder_from(folder, state, layers)
+
+
+def _encoder_from(
+    folder: Path, state: dict[str, torch.Tensor], layers: int | None
+) -> WhisperAudioEncoder:
+    """A WhisperAudioEncoder shaped by folder/config.json (first `layers` layers) with `state`."""
+    conf = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    kw = encoder_kwargs_from_hf_config(conf)
+    if layers is not None:
+        kw["layers"] = min(layers, kw["layers"])
+    enc = WhisperAudioEncoder(**kw)
     load_encoder_state(enc, state, str(folder))
     return enc
 
@@ -290,13 +299,7 @@ def load_whisper_encoder(
         )
     if not (folder / "encoder.safetensors").is_file():
         return load_hf_whisper_encoder(folder, layers)
-    conf = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    kw = encoder_kwargs_from_hf_config(conf)
-    if layers is not None:
-        kw["layers"] = min(layers, kw["layers"])
-    enc = WhisperAudioEncoder(**kw)
-    load_encoder_state(enc, load_file(str(folder / "encoder.safetensors")), str(folder))
-    return enc
+    return _encoder_from(folder, load_file(str(folder / "encoder.safetensors")), layers)
 
 
 def load_bundled_whisper(layers: int | None = None) -> WhisperAudioEncoder:
