@@ -50,7 +50,6 @@ import json
 import os
 import re
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -317,11 +316,10 @@ def _run_system(name: str, args: argparse.Namespace, out_dir: str) -> tuple[dict
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # the budget holds for OpenMP pools too
         env.setdefault(var, str(args.threads))
-    proc = subprocess.run(cmd, stderr=subprocess.PIPE, text=True, env=env)
-    if proc.returncode != 0:
-        err = (proc.stderr or "").strip().splitlines()
-        last = err[-1].removeprefix("error: ") if err else proc.returncode
-        raise SystemExit(f"error: the {name} run failed: {last}")
+    sys.path.insert(0, str(HERE))
+    from bench_worker import run_worker
+
+    run_worker(name, cmd, env=env)
     with np.load(f"{out}.npz") as z:
         clip_emb, caption_emb = z["clip_emb"], z["caption_emb"]
     return json.loads(Path(out).read_text()), clip_emb, caption_emb

@@ -40,7 +40,6 @@ import hashlib
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -214,11 +213,10 @@ def _run_system(name: str, args: argparse.Namespace, out_dir: str) -> dict[str, 
         cmd += ["--exemplar-voices", str(args.exemplar_voices)]
     if args.progress:
         cmd += ["--progress"]
-    proc = subprocess.run(cmd, stderr=None if args.progress else subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        err = (proc.stderr or "").strip().splitlines()
-        last = err[-1].removeprefix("error: ") if err else proc.returncode
-        raise SystemExit(f"error: the {name} run failed: {last}")
+    sys.path.insert(0, str(HERE))
+    from bench_worker import run_worker
+
+    run_worker(name, cmd, show_stderr=args.progress)
     return json.loads(Path(out).read_text())
 
 
