@@ -71,12 +71,11 @@ def test_log_mel_floor_is_per_clip_in_a_batch() -> None:
     assert float(batch[1, :, n:].abs().max()) == 0.0  # padding stays zero
 
 
-def test_encoder_equals_transformers_whisper_encoder_on_30s_input() -> None:
+def _tiny_hf_config():  # noqa: ANN202 - transformers.WhisperConfig
+    """transformers' WhisperConfig of the TINY encoder (and a 1-layer decoder)."""
     from transformers import WhisperConfig
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-    torch.manual_seed(0)
-    conf = WhisperConfig(
+    return WhisperConfig(
         num_mel_bins=80,
         d_model=32,
         encoder_layers=2,
@@ -84,8 +83,16 @@ def test_encoder_equals_transformers_whisper_encoder_on_30s_input() -> None:
         encoder_ffn_dim=64,
         max_source_positions=1500,
         decoder_layers=1,
+        decoder_attention_heads=2,
+        decoder_ffn_dim=64,
     )
-    hf = WhisperEncoder(conf).eval()
+
+
+def test_encoder_equals_transformers_whisper_encoder_on_30s_input() -> None:
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    torch.manual_seed(0)
+    hf = WhisperEncoder(_tiny_hf_config()).eval()
     ours = WhisperAudioEncoder(**TINY).eval()
     ours.load_state_dict(hf.state_dict(), strict=True)  # same parameter names
     mel = torch.randn(1, 80, 3000)
@@ -97,19 +104,9 @@ def test_encoder_equals_transformers_whisper_encoder_on_30s_input() -> None:
 
 
 def test_hf_checkpoint_folder_loads(tmp_path: Path) -> None:
-    from transformers import WhisperConfig, WhisperModel
+    from transformers import WhisperModel
 
-    conf = WhisperConfig(
-        num_mel_bins=80,
-        d_model=32,
-        encoder_layers=2,
-        encoder_attention_heads=2,
-        encoder_ffn_dim=64,
-        decoder_layers=1,
-        decoder_attention_heads=2,
-        decoder_ffn_dim=64,
-    )
-    hf = WhisperModel(conf).eval()
+    hf = WhisperModel(_tiny_hf_config()).eval()
     hf.save_pretrained(tmp_path)
     enc = load_hf_whisper_encoder(tmp_path, layers=1)
     assert len(enc.layers) == 1
