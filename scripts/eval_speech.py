@@ -156,6 +156,15 @@ def evaluate(model, exemplars: bool = False) -> dict[str, dict[str, float]]:  # 
         known = labels != "unknown"
         pred = np.array(names)[s.argmax(1)]
         r: dict[str, float] = {"top1": float((pred == labels)[known].mean()), "n": int(known.sum())}
+        said = [rw["text"] for rw in rows]
+        if all(said[i] for i in np.nonzero(known)[0]):
+            # the ceiling of routing by this model's text side: the TRUE transcripts as queries,
+            # and how close each clip's audio lands to its own transcript
+            with torch.inference_mode():
+                t = F.normalize(model.encode_text([x or "-" for x in said]), dim=-1).numpy()
+            tpred = np.array(names)[scores_of(t, vecs).argmax(1)]
+            r["transcript_top1"] = float((tpred == labels)[known].mean())
+            r["cos_audio_transcript_mean"] = float((a * t).sum(1)[known].mean())
         if exemplars:
             ex = exemplar_scores(a, exemplar_vectors(model, routes_yaml))
             for w in (0.0, 0.2, 0.5, 0.8):
