@@ -39,8 +39,9 @@ _EXPORTS: dict[str, str] = {
     "ClientBackend": "voice_router.index",
     "VectorBackend": "voice_router.index",
     "VoiceRouter": "voice_router.router",
-    "RouteMatch": "voice_router.router",
-    "Fusion": "voice_router.router",
+    "Router": "voice_router.routing",
+    "RouteMatch": "voice_router.routing",
+    "Fusion": "voice_router.routing",
     "ToolRegistry": "voice_router.dispatch",
     "AudioLibrary": "voice_router.library",
     "VoiceRouterEmbeddings": "voice_router.embeddings",
@@ -57,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "ManifestError": "voice_router.errors",
     "IndexStoreError": "voice_router.errors",
     "ToolError": "voice_router.errors",
+    "ToolImportBlocked": "voice_router.errors",
     "DeviceError": "voice_router.errors",
 }
 
@@ -80,8 +82,10 @@ __all__ = [
     "RouteIndex",
     "RouteMatch",
     "RouteSet",
+    "Router",
     "RoutesError",
     "ToolError",
+    "ToolImportBlocked",
     "ToolRegistry",
     "VectorBackend",
     "VoiceRouter",
@@ -124,6 +128,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         ModelError,
         RoutesError,
         ToolError,
+        ToolImportBlocked,
         VoiceRouterError,
     )
     from voice_router.index import ClientBackend, EdgeBackend, RouteIndex, VectorBackend
@@ -131,5 +136,6 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from voice_router.model import list_models, load_model
     from voice_router.model.base import EmbeddingModel
     from voice_router.model.fake import HashEmbeddingModel
-    from voice_router.router import Fusion, RouteMatch, VoiceRouter
+    from voice_router.router import VoiceRouter
     from voice_router.routes import Route, RouteSet, dump_routes, load_routes, parse_routes
+    from voice_router.routing import Fusion, RouteMatch, Router

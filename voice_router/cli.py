@@ -24,6 +24,8 @@ log = logging.getLogger("voice_router")
 
 #: Subcommand modules written elsewhere; registered when present.
 OPTIONAL_COMMAND_MODULES = ("voice_router.listen", "voice_router.evaluate")
+#: Subcommands defined here (a call to one of them skips OPTIONAL_COMMAND_MODULES).
+CORE_COMMANDS = ("route", "routes", "index-audio", "search", "models", "enroll", "export-onnx")
 
 _FMT = argparse.RawDescriptionHelpFormatter
 
@@ -54,7 +56,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 def add_router_args(parser: argparse.ArgumentParser, *, routes_required: bool = True) -> None:
     """Add the options `build_router` reads: --routes, --allow-import, --fusion, ..."""
     parser.add_argument(
-        "--routes", required=routes_required, metavar="FILE", help="routes YAML file"
+        "--routes", required=routes_required, metavar="ROUTES.yaml", help="routes YAML file"
     )
     parser.add_argument(
         "--allow-import",
@@ -96,13 +98,14 @@ def open_store(args: argparse.Namespace) -> Any:
 
 
 def build_router(args: argparse.Namespace, tools: Sequence[Any] = ()) -> Any:
-    """A `VoiceRouter` from parsed `add_common_args` + `add_router_args` options."""
-    from voice_router.router import VoiceRouter, resolve_model
+    """A `Router` (the core of `VoiceRouter`, without LangChain) from parsed `add_common_args`
+    + `add_router_args` options."""
     from voice_router.routes import load_routes
+    from voice_router.routing import Router, resolve_model
 
     routes = load_routes(args.routes)
     model = resolve_model(getattr(args, "model", "default"))
-    return VoiceRouter(
+    return Router(
         routes,
         model=model,
         tools=tools,
@@ -220,7 +223,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from voice_router.library import AudioLibrary
 
     model = resolve_model(args.model)
-    with AudioLibrary(model, args.collection, open_store(args)) as lib:
+    with AudioLibrary(model, args.collection, open_store(args), create=False) as lib:
         hits = lib.search(args.text, k=args.k)
     for h in hits:
         if args.json:
@@ -250,6 +253,29 @@ def cmd_models(args: argparse.Namespace) -> int:
             desc = r.get("description") or ""
             print(f"{r.get('name')}\t{desc}")
         print(f"\nindex folder: {default_index_path()}")
+    return 0
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    """Write a model folder's ONNX graphs (voice_router.model.onnx_export)."""
+    from voice_router.errors import ModelError
+    from voice_router.model.loader import have
+
+    missing = [m for m in ("torch", "onnx") if not have(m)]
+    if missing:
+        raise ModelError(
+            f"export-onnx needs {' and '.join(missing)}: pip install 'voice-router[train]'"
+        )
+    if not (Path(args.folder) / "config.json").is_file():
+        raise ModelError(f"{args.folder} is not a model folder (no config.json)")
+    from voice_router.model.onnx_export import export_onnx
+
+    files = export_onnx(args.folder)
+    if args.json:
+        _print_json({"files": [{"path": str(f), "bytes": f.stat().st_size} for f in files]})
+    else:
+        for f in files:
+            print(f"wrote {f} ({f.stat().st_size / 1e3:.1f} kB)")
     return 0
 
 
@@ -301,8 +327,9 @@ def _register_optional(sub: Any, module: str) -> None:
     mod.register_cli(sub)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every subcommand."""
+def build_parser(optional: bool = True) -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand (`optional=False`: without those of
+    OPTIONAL_COMMAND_MODULES, whose imports a `route` call need not pay for)."""
     p = argparse.ArgumentParser(
         prog="voice-router",
         description="Route spoken commands to LangChain tools by audio-text embedding "
@@ -323,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
         "stderr) otherwise; results for the good files are still printed.",
         formatter_class=_FMT,
     )
-    r.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, OGG, MP3)")
+    r.add_argument("files", nargs="+", metavar="AUDIO", help="audio files (WAV, FLAC, OGG, MP3)")
     add_common_args(r)
     add_router_args(r)
     r.set_defaults(func=cmd_route)
@@ -337,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  voice-router routes check routes/home.yaml",
         formatter_class=_FMT,
     )
-    rc.add_argument("file", metavar="FILE")
+    rc.add_argument("file", metavar="ROUTES.yaml", help="the routes file to check")
     rc.add_argument("--json", action="store_true", help="print JSON")
     rc.set_defaults(func=cmd_routes_check)
 
@@ -349,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  voice-router index-audio ~/recordings --collection sounds",
         formatter_class=_FMT,
     )
-    ia.add_argument("dir", metavar="DIR")
+    ia.add_argument("dir", metavar="DIR", help="folder of audio files (searched recursively)")
     ia.add_argument("--collection", required=True, help="collection name (letters, digits, _.-)")
     ia.add_argument("--batch-size", type=int, default=16, help="files per write [%(default)s]")
     add_common_args(ia)
@@ -362,8 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog='example:\n  voice-router search "a dog barking" --collection sounds -k 5',
         formatter_class=_FMT,
     )
-    se.add_argument("text")
-    se.add_argument("--collection", required=True)
+    se.add_argument("text", help="what to look for, in words (e.g. 'a dog barking')")
+    se.add_argument(
+        "--collection", required=True, help="a collection built by index-audio (must exist)"
+    )
     se.add_argument("-k", type=int, default=5, help="results to show [%(default)s]")
     add_common_args(se)
     se.set_defaults(func=cmd_search)
@@ -381,13 +410,29 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  voice-router enroll lights_on me1.wav me2.wav --routes home.yaml",
         formatter_class=_FMT,
     )
-    en.add_argument("route")
-    en.add_argument("files", nargs="+", metavar="FILE")
-    en.add_argument("--routes", required=True, metavar="FILE")
+    en.add_argument("route", help="name of the route the recordings say")
+    en.add_argument("files", nargs="+", metavar="AUDIO", help="recordings of the route (WAV, ...)")
+    en.add_argument("--routes", required=True, metavar="ROUTES.yaml", help="routes YAML file")
     add_common_args(en)
     en.set_defaults(func=cmd_enroll)
 
-    for module in OPTIONAL_COMMAND_MODULES:
+    ex = sub.add_parser(
+        "export-onnx",
+        help="write a model folder's ONNX graphs (for the runtime without PyTorch)",
+        description="Write audio.graph.onnx, text.graph.onnx, tokenizer.json and onnx.json into "
+        "a saved model folder, so `--model FOLDER` runs on ONNX Runtime without PyTorch. The "
+        "graphs hold no weights: they are read from the folder's safetensors at load. Needs "
+        "the train extra (PyTorch, onnx). The bundled default model ships its graphs.",
+        epilog="example:\n  voice-router export-onnx runs/my_model/export",
+        formatter_class=_FMT,
+    )
+    ex.add_argument(
+        "folder", metavar="FOLDER", help="model folder (config.json + model.safetensors)"
+    )
+    ex.add_argument("--json", action="store_true", help="print JSON")
+    ex.set_defaults(func=cmd_export_onnx)
+
+    for module in OPTIONAL_COMMAND_MODULES if optional else ():
         _register_optional(sub, module)
     return p
 
@@ -398,7 +443,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # machine two threads fighting the capture thread and other jobs were measured 5-50x slower
     # per clip than one. Must be set before torch is first imported.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # The core commands parse without importing listen/evaluate (start-up of a `route` call)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(optional=first not in CORE_COMMANDS)
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

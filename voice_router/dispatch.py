@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from voice_router.errors import ToolError
+from voice_router.errors import ToolError, ToolImportBlocked
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class ToolRegistry:
                 if attr in self._tools:
                     return self._tools[attr]
                 if not self.allow_import:
-                    raise ToolError(
+                    raise ToolImportBlocked(
                         f"route {route!r} names tool {name!r}, an import path; importing code from "
                         "a routes file is off by default: pass allow_import=True (CLI: "
                         "--allow-import) if you trust it, or register the tool in Python"

@@ -40,6 +40,11 @@ class ToolError(VoiceRouterError):
     exit_code = 7
 
 
+class ToolImportBlocked(ToolError):
+    """A route names its tool by import path and importing code was not allowed: the router
+    still decides that route (from Python as from the CLI) and its matches say why no tool ran."""
+
+
 class DeviceError(VoiceRouterError):
     """No usable audio input device or audio server."""
 

@@ -25,6 +25,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 import time
 from collections import Counter
@@ -47,13 +48,13 @@ SAMPLE_RATE = 16000
 NO_MATCH = "(none)"
 """Name used in reports (confusion table, predictions) for "no route matched"."""
 NO_RUNNER_UP = -1.0
-"""Runner-up score when a route set has one route (as `voice_router.router.NO_RUNNER_UP`)."""
+"""Runner-up score when a route set has one route (as `voice_router.routing.NO_RUNNER_UP`)."""
 
 
 class Scorer(Protocol):
     """What evaluation needs from a router: per-route scores for one clip, no tool dispatch.
 
-    `voice_router.router.VoiceRouter` satisfies it (`.scores(audio)`).
+    `voice_router.routing.Router` satisfies it (`.scores(audio)`).
     """
 
     def scores(self, audio: Any) -> Mapping[str, float]:
@@ -202,9 +203,14 @@ def score_clips(
 
 
 def _torch_threads() -> int | None:
-    """torch's intra-op thread count when torch is loaded (latencies depend on it)."""
+    """The compute thread count (latencies depend on it): torch's when torch is loaded, else
+    the one the ONNX runtime reads (VOICE_ROUTER_THREADS / OMP_NUM_THREADS), else None."""
     torch = sys.modules.get("torch")
-    return int(torch.get_num_threads()) if torch is not None else None
+    if torch is not None:
+        return int(torch.get_num_threads())
+    from voice_router.model.onnx_model import compute_threads
+
+    return compute_threads() or None
 
 
 def _progress(items: Sequence[Any], enabled: bool, desc: str) -> Iterable[Any]:
@@ -889,7 +895,8 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="torch CPU threads [torch's default]; 1 gives steadier latencies on a busy machine",
+        help="CPU threads of the model (ONNX Runtime or torch) [1 on the CLI]; 1 gives "
+        "steadier latencies on a busy machine",
     )
 
 
@@ -898,9 +905,10 @@ def _set_threads(args: argparse.Namespace) -> None:
     if n is not None:
         if n < 1:
             raise VoiceRouterError(f"--threads must be at least 1, not {n}")
-        import torch
-
-        torch.set_num_threads(n)
+        os.environ["VOICE_ROUTER_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(n)
+        torch = sys.modules.get("torch")  # read at import otherwise
+        if torch is not None:
+            torch.set_num_threads(n)
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -1024,7 +1032,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval_search(args: argparse.Namespace) -> int:
-    from voice_router.router import resolve_model
+    from voice_router.routing import resolve_model
 
     _set_threads(args)
     rows = read_manifest(args.data, required=("path", args.caption_column), limit=args.limit)

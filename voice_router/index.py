@@ -30,7 +30,9 @@ import logging
 import os
 import re
 import shutil
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -142,6 +144,11 @@ class VectorBackend(Protocol):
     ) -> list[ScoredRecord]: ...
 
     def count(self, name: str) -> int: ...
+
+    def collections(self, kind: str | None = None) -> list[str]:
+        """Names of the voice-router collections in the store (of `kind`: "routes",
+        "library"), sorted; opens none."""
+        ...
 
     def close(self) -> None: ...
 
@@ -440,6 +447,20 @@ class EdgeBackend:
             hits = col.shard.query(req)
         return [ScoredRecord(str(h.id), float(h.score), dict(h.payload or {})) for h in hits]
 
+    def collections(self, kind: str | None = None) -> list[str]:
+        """Sub-folders with a voice-router manifest (of `kind`), sorted."""
+        if not self.root.is_dir():
+            return []
+        out = []
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            try:
+                manifest = self._read_manifest(folder)
+            except IndexStoreError:
+                continue  # not ours, or corrupt: opening it says so
+            if manifest is not None and kind in (None, manifest.get("kind")):
+                out.append(folder.name)
+        return out
+
     def count(self, name: str) -> int:
         import qdrant_edge as q
 
@@ -630,6 +651,11 @@ class ClientBackend:
     def count(self, name: str) -> int:
         return int(self._call("count", self.client.count, name, exact=True).count)
 
+    def collections(self, kind: str | None = None) -> list[str]:
+        """The server's collections, sorted (`kind` is not recorded there: all of them)."""
+        cols = self._call("listing collections", self.client.get_collections).collections
+        return sorted(c.name for c in cols)
+
     def close(self) -> None:
         try:
             self.client.close()
@@ -785,6 +811,18 @@ def resolve_model(model: EmbeddingModel | str) -> EmbeddingModel:
     except ImportError as e:  # pragma: no cover - the model package is part of voice-router
         raise ModelError(f"cannot load model {model!r}: {e}") from None
     return load_model(model)
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
+
+
+def _say(line: str) -> None:
+    """One progress line on stderr (where no progress bar is drawn)."""
+    print(f"voice-router: {line}", file=sys.stderr, flush=True)
 
 
 def route_set_id(routes: RouteSet | None) -> str:
@@ -987,17 +1025,30 @@ class RouteIndex:
                 and not (pl.get(P_SOURCE) == SOURCE_ENROLLED and pl.get(P_ROUTE) in names)
             ]
             missing = [s for s in specs if s.id not in existing]
+            n_audio = sum(s.kind == KIND_AUDIO for s in missing)
+            # a terminal gets the progress bar; a log or pipe one line before and one after
+            quiet = n_audio < 50 or _stderr_is_tty()
             if missing:
-                n_audio = sum(s.kind == KIND_AUDIO for s in missing)
                 log.info(
                     "indexing %d route points (%d audio exemplars) in %s",
                     len(missing),
                     n_audio,
                     self.backend.location,
                 )
+                if not quiet:
+                    _say(
+                        f"indexing {len(missing)} route points ({n_audio} spoken exemplars, "
+                        "once per model and route set) ..."
+                    )
+            t0 = time.perf_counter()
             for batch in self._embed_missing(missing):
                 self.backend.upsert(self.collection, batch)
                 report.added += len(batch)
+            if missing and not quiet:
+                _say(
+                    f"indexed {report.added} route points in {time.perf_counter() - t0:.1f} s "
+                    f"into {self.backend.location}"
+                )
             for i in range(0, len(stale), 256):
                 self.backend.delete(self.collection, stale[i : i + 256])
             report.removed = len(stale)

@@ -121,6 +121,8 @@ class AudioLibrary:
         model: the embedding model (the collection is tied to its fingerprint).
         collection: collection name (a folder name under the Edge index, or a server collection).
         backend: a `VectorBackend`; default Qdrant Edge at `path` or the user data folder.
+        create: False to refuse (IndexStoreError naming the known ones) a collection that does
+            not exist yet, as searching one should.
     """
 
     def __init__(
@@ -130,10 +132,20 @@ class AudioLibrary:
         backend: VectorBackend | None = None,
         *,
         path: str | os.PathLike[str] | None = None,
+        create: bool = True,
     ) -> None:
         self.model = model
         self.collection = collection
         self.backend = backend if backend is not None else EdgeBackend(path or default_index_path())
+        if not create:
+            known = self.backend.collections("library")
+            if collection not in known:
+                self.backend.close()
+                raise IndexStoreError(
+                    f"no audio collection {collection!r} in {self.backend.location}; "
+                    + (f"known: {', '.join(known)}" if known else "there are none yet")
+                    + f" (build one: voice-router index-audio DIR --collection {collection})"
+                )
         self.backend.open_collection(collection, int(model.dim), model.fingerprint, "library")
 
     def index_dir(
@@ -212,7 +224,7 @@ class AudioLibrary:
                         clip = load_audio(path, target_rate=self.model.sample_rate)
                     except AudioError as e:
                         report.failed.append((str(path), str(e)))
-                        log.warning("skipped %s: %s", path, e)
+                        log.info("skipped %s: %s", path, e)  # reported in IndexReport.failed
                         continue
                     vec = embed_audio_pooled(self.model, clip)  # (D,)
                     pts.append(

@@ -121,13 +121,19 @@ def test_index_audio_then_search(capsys, tmp_path):
     d = json.loads(out)
     assert code == 0 and d["indexed"] == 3 and d["points"] == 3
     assert [f["path"] for f in d["failed"]] == [str(lib / "broken.flac")]
-    assert "broken.flac" in err
+    assert [ln for ln in err.splitlines() if "broken.flac" in ln] == [err.strip()]  # one line
     code, out, _ = run(capsys, "index-audio", lib, *common)
     assert json.loads(out)["skipped"] == 3 and json.loads(out)["indexed"] == 0
     code, out, _ = run(capsys, "search", "a loud hum", "-k", "2", *common)
     hits = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and len(hits) == 2 and hits[0]["score"] >= hits[1]["score"]
     assert all(Path(h["path"]).parent == lib for h in hits)
+    # an unknown collection is an error naming the known ones, and is not created
+    code, out, err = run(capsys, "search", "x", *common[:-1], "--collection", "nosuch")
+    assert code != 0 and out == ""
+    assert "no audio collection 'nosuch'" in err and "known: sounds" in err
+    code, out, err = run(capsys, "search", "x", *common[:-1], "--collection", "nosuch")
+    assert "known: sounds" in err  # still only the one
 
 
 def test_enroll_adds_audio_points(capsys, tmp_path):
@@ -208,3 +214,48 @@ def test_optional_command_modules(monkeypatch, tmp_path, capsys):
     with pytest.raises(ModuleNotFoundError, match="vr_missing_dependency_xyz"):
         cli.build_parser()
     sys.modules.pop("vr_ext_broken", None)
+
+
+def test_core_commands_are_exactly_the_ones_defined_in_cli() -> None:
+    """CORE_COMMANDS skips importing listen/evaluate for a `route` call; it must name every
+    command cli.py defines itself (else that command would fail to parse) and no other."""
+    import argparse
+
+    from voice_router.cli import CORE_COMMANDS, build_parser
+
+    sub = next(
+        a
+        for a in build_parser(optional=False)._actions
+        if isinstance(a, argparse._SubParsersAction)
+    )
+    assert sorted(sub.choices) == sorted(CORE_COMMANDS)
+
+
+def test_every_argument_of_every_command_has_help_text() -> None:
+    import argparse
+
+    from voice_router.cli import build_parser
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                helps = {c.dest: c.help for c in a._choices_actions}
+                for name, sub in a.choices.items():
+                    if not helps.get(name):
+                        missing.append(f"{path} {name} (command)")
+                    walk(sub, f"{path} {name}")
+            elif not isinstance(a, argparse._HelpAction) and not a.help:
+                missing.append(f"{path} {'/'.join(a.option_strings) or a.dest}")
+
+    walk(build_parser(), "voice-router")
+    assert missing == []
+
+
+def test_route_usage_names_its_two_kinds_of_file_apart() -> None:
+    from voice_router.cli import build_parser
+
+    usage = build_parser()._subparsers._group_actions[0].choices["route"].format_usage()
+    usage = " ".join(usage.split())
+    assert "--routes ROUTES.yaml" in usage and "AUDIO" in usage

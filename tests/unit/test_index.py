@@ -386,3 +386,24 @@ def test_index_path_memory_is_in_memory_not_a_folder(tmp_path, monkeypatch):
     backend = open_backend(path=":memory:")
     assert isinstance(backend, ClientBackend)
     assert not (tmp_path / ":memory:").exists()
+
+
+def test_first_sync_without_a_terminal_says_what_it_does(tmp_path, hash_model, capsys):
+    """Exemplar synthesis takes tens of seconds: where no progress bar is drawn (stderr is not
+    a terminal), one line before and one after; a warm sync says nothing."""
+    from voice_router import tts
+
+    if not tts.tts_available():
+        pytest.skip("espeak-ng is not installed")
+    routes = "routes:\n" + "".join(
+        f"  - {{name: r{i}, description: command number {i}}}\n" for i in range(5)
+    )
+    index = RouteIndex(hash_model, EdgeBackend(tmp_path / "idx"), exemplar_voices=12)
+    index.sync(parse_routes(routes))
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("voice-router:")]
+    assert len(lines) == 2, lines
+    assert "65 route points (60 spoken exemplars" in lines[0]
+    assert lines[1].startswith("voice-router: indexed 65 route points in ")
+    index.sync(parse_routes(routes))
+    assert "voice-router:" not in capsys.readouterr().err
+    index.close()

@@ -14,7 +14,8 @@ import voice_router
 # Modules whose public classes/functions users need from the top level.
 _TOP_LEVEL_MODULES = {
     "voice_router.errors": None,  # every public name
-    "voice_router.router": {"VoiceRouter", "RouteMatch", "Fusion"},
+    "voice_router.router": {"VoiceRouter"},
+    "voice_router.routing": {"Router", "RouteMatch", "Fusion"},
     "voice_router.index": {"RouteIndex", "EdgeBackend", "ClientBackend", "VectorBackend"},
     "voice_router.library": {"AudioLibrary"},
     "voice_router.embeddings": {"VoiceRouterEmbeddings"},

@@ -147,6 +147,19 @@ def test_unregistered_tool_is_refused_at_construction(hash_model, route_set):
     VoiceRouter(route_set, model=hash_model, index=":memory:", exemplar_voices=0, dispatch=False)
 
 
+def test_import_path_tool_without_allow_import_routes_and_says_why(hash_model):
+    """Python does what the CLI does: the route is decided, the match says why no tool ran."""
+    rs = parse_routes(
+        "routes:\n"
+        "  - {name: t, description: what time is it, tool: 'examples.home_tools:get_time'}\n"
+        "  - {name: w, description: the weather forecast}\n"
+    )
+    r = VoiceRouter(rs, model=hash_model, index=":memory:", exemplar_voices=0)
+    m = r.route_vector(hash_model.embed_text(["what time is it"])[0])
+    assert m.route == "t" and m.tool_result is None
+    assert "allow_import=True" in m.tool_error
+
+
 def test_to_dict_is_json_ready(router, hash_model):
     import json
 

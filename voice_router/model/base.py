@@ -11,6 +11,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from voice_router.errors import AudioError
+
 
 @runtime_checkable
 class EmbeddingModel(Protocol):
@@ -38,3 +40,24 @@ class EmbeddingModel(Protocol):
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         """Embed strings -> (N, D) float32, rows L2-normalised."""
         ...
+
+
+def check_audio(i: int, a: np.ndarray) -> np.ndarray:
+    """Audio #i as float32 samples in [-1, 1], or AudioError saying what is wrong with it."""
+    a = np.asarray(a)
+    if a.ndim != 1:
+        raise AudioError(
+            f"audio #{i} has shape {a.shape}; expected 1-D mono samples "
+            "(load it with voice_router.audio.io.load_audio)"
+        )
+    if a.size == 0:
+        raise AudioError(f"audio #{i} has no samples; record or pass a non-empty clip")
+    if np.issubdtype(a.dtype, np.integer):  # PCM integers -> [-1, 1]
+        info = np.iinfo(a.dtype)
+        a = (a.astype(np.float64) - (info.max + info.min + 1) / 2) / ((info.max - info.min + 1) / 2)
+    elif not np.issubdtype(a.dtype, np.floating):
+        raise AudioError(f"audio #{i} has dtype {a.dtype}; expected float32 samples in [-1, 1]")
+    a = a.astype(np.float32, copy=False)
+    if not np.isfinite(a).all():
+        raise AudioError(f"audio #{i} contains NaN or Inf samples; check the source")
+    return a

@@ -44,7 +44,9 @@ from pydantic import (
 from torch import nn
 
 from voice_router.audio.prep import ClipNormalizer
-from voice_router.errors import AudioError, ModelError
+from voice_router.errors import ModelError
+from voice_router.model.base import check_audio
+from voice_router.model.loader import COMPACT_WEIGHTS, DEFAULT_WEIGHTS, NAMED
 from voice_router.model.registry import (
     build_audio_encoder,
     build_backbone,
@@ -1045,28 +1047,6 @@ class TorchEmbeddingModel:
     def __repr__(self) -> str:
         return f"TorchEmbeddingModel(name={self.name!r}, dim={self.dim}, fp={self.fingerprint})"
 
-    @staticmethod
-    def _check_audio(i: int, a: np.ndarray) -> np.ndarray:
-        a = np.asarray(a)
-        if a.ndim != 1:
-            raise AudioError(
-                f"audio #{i} has shape {a.shape}; expected 1-D mono samples "
-                "(load it with voice_router.audio.io.load_audio)"
-            )
-        if a.size == 0:
-            raise AudioError(f"audio #{i} has no samples; record or pass a non-empty clip")
-        if np.issubdtype(a.dtype, np.integer):  # PCM integers -> [-1, 1]
-            info = np.iinfo(a.dtype)
-            a = (a.astype(np.float64) - (info.max + info.min + 1) / 2) / (
-                (info.max - info.min + 1) / 2
-            )
-        elif not np.issubdtype(a.dtype, np.floating):
-            raise AudioError(f"audio #{i} has dtype {a.dtype}; expected float32 samples in [-1, 1]")
-        a = a.astype(np.float32, copy=False)
-        if not np.isfinite(a).all():
-            raise AudioError(f"audio #{i} contains NaN or Inf samples; check the source")
-        return a
-
     def embed_audio(self, audios: Sequence[np.ndarray]) -> np.ndarray:
         """Mono float32 16 kHz clips -> (N, D) float32, rows L2-normalised."""
         if len(audios) == 0:
@@ -1074,7 +1054,7 @@ class TorchEmbeddingModel:
         pieces: list[np.ndarray] = []
         owner: list[int] = []
         for i, a in enumerate(audios):
-            for p in _chunk(self._check_audio(i, a), self.max_seconds):
+            for p in _chunk(check_audio(i, a), self.max_seconds):
                 pieces.append(p)
                 owner.append(i)
         if self.onnx_audio is not None:
@@ -1111,11 +1091,6 @@ class TorchEmbeddingModel:
 # Named models
 
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "whisper_tiny"  # the bundled default model
-COMPACT_WEIGHTS = WEIGHTS_DIR / "compact"  # the first release (speech_embedding front-end)
-
-
 def build_embedding_model(
     name_or_config: str | ModelConfig | dict[str, Any],
 ) -> TorchEmbeddingModel:
@@ -1129,13 +1104,7 @@ def build_embedding_model(
     return TorchEmbeddingModel(AudioTextEmbedder(cfg).eval())
 
 
-_NAMED = {
-    "default": "the bundled model: frozen Whisper tiny.en encoder -> trained head into the "
-    "all-MiniLM-L6-v2 sentence space (voice_router/weights/whisper_tiny/)",
-    "compact": "the first release: speech_embedding keyword front-end + all-MiniLM-L6-v2 "
-    "(voice_router/weights/compact/); single words and wake phrases only",
-    "tiny": "tiny random model for tests (fast, deterministic, meaningless embeddings)",
-}
+_NAMED = NAMED
 
 
 def _with_onnx(embedder: AudioTextEmbedder, folder: Path, name: str) -> TorchEmbeddingModel:
@@ -1215,22 +1184,3 @@ def load_model(name_or_path: str = "default") -> TorchEmbeddingModel:
             "or pass a local folder"
         ) from e
     return TorchEmbeddingModel(load_embedder(local), name=s)
-
-
-def list_models() -> list[dict[str, Any]]:
-    """Known model names with a description and whether they can be loaded here."""
-    return [
-        {
-            "name": "default",
-            "description": _NAMED["default"],
-            "path": str(DEFAULT_WEIGHTS),
-            "available": (DEFAULT_WEIGHTS / WEIGHTS_NAME).is_file(),
-        },
-        {
-            "name": "compact",
-            "description": _NAMED["compact"],
-            "path": str(COMPACT_WEIGHTS),
-            "available": (COMPACT_WEIGHTS / WEIGHTS_NAME).is_file(),
-        },
-        {"name": "tiny", "description": _NAMED["tiny"], "path": None, "available": True},
-    ]

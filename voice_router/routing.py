@@ -1,0 +1,487 @@
+"""Router: audio (or a precomputed vector) in, `RouteMatch` out, tool dispatched.
+
+Scoring, per route, from the cosine similarities of the query to the route's points:
+- text score  = max over its text points (description, examples);
+- audio score = mean of the top-k over its audio exemplar points (TTS voices, enrolment clips);
+- fused score = `Fusion.combine(text, audio)`; a route without audio points uses its text score.
+The best fused route matches when its score >= the route's threshold and its margin over the
+runner-up >= the route set's margin. The router then calls the route's tool (see dispatch.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from voice_router.dispatch import (
+    DEFAULT_TOOL_TIMEOUT_S,
+    ToolRegistry,
+    invoke_tool,
+    validate_args,
+)
+from voice_router.errors import (
+    ModelError,
+    RoutesError,
+    ToolError,
+    ToolImportBlocked,
+    VoiceRouterError,
+)
+from voice_router.index import (
+    KIND_AUDIO,
+    KIND_TEXT,
+    ClientBackend,
+    EdgeBackend,
+    RouteIndex,
+    SyncReport,
+    VectorBackend,
+    embed_audio_pooled,
+    resolve_model,
+    route_set_id,
+)
+
+if TYPE_CHECKING:
+    from voice_router.model.base import EmbeddingModel
+    from voice_router.routes import RouteSet
+
+log = logging.getLogger(__name__)
+
+FUSION_MODES = ("weighted", "max", "text", "audio")
+
+#: With a single route there is no runner-up; its margin is measured against the lowest cosine.
+NO_RUNNER_UP = -1.0
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How a route's text score and audio-exemplar score combine into one.
+
+    mode: "weighted" (w_text*text + w_audio*audio, weights normalised to sum 1), "max",
+        "text" (ignore exemplars) or "audio" (exemplars only; text where a route has none).
+    top_k: the audio score is the mean of the k best exemplar cosines.
+    """
+
+    # Default weights: equal, for the bundled Whisper-tower model. Zero-shot on real speech
+    # (scripts/eval_speech.py --exemplars; voice_router/weights/whisper_tiny/README.md), w_text
+    # 0.5 was the one weight good on every set: Speech Commands 0.936 (text only 0.912), wake
+    # phrases 0.948 (0.693), Rhasspy 0.980 (0.939). The first release's model (`compact`) was
+    # tuned at 0.2 / 0.8 (voice_router/weights/compact/README.md): pass --fusion weighted:0.2,0.8.
+    mode: str = "weighted"
+    w_text: float = 0.5
+    w_audio: float = 0.5
+    top_k: int = 3
+
+    def __post_init__(self) -> None:
+        if self.mode not in FUSION_MODES:
+            raise VoiceRouterError(
+                f"unknown fusion {self.mode!r}: use one of {', '.join(FUSION_MODES)}"
+            )
+        if self.w_text < 0 or self.w_audio < 0 or self.w_text + self.w_audio <= 0:
+            raise VoiceRouterError("fusion weights must be >= 0 and not both 0")
+        if self.top_k < 1:
+            raise VoiceRouterError("fusion top_k must be >= 1")
+
+    @classmethod
+    def parse(cls, spec: str | Fusion | None) -> Fusion:
+        """Parse "weighted", "weighted:0.3,0.7", "max", "text", "audio", optionally ";k=5"."""
+        if spec is None:
+            return cls()
+        if isinstance(spec, Fusion):
+            return spec
+        text = spec.strip()
+        top_k = 3
+        if ";k=" in text:
+            text, k = text.split(";k=", 1)
+            try:
+                top_k = int(k)
+            except ValueError:
+                raise VoiceRouterError(f"fusion {spec!r}: k must be an integer") from None
+        mode, _, weights = text.partition(":")
+        kw: dict[str, Any] = {"mode": mode.strip(), "top_k": top_k}
+        if weights:
+            try:
+                wt, wa = (float(x) for x in weights.split(","))
+            except ValueError:
+                raise VoiceRouterError(
+                    f"fusion {spec!r}: weights must look like weighted:0.3,0.7"
+                ) from None
+            kw.update(w_text=wt, w_audio=wa)
+        return cls(**kw)
+
+    def combine(self, text: float, audio: float | None) -> float:
+        """The fused score of one route (audio None = the route has no exemplars)."""
+        if audio is None or self.mode == "text":
+            return text
+        if self.mode == "audio":
+            return audio
+        if self.mode == "max":
+            return max(text, audio)
+        s = self.w_text + self.w_audio
+        return (self.w_text * text + self.w_audio * audio) / s
+
+    def __str__(self) -> str:
+        if self.mode == "weighted":
+            return f"weighted:{self.w_text:g},{self.w_audio:g};k={self.top_k}"
+        return f"{self.mode};k={self.top_k}"
+
+
+@dataclass
+class RouteMatch:
+    """The routing decision for one clip.
+
+    route: the matched route, or None when nothing passed threshold and margin.
+    score: the best route's fused score; margin: best minus runner-up.
+    nearest: the best-scoring route even when it did not match (for calibration/debugging).
+    candidates: the top routes as (route, score), best first.
+    latency_ms: per stage (decode, embed, search, dispatch, total), milliseconds.
+    tool_result / tool_error: the dispatched tool's outcome (None when not dispatched).
+    """
+
+    route: str | None
+    score: float
+    margin: float
+    candidates: list[tuple[str, float]] = field(default_factory=list)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    nearest: str | None = None
+    tool: str | None = None
+    tool_result: Any = None
+    tool_error: str | None = None
+    file: str | None = None
+
+    @property
+    def matched(self) -> bool:
+        """True when a route matched."""
+        return self.route is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (what `voice-router route --json` prints)."""
+        d: dict[str, Any] = {}
+        if self.file is not None:
+            d["file"] = self.file
+        d.update(
+            route=self.route,
+            score=round(float(self.score), 6),
+            margin=round(float(self.margin), 6),
+            nearest=self.nearest,
+            candidates=[{"route": r, "score": round(float(s), 6)} for r, s in self.candidates],
+            latency_ms={k: round(float(v), 3) for k, v in self.latency_ms.items()},
+            tool=self.tool,
+            tool_result=self.tool_result,
+            tool_error=self.tool_error,
+        )
+        return d
+
+
+def resolve_routes(routes: RouteSet | str | os.PathLike[str]) -> RouteSet:
+    """A `RouteSet` from an instance or a YAML path."""
+    if isinstance(routes, str | os.PathLike):
+        from voice_router.routes import load_routes
+
+        return load_routes(routes)
+    return routes
+
+
+def make_backend(index: VectorBackend | str | os.PathLike[str] | None) -> VectorBackend:
+    """A backend from `index`: a backend; ":memory:" or an http(s) URL (qdrant-client); a folder
+    path (Qdrant Edge); None (Qdrant Edge in the user data folder)."""
+    if index is None:
+        from voice_router.index import default_index_path
+
+        return EdgeBackend(default_index_path())
+    if isinstance(index, str) and (
+        index == ":memory:" or index.startswith(("http://", "https://"))
+    ):
+        return ClientBackend(index)
+    if isinstance(index, str | os.PathLike):
+        return EdgeBackend(Path(index))
+    return index
+
+
+@dataclass(frozen=True)
+class _ScoringState:
+    """What scoring reads: the point matrix and, per route, its text and audio row indices."""
+
+    matrix: np.ndarray  # (N, D)
+    route_names: list[str]
+    text_rows: list[np.ndarray]
+    audio_rows: list[np.ndarray]
+
+
+class Router:
+    """Routes spoken audio to the routes of a `RouteSet` and calls their tools.
+
+    The core without LangChain's Runnable machinery (whose import alone costs most of a CLI
+    call's start-up): the CLI and `listen` use it; `voice_router.router.VoiceRouter` is this
+    router as a LangChain Runnable with `as_tool()`.
+
+    Args:
+        routes: a `RouteSet` or the path of a routes YAML file.
+        model: an `EmbeddingModel` or a name for `load_model` ("default", "tiny", a folder).
+        tools: LangChain tools (or callables) that routes may name by `.name`.
+        index: a `RouteIndex`, a `VectorBackend`, a folder (Qdrant Edge), ":memory:" or a
+            Qdrant URL (qdrant-client); None = Qdrant Edge in the user data folder.
+        allow_import: let routes name tools as `package.module:attr` (imports that code).
+        fusion: how text and audio-exemplar scores combine (`Fusion` or a spec string).
+        exemplar_voices: TTS voices per route text (0 = none; None = 12 when espeak-ng exists).
+        dispatch: call the matched route's tool (False = decide only).
+        strict_tools: True (default) raises `ToolError` at construction when a route's tool
+            cannot be resolved or its args do not validate; False (the CLI) routes anyway and
+            reports the problem in `RouteMatch.tool_error` of that route's matches. A tool named
+            by import path without `allow_import` is never an error at construction, in Python
+            as on the CLI: the route is decided and its matches say how to allow the import.
+        tool_timeout_s: give up waiting for a tool after this many seconds.
+        top_candidates: how many (route, score) pairs `RouteMatch.candidates` lists.
+
+    The index is synced on construction: only missing points are embedded.
+    """
+
+    def __init__(
+        self,
+        routes: RouteSet | str | os.PathLike[str],
+        model: EmbeddingModel | str = "default",
+        tools: Iterable[Any] = (),
+        index: RouteIndex | VectorBackend | str | os.PathLike[str] | None = None,
+        *,
+        allow_import: bool = False,
+        fusion: Fusion | str | None = None,
+        exemplar_voices: int | None = None,
+        dispatch: bool = True,
+        strict_tools: bool = True,
+        tool_timeout_s: float | None = DEFAULT_TOOL_TIMEOUT_S,
+        top_candidates: int = 5,
+    ) -> None:
+        self.routes = resolve_routes(routes)
+        if not self.routes.routes:
+            raise RoutesError("the route set has no routes; add at least one")
+        self.fusion = Fusion.parse(fusion)
+        self.dispatch = dispatch
+        self.tool_timeout_s = tool_timeout_s
+        self.top_candidates = top_candidates
+        self.registry = ToolRegistry(tools, allow_import=allow_import)
+        self.strict_tools = strict_tools
+        self.tool_problems: dict[str, str] = {}
+        if dispatch:
+            self._check_tools()  # before opening anything: a config error leaves no lock behind
+        if isinstance(index, RouteIndex):
+            self.index = index
+            self.model = index.model
+            if not isinstance(model, str) and model is not index.model:
+                raise ModelError("the model passed differs from the RouteIndex's model")
+            owned = False
+        else:
+            self.model = resolve_model(model)
+            backend = make_backend(index)
+            try:
+                self.index = RouteIndex(
+                    self.model,
+                    backend,
+                    exemplar_voices=exemplar_voices,
+                    set_id=route_set_id(self.routes),
+                )
+            except BaseException:
+                backend.close()
+                raise
+            owned = True
+        try:
+            self.sync_report: SyncReport = self.index.sync(self.routes)
+            self._load_vectors()
+        except BaseException:
+            if owned:  # release the folder lock we took; a caller's RouteIndex stays open
+                self.index.close()
+            raise
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def _check_tools(self) -> None:
+        """Resolve every route's tool and validate its args now, not at the first utterance."""
+        for r in self.routes.routes:
+            if r.tool:
+                try:
+                    tool = self.registry.resolve(r.tool, r.name)
+                    validate_args(tool, r.name, r.args, with_match=True)
+                except ToolImportBlocked as e:
+                    self.tool_problems[r.name] = f"tool not called: {e}"
+                except ToolError as e:
+                    if self.strict_tools:
+                        raise
+                    self.tool_problems[r.name] = f"tool not called: {e}"
+        if self.tool_problems:
+            log.warning(
+                "%d route(s) will not call their tool (%s); each match says why in tool_error",
+                len(self.tool_problems),
+                ", ".join(self.tool_problems),
+            )
+
+    def _load_vectors(self) -> None:
+        rv = self.index.vectors()
+        names = [r.name for r in self.routes.routes]
+        # One tuple, swapped in by a single assignment: threads routing during `refresh()`
+        # see either the old state or the new one, never a mix.
+        self._state = _ScoringState(
+            matrix=rv.vectors,  # (N, D)
+            route_names=names,
+            text_rows=[rv.rows(n, KIND_TEXT) for n in names],
+            audio_rows=[rv.rows(n, KIND_AUDIO) for n in names],
+        )
+
+    def refresh(self) -> SyncReport:
+        """Re-sync the index with `self.routes` (e.g. after enrolment) and reload vectors."""
+        self.sync_report = self.index.sync(self.routes)
+        self._load_vectors()
+        return self.sync_report
+
+    def close(self) -> None:
+        """Release the index (and the Edge folder lock)."""
+        self.index.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(routes={len(self.routes.routes)}, model={self.model.name!r}, "
+            f"index={self.index.backend.location!r}, fusion='{self.fusion}')"
+        )
+
+    def __enter__(self) -> Router:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- scoring ------------------------------------------------------------------------------
+
+    def embed(self, audio: Any) -> np.ndarray:
+        """Decode `audio` (path, bytes, (array, rate) or a 16 kHz array) and embed it -> (D,)."""
+        return embed_audio_pooled(self.model, self._decode(audio))
+
+    def _decode(self, audio: Any) -> np.ndarray:
+        """Any AudioInput (a bare 1-D array counts as mono at the model's rate) -> validated
+        (samples,) float32 at the model's rate."""
+        from voice_router.audio.io import load_audio
+
+        if isinstance(audio, np.ndarray):
+            audio = (audio, self.model.sample_rate)
+        return load_audio(audio, target_rate=self.model.sample_rate)
+
+    def component_scores(self, vector: np.ndarray) -> dict[str, dict[str, float | None]]:
+        """Per route: {"text": ..., "audio": ... or None, "score": fused}."""
+        q = np.asarray(vector, dtype=np.float32).reshape(-1)  # (D,)
+        st = self._state
+        if q.shape[0] != st.matrix.shape[1]:
+            raise ModelError(
+                f"vector has dimension {q.shape[0]}, the index has {st.matrix.shape[1]}"
+            )
+        q = q / max(float(np.linalg.norm(q)), 1e-12)
+        sims = st.matrix @ q  # (N, D) @ (D,) -> (N,)
+        out: dict[str, dict[str, float | None]] = {}
+        k = self.fusion.top_k
+        for name, trows, arows in zip(st.route_names, st.text_rows, st.audio_rows, strict=True):
+            text = float(sims[trows].max()) if trows.size else -1.0
+            audio = None
+            if arows.size and self.fusion.mode != "text":
+                a = sims[arows]  # (A,)
+                top = a if a.size <= k else np.partition(a, a.size - k)[a.size - k :]
+                audio = float(top.mean())
+            out[name] = {"text": text, "audio": audio, "score": self.fusion.combine(text, audio)}
+        return out
+
+    def scores_vector(self, vector: np.ndarray) -> dict[str, float]:
+        """Fused score per route for an embedding."""
+        return {r: float(c["score"]) for r, c in self.component_scores(vector).items()}  # type: ignore[arg-type]
+
+    def score_matrix(self, vectors: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """Fused scores of many embeddings at once, vectorised (for evaluation/calibration over
+        thousands of clips): returns (route names, (N, R) scores), same values as
+        `scores_vector` row by row."""
+        st = self._state
+        v = np.asarray(vectors, dtype=np.float32)
+        if v.ndim != 2 or v.shape[1] != st.matrix.shape[1]:
+            raise ModelError(f"vectors must be (N, {st.matrix.shape[1]}), got {v.shape}")
+        v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)  # (N, D)
+        sims = v @ st.matrix.T  # (N, D) @ (D, P) -> (N, P)
+        k = self.fusion.top_k
+        out = np.empty((v.shape[0], len(st.route_names)), np.float32)  # (N, R)
+        for j, (trows, arows) in enumerate(zip(st.text_rows, st.audio_rows, strict=True)):
+            text = sims[:, trows].max(axis=1) if trows.size else np.full(v.shape[0], -1.0)  # (N,)
+            if arows.size and self.fusion.mode != "text":
+                a = sims[:, arows]  # (N, A)
+                kk = min(k, a.shape[1])
+                top = np.partition(a, a.shape[1] - kk, axis=1)[:, a.shape[1] - kk :]  # (N, kk)
+                audio = top.mean(axis=1)  # (N,)
+                pairs = zip(text.tolist(), audio.tolist(), strict=True)
+                out[:, j] = [self.fusion.combine(t, x) for t, x in pairs]
+            else:
+                out[:, j] = text
+        return list(st.route_names), out
+
+    def scores(self, audio: Any) -> dict[str, float]:
+        """Fused score per route for a clip."""
+        return self.scores_vector(self.embed(audio))
+
+    def decide(self, scores: Mapping[str, float]) -> tuple[str | None, float, float, str, list]:
+        """(route or None, score, margin, nearest, candidates) from per-route scores."""
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+        nearest, best = ranked[0]
+        runner = ranked[1][1] if len(ranked) > 1 else NO_RUNNER_UP
+        margin = best - runner
+        route = self.routes.get(nearest)
+        ok = best >= self.routes.route_threshold(route) and margin >= self.routes.margin
+        return (nearest if ok else None), best, margin, nearest, ranked[: self.top_candidates]
+
+    # -- routing ------------------------------------------------------------------------------
+
+    def route(
+        self, audio: Any, *, dispatch: bool | None = None, file: str | None = None
+    ) -> RouteMatch:
+        """Decode, embed, score and (if it matched and has a tool) dispatch one clip."""
+        t0 = time.perf_counter()
+        clip = self._decode(audio)
+        t1 = time.perf_counter()
+        vec = embed_audio_pooled(self.model, clip)
+        t2 = time.perf_counter()
+        m = self.route_vector(vec, dispatch=dispatch)
+        m.latency_ms = {
+            "decode": (t1 - t0) * 1e3,
+            "embed": (t2 - t1) * 1e3,
+            "search": m.latency_ms["search"],
+            "dispatch": m.latency_ms["dispatch"],
+            "total": (time.perf_counter() - t0) * 1e3,
+        }
+        if file is None and isinstance(audio, str | os.PathLike):
+            file = os.fspath(audio)
+        m.file = file
+        return m
+
+    def route_vector(self, vector: np.ndarray, *, dispatch: bool | None = None) -> RouteMatch:
+        """Route a precomputed embedding (D,)."""
+        t0 = time.perf_counter()
+        route, score, margin, nearest, cands = self.decide(self.scores_vector(vector))
+        t1 = time.perf_counter()
+        m = RouteMatch(route=route, score=score, margin=margin, candidates=cands, nearest=nearest)
+        do_dispatch = self.dispatch if dispatch is None else dispatch
+        if route is not None:
+            r = self.routes.get(route)
+            m.tool = r.tool
+            if r.tool and do_dispatch and r.name in self.tool_problems:
+                m.tool_error = self.tool_problems[r.name]
+            elif r.tool and do_dispatch:
+                tool = self.registry.resolve(r.tool, r.name)
+                out = invoke_tool(
+                    tool, r.name, r.args, match=m.to_dict(), timeout_s=self.tool_timeout_s
+                )
+                m.tool_result, m.tool_error = out.result, out.error
+        t2 = time.perf_counter()
+        m.latency_ms = {
+            "search": (t1 - t0) * 1e3,
+            "dispatch": (t2 - t1) * 1e3,
+            "total": (t2 - t0) * 1e3,
+        }
+        return m
+
+    def route_many(self, audios: Sequence[Any]) -> list[RouteMatch]:
+        """Route several clips, one after another."""
+        return [self.route(a) for a in audios]
