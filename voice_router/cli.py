@@ -25,7 +25,9 @@ log = logging.getLogger("voice_router")
 #: Subcommand modules written elsewhere; registered when present.
 OPTIONAL_COMMAND_MODULES = ("voice_router.listen", "voice_router.evaluate")
 #: Subcommands defined here (a call to one of them skips OPTIONAL_COMMAND_MODULES).
-CORE_COMMANDS = ("route", "routes", "index-audio", "search", "models", "enroll", "export-onnx")
+CORE_COMMANDS = (
+    "route", "routes", "index-audio", "search", "models", "enroll", "index", "export-onnx",
+)  # fmt: skip
 
 _FMT = argparse.RawDescriptionHelpFormatter
 
@@ -35,8 +37,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default="default",
-        help="embedding model: 'default' (bundled), 'tiny' (test), a model folder, or "
-        "'hash' (deterministic fake for plumbing tests) [default: %(default)s]",
+        help="embedding model: 'default' (bundled), 'compact' (first release), 'tiny' (test), "
+        "a model folder, a hub id, or 'hash' (deterministic fake for plumbing tests); "
+        "`voice-router models` lists them [default: %(default)s]",
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
@@ -242,7 +245,14 @@ def cmd_models(args: argparse.Namespace) -> int:
         rows = list(list_models())
     except ImportError as e:
         log.info("model registry unavailable: %s", e)
-    rows.append({"name": "hash", "description": "deterministic fake (plumbing tests only)"})
+    rows.append(
+        {
+            "name": "hash",
+            "description": "deterministic fake (plumbing tests only)",
+            "available": True,
+            "runtimes": [],
+        }
+    )
     from voice_router.index import default_index_path
 
     if args.json:
@@ -251,8 +261,63 @@ def cmd_models(args: argparse.Namespace) -> int:
     else:
         for r in rows:
             desc = r.get("description") or ""
-            print(f"{r.get('name')}\t{desc}")
+            can = ", ".join(r.get("runtimes") or []) or ("-" if r["name"] == "hash" else "none")
+            print(f"{r.get('name')}\t[runs on: {can}]\t{desc}")
         print(f"\nindex folder: {default_index_path()}")
+    return 0
+
+
+def cmd_index_list(args: argparse.Namespace) -> int:
+    """List the collections of an index (Edge folder or Qdrant server)."""
+    store = open_store(args)
+    try:
+        rows = store.describe()
+    finally:
+        store.close()
+    if args.json:
+        for r in rows:
+            _print_json(r)
+    elif not rows:
+        print(f"no collections in {store.location}")
+    else:
+        print(f"{store.location}:")
+        for r in rows:
+            size = "" if r["bytes"] is None else f"{r['bytes'] / 1e6:8.1f} MB"
+            print(f"  {r['name']:<48} {r['kind'] or '?':<8} {size}")
+    return 0
+
+
+def cmd_index_prune(args: argparse.Namespace) -> int:
+    """Delete route collections of other models (and, with --routes, of other route sets)."""
+    from voice_router.index import resolve_model, route_set_id
+    from voice_router.routes import load_routes
+
+    fp = resolve_model(args.model).fingerprint
+    keep_sets = {route_set_id(load_routes(f)) for f in args.routes} if args.routes else None
+    store = open_store(args)
+    gone = []
+    try:
+        for r in store.describe():
+            name = r["name"]
+            if r["kind"] != "routes":
+                continue  # audio-search collections hold what index-audio was given: never
+            prefix = f"routes_{fp}_"
+            if name.startswith(prefix) and (keep_sets is None or name[len(prefix) :] in keep_sets):
+                continue
+            if not args.dry_run:
+                store.drop_collection(name)
+            gone.append(r)
+    finally:
+        store.close()
+    verb = "would delete" if args.dry_run else "deleted"
+    for r in gone:
+        if args.json:
+            _print_json({"name": r["name"], "bytes": r["bytes"], "deleted": not args.dry_run})
+        else:
+            size = "" if r["bytes"] is None else f" ({r['bytes'] / 1e6:.1f} MB)"
+            print(f"{verb} {r['name']}{size}")
+    if not gone and not args.json:
+        print("nothing to prune")
     return 0
 
 
@@ -415,6 +480,43 @@ def build_parser(optional: bool = True) -> argparse.ArgumentParser:
     en.add_argument("--routes", required=True, metavar="ROUTES.yaml", help="routes YAML file")
     add_common_args(en)
     en.set_defaults(func=cmd_enroll)
+
+    ix = sub.add_parser(
+        "index",
+        help="list or prune the index's collections",
+        description="Inspect or clean the index (the Qdrant Edge folder, or a server). Route "
+        "collections cache a route set's points for one model (named routes_<model "
+        "fingerprint>_<route set name>); they are rebuilt when needed.",
+        formatter_class=_FMT,
+    )
+    isub = ix.add_subparsers(dest="index_command", metavar="ACTION", required=True)
+    il = isub.add_parser(
+        "list",
+        help="list collections: name, kind (routes or library), size",
+        epilog="example:\n  voice-router index list --json",
+        formatter_class=_FMT,
+    )
+    add_common_args(il)
+    il.set_defaults(func=cmd_index_list)
+    ip = isub.add_parser(
+        "prune",
+        help="delete route collections no longer used",
+        description="Delete the route collections of models other than --model, and with "
+        "--routes those of route sets other than the ones given. Audio-search collections "
+        "(index-audio) are never touched. A deleted collection is rebuilt on its next use.",
+        epilog="examples:\n  voice-router index prune --dry-run\n"
+        "  voice-router index prune --routes routes/home.yaml",
+        formatter_class=_FMT,
+    )
+    add_common_args(ip)
+    ip.add_argument(
+        "--routes",
+        nargs="*",
+        metavar="ROUTES.yaml",
+        help="keep only these route sets' collections (default: every set of --model)",
+    )
+    ip.add_argument("--dry-run", action="store_true", help="say what would go; delete nothing")
+    ip.set_defaults(func=cmd_index_prune)
 
     ex = sub.add_parser(
         "export-onnx",

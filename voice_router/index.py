@@ -150,6 +150,15 @@ class VectorBackend(Protocol):
         "library"), sorted; opens none."""
         ...
 
+    def describe(self) -> list[dict[str, Any]]:
+        """One dict per collection: name, kind, fingerprint, dim, bytes (None where the store
+        does not say), for `voice-router index list`."""
+        ...
+
+    def drop_collection(self, name: str) -> None:
+        """Delete a collection and its points (IndexStoreError if it is open or in use)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -461,6 +470,40 @@ class EdgeBackend:
                 out.append(folder.name)
         return out
 
+    def describe(self) -> list[dict[str, Any]]:
+        """Every voice-router collection folder, from its manifest and its size on disk."""
+        out = []
+        for name in self.collections():
+            folder = self.root / name
+            m = self._read_manifest(folder) or {}
+            size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+            out.append(
+                {
+                    "name": name,
+                    "kind": m.get("kind"),
+                    "fingerprint": m.get("fingerprint"),
+                    "dim": m.get("dim"),
+                    "bytes": size,
+                }
+            )
+        return out
+
+    def drop_collection(self, name: str) -> None:
+        """Delete a collection folder, under its lock (so never one in use)."""
+        folder = self.root / check_collection_name(name)
+        with self._lock:
+            if name in self._cols:
+                raise IndexStoreError(f"collection {name!r} is open here; close it first")
+            if name not in self.collections():
+                raise IndexStoreError(f"no voice-router collection {name!r} in {self.root}")
+            fd = self._acquire_lock(folder)
+            try:
+                shutil.rmtree(folder)
+            except OSError as e:
+                raise _os_error(e, f"deleting {folder}") from e
+            finally:
+                os.close(fd)
+
     def count(self, name: str) -> int:
         import qdrant_edge as q
 
@@ -656,6 +699,29 @@ class ClientBackend:
         cols = self._call("listing collections", self.client.get_collections).collections
         return sorted(c.name for c in cols)
 
+    def describe(self) -> list[dict[str, Any]]:
+        """The server's collections; kind and fingerprint from the name where it is ours."""
+        out = []
+        for name in self.collections():
+            parts = name.split("_", 2)
+            ours = parts[0] == "routes" and len(parts) == 3
+            out.append(
+                {
+                    "name": name,
+                    "kind": "routes" if ours else None,
+                    "fingerprint": parts[1] if ours else None,
+                    "dim": None,
+                    "bytes": None,
+                }
+            )
+        return out
+
+    def drop_collection(self, name: str) -> None:
+        """Delete a server collection."""
+        if name not in self.collections():
+            raise IndexStoreError(f"no collection {name!r} at {self.location}")
+        self._call("deleting a collection", self.client.delete_collection, name)
+
     def close(self) -> None:
         try:
             self.client.close()
@@ -826,13 +892,22 @@ def _say(line: str) -> None:
 
 
 def route_set_id(routes: RouteSet | None) -> str:
-    """A short id of a route set: a hash of its file's absolute path, or "inline" for a set
-    built in code. Each routes file gets its own collection, so using two routes files with one
-    index folder never makes their syncs delete (and re-embed) each other's points."""
-    source = getattr(routes, "source", None) if routes is not None else None
+    """A route set's identity in the index (it names the set's collection): its declared
+    `name:`, else its file's name without the extension ("home" for routes/home.yaml), else
+    "inline" for a set built in code. It survives moving, renaming the folder or re-cloning the
+    repo, so the exemplars are synthesised once; two different files with the same file name
+    sharing one index folder should declare different `name:`s (else each sync replaces the
+    other's points)."""
+    if routes is None:
+        return "inline"
+    declared = getattr(routes, "name", None)
+    if declared:
+        return str(declared)
+    source = getattr(routes, "source", None)
     if source is None:
         return "inline"
-    return hashlib.sha256(str(Path(source).resolve()).encode()).hexdigest()[:8]
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "-", Path(source).stem).lstrip("._-")[:64]
+    return stem or "routes"
 
 
 class RouteIndex:

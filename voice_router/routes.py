@@ -168,6 +168,9 @@ class RouteSet(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    # The set's identity in the index (its collection): survives moving, renaming or re-cloning
+    # the file. Default: the file's name without its extension ("home" for routes/home.yaml).
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = None
     threshold: Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)] = DEFAULT_THRESHOLD
     margin: Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)] = DEFAULT_MARGIN
     routes: list[Route] = Field(min_length=1)

@@ -54,3 +54,27 @@ def test_03_audio_search(tmp_path):
 )
 def test_examples_with_the_tiny_torch_model(script, tmp_path):
     _run(script, "--model", "tiny", "--index", str(tmp_path / "idx"), "--exemplar-voices", "0")
+
+
+def test_readme_python_snippet_runs_as_printed(tmp_path):
+    """The README's first Python block, as printed, from the repository root (the README says
+    to run it there), with the default model and the default index folder (redirected into
+    tmp_path through XDG_DATA_HOME, so the user's own index is never touched)."""
+    import os
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    assert "VoiceRouter(" in code and "listen(" not in code  # the live block is separate
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    route, *_ = out.stdout.split()
+    assert route == "what_time" and "It is " in out.stdout
+    assert (tmp_path / "voice-router" / "index").is_dir()

@@ -259,3 +259,35 @@ def test_route_usage_names_its_two_kinds_of_file_apart() -> None:
     usage = build_parser()._subparsers._group_actions[0].choices["route"].format_usage()
     usage = " ".join(usage.split())
     assert "--routes ROUTES.yaml" in usage and "AUDIO" in usage
+
+
+def test_index_list_and_prune(capsys, tmp_path):
+    """list shows route and library collections; prune deletes route collections of other
+    route sets (with --routes) and of other models, never audio-search collections."""
+    idx = ["--model", "hash", "--index", tmp_path / "idx"]
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    sf.write(lib / "c.wav", _tone(1), 16000)
+    assert run(capsys, "index-audio", lib, "--collection", "sounds", *idx)[0] == 0
+    other = tmp_path / "office.yaml"
+    other.write_text(Path(HOME).read_text())
+    for routes in (HOME, other):
+        code, _, err = run(
+            capsys, "route", CLIP_B, "--routes", routes, "--dry-run", "--exemplar-voices", "0", *idx
+        )
+        assert code == 0, err
+    code, out, _ = run(capsys, "index", "list", "--json", *idx)
+    rows = {json.loads(ln)["name"]: json.loads(ln) for ln in out.splitlines()}
+    fp = next(r["fingerprint"] for r in rows.values() if r["kind"] == "routes")
+    assert set(rows) == {"sounds", f"routes_{fp}_home", f"routes_{fp}_office"}
+    assert rows["sounds"]["kind"] == "library" and rows["sounds"]["bytes"] > 0
+    code, out, _ = run(capsys, "index", "prune", "--routes", HOME, "--dry-run", *idx)
+    assert out.splitlines() == [ln for ln in out.splitlines() if "would delete" in ln]
+    assert f"routes_{fp}_office" in out and "home" not in out
+    code, out, _ = run(capsys, "index", "prune", "--routes", HOME, "--json", *idx)
+    assert [json.loads(ln)["name"] for ln in out.splitlines()] == [f"routes_{fp}_office"]
+    code, out, _ = run(capsys, "index", "list", "--json", *idx)
+    assert {json.loads(ln)["name"] for ln in out.splitlines()} == {"sounds", f"routes_{fp}_home"}
+    # another model: every route collection of this one goes; the library stays
+    code, out, _ = run(capsys, "index", "prune", "--json", "--model", "hash-16", *idx[2:])
+    assert [json.loads(ln)["name"] for ln in out.splitlines()] == [f"routes_{fp}_home"]

@@ -379,6 +379,28 @@ def test_two_routes_files_share_a_folder_without_evicting_each_other(tmp_path, h
     backend.close()
 
 
+def test_route_set_identity_survives_moves_and_can_be_declared(tmp_path):
+    """A set is its declared `name:`, else its file name: a moved or re-cloned file keeps its
+    collection (and its synthesised exemplars)."""
+    from voice_router.errors import RoutesError
+    from voice_router.index import route_set_id
+    from voice_router.routes import load_routes
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "home.yaml").write_text(ONE_ROUTE)
+    (tmp_path / "b" / "home.yaml").write_text(ONE_ROUTE)
+    (tmp_path / "b" / "my house!.yaml").write_text("name: kitchen-v2\n" + ONE_ROUTE)
+    ids = [route_set_id(load_routes(tmp_path / p)) for p in ("a/home.yaml", "b/home.yaml")]
+    assert ids == ["home", "home"]
+    assert route_set_id(load_routes(tmp_path / "b" / "my house!.yaml")) == "kitchen-v2"
+    (tmp_path / "b" / "my house!.yaml").write_text(ONE_ROUTE)
+    assert route_set_id(load_routes(tmp_path / "b" / "my house!.yaml")) == "my-house-"
+    (tmp_path / "bad.yaml").write_text("name: ../etc\n" + ONE_ROUTE)
+    with pytest.raises(RoutesError, match="name"):
+        load_routes(tmp_path / "bad.yaml")
+
+
 def test_index_path_memory_is_in_memory_not_a_folder(tmp_path, monkeypatch):
     from voice_router.index import ClientBackend, open_backend
 
