@@ -55,7 +55,7 @@ class VoiceRouter(Router, Runnable[Any, RouteMatch]):
         so an agent can hand a recording to the router."""
         from langchain_core.tools import StructuredTool
 
-        routes = ", ".join(self._state.route_names)
+        routes = ", ".join(self._route_names)
         desc = description or (
             "Route a spoken command in an audio file to an action. Input: the path of an audio "
             f"file. Output: the matched route (one of: {routes}, or null), its score and the "

@@ -1,11 +1,19 @@
 """Router: audio (or a precomputed vector) in, `RouteMatch` out, tool dispatched.
 
-Scoring, per route, from the cosine similarities of the query to the route's points:
+Routing is a Qdrant query: per utterance, one query for the nearest text points and one for
+the nearest audio-exemplar points of the route set's collection (payload-indexed filter on the
+point kind), on Qdrant Edge or a Qdrant server alike. Scoring, per route, from those hits:
 - text score  = max over its text points (description, examples);
 - audio score = mean of the top-k over its audio exemplar points (TTS voices, enrolment clips);
 - fused score = `Fusion.combine(text, audio)`; a route without audio points uses its text score.
 The best fused route matches when its score >= the route's threshold and its margin over the
 runner-up >= the route set's margin. The router then calls the route's tool (see dispatch.py).
+
+Up to EXACT_TEXT_POINTS text and EXACT_AUDIO_POINTS audio points every point is returned, and
+the scores are exactly those of the numpy oracle (`score_matrix`, which reads every vector).
+Larger sets take the best TEXT_HITS / AUDIO_HITS points: a route with no point among them is
+scored with the lowest returned cosine (an upper bound of its own), so only routes far from the
+utterance are approximated.
 """
 
 from __future__ import annotations
@@ -56,6 +64,13 @@ FUSION_MODES = ("weighted", "max", "text", "audio")
 
 #: With a single route there is no runner-up; its margin is measured against the lowest cosine.
 NO_RUNNER_UP = -1.0
+#: Route sets up to this many points of a kind get every point back from a query (exact).
+EXACT_TEXT_POINTS = 256
+EXACT_AUDIO_POINTS = 256
+#: Hits per query for larger sets (see the module docstring). Each hit costs (~15 us to read
+#: back); the decision needs a few points of the leading routes, which are the nearest ones.
+TEXT_HITS = 32
+AUDIO_HITS = 64
 
 
 @dataclass(frozen=True)
@@ -288,9 +303,12 @@ class Router:
                 backend.close()
                 raise
             owned = True
+        self._route_names = [r.name for r in self.routes.routes]
+        self._by_name = {r.name: r for r in self.routes.routes}
+        self._known = self._by_name.keys()
+        self._oracle: _ScoringState | None = None
         try:
             self.sync_report: SyncReport = self.index.sync(self.routes)
-            self._load_vectors()
         except BaseException:
             if owned:  # release the folder lock we took; a caller's RouteIndex stays open
                 self.index.close()
@@ -318,22 +336,25 @@ class Router:
                 ", ".join(self.tool_problems),
             )
 
-    def _load_vectors(self) -> None:
+    def _load_vectors(self) -> _ScoringState:
+        """Every point as a matrix, for the numpy oracle (`score_matrix`)."""
         rv = self.index.vectors()
-        names = [r.name for r in self.routes.routes]
-        # One tuple, swapped in by a single assignment: threads routing during `refresh()`
+        names = self._route_names
+        # One tuple, swapped in by a single assignment: threads scoring during `refresh()`
         # see either the old state or the new one, never a mix.
-        self._state = _ScoringState(
+        state = _ScoringState(
             matrix=rv.vectors,  # (N, D)
             route_names=names,
             text_rows=[rv.rows(n, KIND_TEXT) for n in names],
             audio_rows=[rv.rows(n, KIND_AUDIO) for n in names],
         )
+        self._oracle = state
+        return state
 
     def refresh(self) -> SyncReport:
-        """Re-sync the index with `self.routes` (e.g. after enrolment) and reload vectors."""
+        """Re-sync the index with `self.routes` (e.g. after enrolment)."""
         self.sync_report = self.index.sync(self.routes)
-        self._load_vectors()
+        self._oracle = None
         return self.sync_report
 
     def close(self) -> None:
@@ -368,36 +389,69 @@ class Router:
         return load_audio(audio, target_rate=self.model.sample_rate)
 
     def component_scores(self, vector: np.ndarray) -> dict[str, dict[str, float | None]]:
-        """Per route: {"text": ..., "audio": ... or None, "score": fused}."""
+        """Per route: {"text": ..., "audio": ... or None, "score": fused}, from two Qdrant
+        queries (text points, audio points) around `vector`."""
+        return self._components(vector, every_route=True)
+
+    def _components(
+        self, vector: np.ndarray, every_route: bool
+    ) -> dict[str, dict[str, float | None]]:
+        """Scores of every route, or (`every_route=False`, the per-utterance path) of the routes
+        among the hits only: every route when the queries returned every point."""
         q = np.asarray(vector, dtype=np.float32).reshape(-1)  # (D,)
-        st = self._state
-        if q.shape[0] != st.matrix.shape[1]:
-            raise ModelError(
-                f"vector has dimension {q.shape[0]}, the index has {st.matrix.shape[1]}"
-            )
+        if q.shape[0] != self.model.dim:
+            raise ModelError(f"vector has dimension {q.shape[0]}, the index has {self.model.dim}")
+        if not np.isfinite(q).all():
+            raise ModelError("vector has NaN or Inf values")
         q = q / max(float(np.linalg.norm(q)), 1e-12)
-        sims = st.matrix @ q  # (N, D) @ (D,) -> (N,)
-        out: dict[str, dict[str, float | None]] = {}
+        counts = self.index.counts()
         k = self.fusion.top_k
-        for name, trows, arows in zip(st.route_names, st.text_rows, st.audio_rows, strict=True):
-            text = float(sims[trows].max()) if trows.size else -1.0
-            audio = None
-            if arows.size and self.fusion.mode != "text":
-                a = sims[arows]  # (A,)
-                top = a if a.size <= k else np.partition(a, a.size - k)[a.size - k :]
-                audio = float(top.mean())
-            out[name] = {"text": text, "audio": audio, "score": self.fusion.combine(text, audio)}
+        text, t_floor = self._hits(q, KIND_TEXT, EXACT_TEXT_POINTS, TEXT_HITS)
+        audio: dict[str, list[float]] = {}
+        a_floor = -1.0
+        if self.fusion.mode != "text":
+            audio, a_floor = self._hits(q, KIND_AUDIO, EXACT_AUDIO_POINTS, AUDIO_HITS)
+        names = self._route_names if every_route else list({**text, **audio})
+        out: dict[str, dict[str, float | None]] = {}
+        for name in names:
+            n_text = counts.get((name, KIND_TEXT), 0)
+            t = text[name][0] if name in text else (t_floor if n_text else -1.0)  # best first
+            a = None
+            n_audio = counts.get((name, KIND_AUDIO), 0)
+            if n_audio and self.fusion.mode != "text":
+                got = audio.get(name, [])[:k]
+                got += [a_floor] * (min(k, n_audio) - len(got))  # below the cut: at most a_floor
+                a = sum(got) / len(got)
+            out[name] = {"text": float(t), "audio": a, "score": self.fusion.combine(t, a)}
         return out
+
+    def _hits(
+        self, q: np.ndarray, kind: str, exact_up_to: int, approx: int
+    ) -> tuple[dict[str, list[float]], float]:
+        """Cosines per route (best first) of the points of `kind` a query returns, and the
+        floor for routes below the cut (-1 when every point came back)."""
+        total = self.index.total(kind)
+        if total == 0:
+            return {}, -1.0
+        limit = total if total <= exact_up_to else approx
+        hits = self.index.query(q, kind, limit)  # [(route, cosine)], best first
+        per: dict[str, list[float]] = {}
+        known = self._known
+        for route, score in hits:
+            if route in known:  # a stale point of a removed route is never a candidate
+                per.setdefault(route, []).append(float(score))
+        floor = float(hits[-1][1]) if hits and limit < total else -1.0
+        return per, floor
 
     def scores_vector(self, vector: np.ndarray) -> dict[str, float]:
         """Fused score per route for an embedding."""
         return {r: float(c["score"]) for r, c in self.component_scores(vector).items()}  # type: ignore[arg-type]
 
     def score_matrix(self, vectors: np.ndarray) -> tuple[list[str], np.ndarray]:
-        """Fused scores of many embeddings at once, vectorised (for evaluation/calibration over
-        thousands of clips): returns (route names, (N, R) scores), same values as
-        `scores_vector` row by row."""
-        st = self._state
+        """The numpy oracle: fused scores of many embeddings at once from every stored vector
+        (route names, (N, R) scores). The same values as `scores_vector` row by row wherever
+        that is exact (see the module docstring); tests check the two against each other."""
+        st = self._oracle if self._oracle is not None else self._load_vectors()
         v = np.asarray(vectors, dtype=np.float32)
         if v.ndim != 2 or v.shape[1] != st.matrix.shape[1]:
             raise ModelError(f"vectors must be (N, {st.matrix.shape[1]}), got {v.shape}")
@@ -428,7 +482,7 @@ class Router:
         nearest, best = ranked[0]
         runner = ranked[1][1] if len(ranked) > 1 else NO_RUNNER_UP
         margin = best - runner
-        route = self.routes.get(nearest)
+        route = self._by_name[nearest]
         ok = best >= self.routes.route_threshold(route) and margin >= self.routes.margin
         return (nearest if ok else None), best, margin, nearest, ranked[: self.top_candidates]
 
@@ -459,12 +513,13 @@ class Router:
     def route_vector(self, vector: np.ndarray, *, dispatch: bool | None = None) -> RouteMatch:
         """Route a precomputed embedding (D,)."""
         t0 = time.perf_counter()
-        route, score, margin, nearest, cands = self.decide(self.scores_vector(vector))
+        scores = {r: float(c["score"]) for r, c in self._components(vector, False).items()}  # type: ignore[arg-type]
+        route, score, margin, nearest, cands = self.decide(scores)
         t1 = time.perf_counter()
         m = RouteMatch(route=route, score=score, margin=margin, candidates=cands, nearest=nearest)
         do_dispatch = self.dispatch if dispatch is None else dispatch
         if route is not None:
-            r = self.routes.get(route)
+            r = self._by_name[route]
             m.tool = r.tool
             if r.tool and do_dispatch and r.name in self.tool_problems:
                 m.tool_error = self.tool_problems[r.name]

@@ -1,0 +1,88 @@
+"""Routing is a Qdrant query, on Qdrant Edge and on qdrant-client alike: the scores equal the
+numpy oracle (every stored vector) where the query returns every point, a point changed in the
+store changes the decision at once, and large sets (a cut at the best hits) keep the winner."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from voice_router import routing
+from voice_router.index import KIND_TEXT, P_KIND, P_ROUTE, ClientBackend, EdgeBackend, PointRecord
+from voice_router.routes import parse_routes
+from voice_router.routing import Router
+
+ROUTES = "threshold: 0.3\nmargin: 0.0\nroutes:\n" + "".join(
+    f"  - {{name: r{i}, description: command {w}, examples: [please {w}, {w} now]}}\n"
+    for i, w in enumerate(["lights", "music", "timer", "weather", "door", "fan", "tea", "news"])
+)
+
+
+@pytest.fixture(params=["edge", "memory"])
+def router(request, tmp_path, hash_model):
+    backend = (
+        EdgeBackend(tmp_path / "idx") if request.param == "edge" else ClientBackend(":memory:")
+    )
+    r = Router(parse_routes(ROUTES), model=hash_model, index=backend, exemplar_voices=0)
+    rng = np.random.default_rng(0)
+    for i in range(0, 8, 2):  # audio points for half the routes, 1-4 each
+        clips = [(0.1 * rng.standard_normal(8000 + 100 * j)).astype(np.float32) for j in range(i)]
+        if clips:
+            r.index.enroll(f"r{i}", clips, [f"c{j}" for j in range(len(clips))])
+    r.refresh()
+    yield r
+    r.close()
+
+
+def _queries(model, n: int = 12) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    texts = model.embed_text(["please lights", "music", "the weather", "tea now"])
+    noise = rng.standard_normal((n, model.dim)).astype(np.float32)
+    q = np.concatenate([texts, noise])  # (4 + n, D)
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+def test_query_scores_equal_the_numpy_oracle(router, hash_model) -> None:
+    qs = _queries(hash_model)
+    names, oracle = router.score_matrix(qs)  # (N, R) from every stored vector
+    for row, q in zip(oracle, qs, strict=True):
+        got = router.scores_vector(q)
+        np.testing.assert_allclose([got[n] for n in names], row, atol=1e-5)
+    comp = router.component_scores(qs[0])
+    assert comp["r1"]["audio"] is None and comp["r2"]["audio"] is not None
+
+
+def test_a_point_changed_in_the_store_changes_the_decision(router, hash_model) -> None:
+    q = _queries(hash_model)[-1]  # a random direction
+    before = router.route_vector(q).nearest
+    target = next(n for n in ("r5", "r3") if n != before)
+    # overwrite one text point of `target` with the query itself, behind the router's back
+    store, name = router.index.backend, router.index.collection
+    hit = next(
+        h for h in store.query(name, q, 100, {P_KIND: KIND_TEXT}) if h.payload[P_ROUTE] == target
+    )
+    store.upsert(name, [PointRecord(hit.id, q, hit.payload)])
+    m = router.route_vector(q)
+    assert m.route == target and m.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_cut_at_the_best_hits_keeps_the_winner(router, hash_model, monkeypatch) -> None:
+    qs = _queries(hash_model, 30)
+    exact = [router.decide(router.scores_vector(q))[3] for q in qs]  # nearest route
+    monkeypatch.setattr(routing, "EXACT_TEXT_POINTS", 4)
+    monkeypatch.setattr(routing, "EXACT_AUDIO_POINTS", 2)
+    monkeypatch.setattr(routing, "TEXT_HITS", 6)
+    monkeypatch.setattr(routing, "AUDIO_HITS", 3)
+    cut = [router.decide(router.scores_vector(q))[3] for q in qs]
+    assert cut == exact
+
+
+def test_points_written_by_another_process_are_read_with_their_payload(router, hash_model):
+    """The id -> route map comes from the last sync; an unknown id in the hits (a point another
+    process wrote since) makes the query read payloads instead of dropping it."""
+    q = _queries(hash_model)[-2]
+    store, name = router.index.backend, router.index.collection
+    hit = store.query(name, q, 1, {P_KIND: KIND_TEXT})[0]
+    payload = {**hit.payload, P_ROUTE: "r6", "text": "written elsewhere"}
+    store.upsert(name, [PointRecord("00000000-0000-4000-8000-000000000001", q, payload)])
+    assert router.route_vector(q).route == "r6"
