@@ -47,6 +47,54 @@ CONFIGS = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIGS / "whisper_tiny_attn.json"
 DEFAULT_MIX = {"so762-train": 0.3, "tts": 0.6, "tts-short": 0.1}
 
+# Words whose swap turns a command into its opposite while MiniLM barely moves ("turn the
+# lights on" / "... off": cosine ~0.9). A transcript with one of them gets hard-negative texts
+# (the same sentence with that one word swapped) in the audio->text InfoNCE.
+_OPPOSITES = [
+    ("on", "off"),
+    ("up", "down"),
+    ("open", "close"),
+    ("lock", "unlock"),
+    ("start", "stop"),
+    ("increase", "decrease"),
+    ("raise", "lower"),
+    ("enable", "disable"),
+    ("play", "pause"),
+    ("next", "previous"),
+    ("yes", "no"),
+    ("left", "right"),
+    ("louder", "quieter"),
+    ("brighter", "dimmer"),
+    ("warmer", "cooler"),
+    ("higher", "lower"),
+    ("add", "remove"),
+    ("before", "after"),
+    ("today", "tomorrow"),
+    ("mute", "unmute"),
+    ("show", "hide"),
+    ("arm", "disarm"),
+    ("true", "false"),
+    ("hot", "cold"),
+]
+SWAPS: dict[str, str] = {}
+for _a, _b in _OPPOSITES:
+    SWAPS.setdefault(_a, _b)
+    SWAPS.setdefault(_b, _a)
+
+
+def one_word_negatives(text: str, limit: int = 2) -> list[str]:
+    """Up to `limit` copies of `text` with one opposite word swapped (`SWAPS`), in word order."""
+    words = text.split()
+    out = []
+    for i, w in enumerate(words):
+        core = w.lower().strip(".,!?")
+        if core in SWAPS:
+            swapped = w.lower().replace(core, SWAPS[core], 1)
+            out.append(" ".join([*words[:i], swapped, *words[i + 1 :]]))
+            if len(out) == limit:
+                break
+    return out
+
 
 def text_vectors(texts: list[str]) -> np.ndarray:
     """Frozen MiniLM mean-pooled vectors (N, 384) of `texts` (cached on disk)."""
@@ -68,17 +116,26 @@ def pad(cache: SpeechCache, idx: np.ndarray, max_frames: int) -> tuple[torch.Ten
 
 
 def multi_positive_nce(
-    a: torch.Tensor, t: torch.Tensor, tid: torch.Tensor, scale: torch.Tensor
+    a: torch.Tensor,
+    t: torch.Tensor,
+    tid: torch.Tensor,
+    scale: torch.Tensor,
+    hard: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Bidirectional InfoNCE where every pair with the same text id is a positive."""
+    """Bidirectional InfoNCE where every pair with the same text id is a positive; `hard`
+    (H, D) are extra text negatives (one-word swaps) in the audio->text direction only."""
     sim = scale * a @ t.T  # (B, B)
     pos = tid[:, None] == tid[None, :]  # (B, B)
     neg_inf = torch.finfo(sim.dtype).min
 
-    def one_way(s: torch.Tensor) -> torch.Tensor:
-        return (torch.logsumexp(s, 1) - torch.logsumexp(s.masked_fill(~pos, neg_inf), 1)).mean()
+    def one_way(s: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        return (torch.logsumexp(s, 1) - torch.logsumexp(s.masked_fill(~p, neg_inf), 1)).mean()
 
-    return (one_way(sim) + one_way(sim.T)) / 2
+    a2t, a2t_pos = sim, pos
+    if hard is not None and len(hard):
+        a2t = torch.cat([sim, scale * a @ hard.T], 1)  # (B, B + H)
+        a2t_pos = torch.cat([pos, pos.new_zeros(len(a), len(hard))], 1)
+    return (one_way(a2t, a2t_pos) + one_way(sim.T, pos.T)) / 2
 
 
 def evaluate_cached(
@@ -130,6 +187,19 @@ def train(args: argparse.Namespace) -> None:
     weights /= weights.sum()
     test_idx = np.nonzero((src == "so762-test") & (version == 0))[0]
     print({s: int(p.size) for s, p in pools.items()}, "test", test_idx.size, "texts", len(texts))
+    # one-word-swap hard negatives: their texts' frozen vectors, and which text each belongs to
+    neg_of: dict[int, list[int]] = {}
+    neg_texts: list[str] = []
+    if args.hard_negatives:
+        tset = set(text_id)
+        for t in texts:
+            # a swap that is itself a training text is a real other command, already a negative
+            negs = [n for n in one_word_negatives(t) if n not in tset]
+            if negs:
+                neg_of[text_id[t]] = list(range(len(neg_texts), len(neg_texts) + len(negs)))
+                neg_texts += negs
+        print(f"hard negatives: {len(neg_texts)} texts for {len(neg_of)} transcripts")
+    nvec = torch.from_numpy(text_vectors(neg_texts)) if neg_texts else None  # (N, 384)
 
     model = AudioTextEmbedder(config).train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -143,6 +213,10 @@ def train(args: argparse.Namespace) -> None:
         opt.load_state_dict(state["opt"])
         start = int(state["step"])
         print(f"resumed from {ckpts[-1]}")
+    elif args.init:
+        state = torch.load(args.init, map_location="cpu")
+        model.load_state_dict(state["model"], strict=False)
+        print(f"initialised from {args.init} (step {state['step']})")
     rng = np.random.default_rng(args.seed + start)
     w_distill = float(tcfg.get("distill_weight", 1.0))
     log = (run / "metrics.jsonl").open("a")
@@ -166,7 +240,12 @@ def train(args: argparse.Namespace) -> None:
         target = F.normalize(tvec[ids], dim=-1)  # (B, D) frozen MiniLM
         t = F.normalize(model.head(tvec[ids]), dim=-1)  # (B, D) text side (shared head)
         scale = model.logit_scale.exp().clamp(max=100)
-        nce = multi_positive_nce(a, t, ids, scale)
+        hard = None
+        if nvec is not None:
+            rows = sorted({j for i in tid[idx].tolist() for j in neg_of.get(i, [])})
+            if rows:
+                hard = F.normalize(model.head(nvec[rows]), dim=-1)  # (H, D)
+        nce = multi_positive_nce(a, t, ids, scale, hard)
         distill = (1 - (a * target).sum(-1)).mean()
         loss = nce + w_distill * distill
         opt.zero_grad(set_to_none=True)
@@ -249,6 +328,14 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--eval-every", type=int, default=250)
     t.add_argument("--ckpt-every", type=int, default=250)
+    t.add_argument(
+        "--hard-negatives",
+        action="store_true",
+        help="add one-word-swap texts (on/off, up/down, ...) as audio->text negatives",
+    )
+    t.add_argument(
+        "--init", help="start a new run from this checkpoint's weights (fresh optimiser)"
+    )
     e = sub.add_parser("export", help="write a model folder from a checkpoint")
     e.add_argument("--run", required=True)
     e.add_argument("--ckpt", help="checkpoint file (default: the last)")
