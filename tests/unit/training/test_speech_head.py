@@ -513,3 +513,30 @@ def test_export_writes_a_loadable_model(world: dict) -> None:
     emb = model.embed_audio([load_audio(CLIPS[0])])
     assert emb.shape == (1, HIDDEN) and np.isfinite(emb).all()
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+def test_one_word_negatives_swap_exactly_one_opposite_word() -> None:
+    from training.speech_head import one_word_negatives
+
+    assert one_word_negatives("turn on the lamp") == ["turn off the lamp"]
+    assert one_word_negatives("Open the door, then lock it.") == [
+        "close the door, then lock it.",
+        "Open the door, then unlock it.",
+    ]
+    assert one_word_negatives("what time is it") == []
+    assert len(one_word_negatives("up up up up", limit=2)) == 2
+
+
+def test_hard_negatives_only_add_to_the_audio_to_text_side() -> None:
+    import torch
+
+    from training.speech_head import multi_positive_nce
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=-1)
+    t = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=-1)
+    ids, scale = torch.arange(4), torch.tensor(10.0)
+    base = multi_positive_nce(a, t, ids, scale)
+    assert torch.allclose(multi_positive_nce(a, t, ids, scale, t[:0]), base)
+    # a negative equal to clip 0's own text is the hardest one: the loss must rise
+    assert multi_positive_nce(a, t, ids, scale, t[:1]) > base
