@@ -1,9 +1,10 @@
 """Wall time of one `voice-router route CLIP` call, process start to JSON printed, on a warm
 index: the ONNX runtime beside the PyTorch one, in the same run.
 
-Each runtime first builds its index once (not timed: exemplar synthesis and text embedding),
-then the command is run `--runs` times; the median, min and max wall seconds are printed. The
-machine is shared: compare the two medians of one run, not figures across runs.
+Each runtime first builds its index once (not timed: exemplar synthesis and text embedding,
+and the first start also writes Python's bytecode and the ONNX Runtime graph cache), then the
+command is run `--runs` times; the median, min and max wall seconds are printed. The machine
+is shared: compare the two medians of one run, not figures across runs.
 
     python benchmarks/start_time.py                      # this interpreter, both runtimes
     python benchmarks/start_time.py --python .venv-lite/bin/python --runtimes onnx --json
@@ -43,6 +44,9 @@ def _has(python: str, module: str) -> bool:
 def measure(python: str, runtime: str, runs: int, clip: Path, routes: Path) -> dict[str, Any]:
     """Warm the index once, then time `runs` calls; {"runtime", "wall_s", "route", ...}."""
     env = {**os.environ, "VOICE_ROUTER_RUNTIME": runtime, "VOICE_ROUTER_ONNX": "0"}
+    # As on a user's machine, Python caches compiled modules (this sandbox sets
+    # PYTHONDONTWRITEBYTECODE, which makes every start recompile ~750 modules: +0.1 s)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     if runtime == "torch" and not _has(python, "torch"):
         return {"runtime": runtime, "available": False, "why": "torch is not installed"}
     with tempfile.TemporaryDirectory(prefix="vr-start-") as tmp:

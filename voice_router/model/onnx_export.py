@@ -165,7 +165,8 @@ def export_onnx(folder: str | Path) -> list[Path]:
         def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             return self.m._pool(hidden, mask)
 
-    index = _index(_sources(folder, cfg))
+    sources = _sources(folder, cfg)
+    index = _index(sources)
     audio_bytes, audio_refs = _strip(
         _export(
             _graph(emb),
@@ -189,6 +190,7 @@ def export_onnx(folder: str | Path) -> list[Path]:
     (folder / TEXT_GRAPH).write_bytes(text_bytes)
     tok_src = _minilm_tokenizer()
     shutil.copyfile(tok_src, folder / TOKENIZER)
+    used = sorted({src for refs in (audio_refs, text_refs) for src, _, _ in refs.values()})
     manifest: dict[str, Any] = {
         "format_version": 1,
         "name": cfg.name,
@@ -198,6 +200,8 @@ def export_onnx(folder: str | Path) -> list[Path]:
         "n_mels": n_mels,
         "audio_prep": emb.normalizer.settings(),
         "torch_fingerprint": emb.fingerprint(),
+        # the weight files the graphs read, as exported: the runtime refuses changed ones
+        "sources": {src: _sha256(sources[src]) for src in used},
         "audio": {"graph": AUDIO_GRAPH, "weights": audio_refs},
         "text": {
             "graph": TEXT_GRAPH,
@@ -212,6 +216,14 @@ def export_onnx(folder: str | Path) -> list[Path]:
     manifest["fingerprint"] = h.hexdigest()[:16]
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return [folder / f for f in (AUDIO_GRAPH, TEXT_GRAPH, TOKENIZER, MANIFEST)]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _minilm_tokenizer() -> Path:

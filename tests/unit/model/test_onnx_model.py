@@ -99,8 +99,16 @@ def test_shipped_graphs_are_what_the_exporter_writes(tmp_path) -> None:
 
 
 def test_missing_weight_file_and_wrong_tower_hash_are_clear_errors(tmp_path, monkeypatch) -> None:
+    from safetensors.numpy import load_file, save_file
+
     folder = tmp_path / "m"
     shutil.copytree(DEFAULT_WEIGHTS, folder)
+    weights = load_file(str(folder / "model.safetensors"))
+    key = sorted(weights)[0]
+    weights[key] = weights[key] + np.ones_like(weights[key])  # weights changed, not re-exported
+    save_file(weights, str(folder / "model.safetensors"))
+    with pytest.raises(ModelError, match="changed since the ONNX graphs were exported"):
+        OnnxEmbeddingModel(folder).embed_audio([np.zeros(16000, np.float32)])
     (folder / "model.safetensors").unlink()
     m = OnnxEmbeddingModel(folder)
     with pytest.raises(ModelError, match="model.safetensors.*missing"):
@@ -145,3 +153,24 @@ def test_routing_imports_no_torch(tmp_path) -> None:
     lines = out.stdout.strip().splitlines()
     assert json.loads(lines[0])["route"] == "what_time"
     assert json.loads(lines[-1]) == {"rc": 0, "heavy": []}
+
+
+def test_optimised_graph_cache_is_used_and_a_damaged_one_rebuilt(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    clip = [load_audio(DATA / CLIPS[0])]
+    first = OnnxEmbeddingModel(DEFAULT_WEIGHTS)
+    want = first.embed_audio(clip)
+    cached = list((tmp_path / "cache" / "voice-router" / "onnx").glob("*.onnx"))
+    assert len(cached) == 1 and cached[0].stat().st_size > 1_000_000
+    np.testing.assert_allclose(
+        OnnxEmbeddingModel(DEFAULT_WEIGHTS).embed_audio(clip), want, atol=1e-5
+    )
+    cached[0].write_bytes(b"not a graph")
+    np.testing.assert_allclose(
+        OnnxEmbeddingModel(DEFAULT_WEIGHTS).embed_audio(clip), want, atol=1e-5
+    )
+    assert cached[0].stat().st_size > 1_000_000  # rebuilt
+    monkeypatch.setenv("VOICE_ROUTER_ONNX_CACHE", "0")
+    cached[0].unlink()
+    OnnxEmbeddingModel(DEFAULT_WEIGHTS).embed_audio(clip)
+    assert not cached[0].exists()
