@@ -837,15 +837,26 @@ def _os_error(e: OSError, what: str) -> IndexStoreError:
     return IndexStoreError(f"{what} failed: {e.strerror or e}")
 
 
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
+
+
 def open_backend(
+    location: str | os.PathLike[str] | None = None,
     *,
     path: str | os.PathLike[str] | None = None,
     url: str | None = None,
     api_key: str | None = None,
 ) -> VectorBackend:
-    """The backend for CLI-style options: `url` (qdrant-client; ':memory:' allowed) wins over
-    `path` (Qdrant Edge folder; ':memory:' there means the same throw-away in-memory index, not
-    a folder of that name); neither -> Edge in the user data folder."""
+    """The one rule that turns a place into a backend, as qdrant-client reads its arguments:
+    `url` (a server; ":memory:" allowed) wins over `path` (a Qdrant Edge folder); `location`
+    is either, told apart by its form: ":memory:", "http(s)://..." or "host:port" is a server
+    (qdrant-client), anything else a folder. Nothing given: Edge in the user data folder."""
+    if location is not None and url is None and path is None:
+        loc = os.fspath(location)
+        if loc == ":memory:" or "://" in loc or _HOST_PORT.match(loc):
+            url = loc if (loc == ":memory:" or "://" in loc) else f"http://{loc}"
+        else:
+            path = loc
     if url:
         return ClientBackend(url, api_key=api_key)
     if path is not None and os.fspath(path) == ":memory:":

@@ -23,7 +23,6 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,12 +43,11 @@ from voice_router.errors import (
 from voice_router.index import (
     KIND_AUDIO,
     KIND_TEXT,
-    ClientBackend,
-    EdgeBackend,
     RouteIndex,
     SyncReport,
     VectorBackend,
     embed_audio_pooled,
+    open_backend,
     resolve_model,
     route_set_id,
 )
@@ -203,18 +201,11 @@ def resolve_routes(routes: RouteSet | str | os.PathLike[str]) -> RouteSet:
 
 
 def make_backend(index: VectorBackend | str | os.PathLike[str] | None) -> VectorBackend:
-    """A backend from `index`: a backend; ":memory:" or an http(s) URL (qdrant-client); a folder
-    path (Qdrant Edge); None (Qdrant Edge in the user data folder)."""
-    if index is None:
-        from voice_router.index import default_index_path
-
-        return EdgeBackend(default_index_path())
-    if isinstance(index, str) and (
-        index == ":memory:" or index.startswith(("http://", "https://"))
-    ):
-        return ClientBackend(index)
-    if isinstance(index, str | os.PathLike):
-        return EdgeBackend(Path(index))
+    """A backend from `index`: a backend as it is, else `voice_router.index.open_backend`'s
+    one rule (":memory:", a URL or host:port: qdrant-client; a folder: Qdrant Edge; None: Edge
+    in the user data folder)."""
+    if index is None or isinstance(index, str | os.PathLike):
+        return open_backend(index)
     return index
 
 

@@ -429,3 +429,29 @@ def test_first_sync_without_a_terminal_says_what_it_does(tmp_path, hash_model, c
     index.sync(parse_routes(routes))
     assert "voice-router:" not in capsys.readouterr().err
     index.close()
+
+
+def test_one_rule_turns_a_location_into_a_backend(tmp_path, monkeypatch):
+    """open_backend (and the router's make_backend) read a place as qdrant-client does:
+    ":memory:", a URL or host:port is a server, anything else a Qdrant Edge folder."""
+    from voice_router.index import ClientBackend, open_backend
+    from voice_router.routing import make_backend
+
+    monkeypatch.chdir(tmp_path)
+    for loc, want in [
+        (":memory:", ":memory:"),
+        ("http://qdrant.example:6333", "http://qdrant.example:6333"),
+        ("localhost:6333", "http://localhost:6333"),
+    ]:
+        for fn in (open_backend, make_backend):
+            b = fn(loc)
+            assert isinstance(b, ClientBackend) and b.location == want, (fn, loc)
+            b.close()
+    for loc in ("idx", tmp_path / "idx2", "my:folder"):
+        b = make_backend(loc)
+        assert isinstance(b, EdgeBackend), loc
+        b.close()
+    assert not (tmp_path / "localhost:6333").exists()
+    edge = EdgeBackend(tmp_path / "e")
+    assert make_backend(edge) is edge
+    edge.close()

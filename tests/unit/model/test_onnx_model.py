@@ -174,3 +174,41 @@ def test_optimised_graph_cache_is_used_and_a_damaged_one_rebuilt(tmp_path, monke
     cached[0].unlink()
     OnnxEmbeddingModel(DEFAULT_WEIGHTS).embed_audio(clip)
     assert not cached[0].exists()
+
+
+def test_a_broken_torchaudio_does_not_break_routing(tmp_path) -> None:
+    """The train extra's torchaudio, when it is the wrong build, raises on import (and used to
+    take transformers, and so every `route`, down with it). Routing never imports it now."""
+    import os
+    import subprocess
+    import sys
+
+    fake = tmp_path / "site" / "torchaudio"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "raise OSError('Could not load this library: _torchaudio.abi3.so')\n"
+    )
+    root = Path(__file__).parents[3]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "voice_router.cli",
+            "route",
+            str(DATA / CLIPS[0]),
+            "--routes",
+            "routes/home.yaml",
+            "--index",
+            str(tmp_path / "idx"),
+            "--exemplar-voices",
+            "0",
+            "--json",
+        ],  # fmt: skip
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "site")},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.splitlines()[0])["route"] == "what_time"
