@@ -11,9 +11,10 @@ runner-up >= the route set's margin. The router then calls the route's tool (see
 
 Up to EXACT_TEXT_POINTS text and EXACT_AUDIO_POINTS audio points every point is returned, and
 the scores are exactly those of the numpy oracle (`score_matrix`, which reads every vector).
-Larger sets take the best TEXT_HITS / AUDIO_HITS points: a route with no point among them is
-scored with the lowest returned cosine (an upper bound of its own), so only routes far from the
-utterance are approximated.
+Larger sets take the best TEXT_HITS / AUDIO_HITS points: a decision is made among the routes
+that have a point among them (a route missing from one of the two lists gets that list's lowest
+cosine, an upper bound of its own), and `scores_vector` gives every other route those bounds
+too, so only routes far from the utterance are approximated.
 """
 
 from __future__ import annotations
