@@ -218,12 +218,19 @@ class OnnxEmbeddingModel:
         except (OSError, ValueError) as e:
             raise ModelError(f"cannot read {self.folder / MANIFEST}: {e}") from None
         m = self.manifest
-        self.name = name or str(m["name"])
-        self.dim = int(m["dim"])
-        self.max_seconds = float(m["max_seconds"])
-        self.fingerprint = str(m["fingerprint"])
-        self.n_mels = int(m["n_mels"])
-        self.normalizer = ClipNormalizer(**m.get("audio_prep", {}))
+        try:
+            self.name = name or str(m["name"])
+            self.dim = int(m["dim"])
+            self.max_seconds = float(m["max_seconds"])
+            self.fingerprint = str(m["fingerprint"])
+            self.n_mels = int(m["n_mels"])
+            self.normalizer = ClipNormalizer(**m.get("audio_prep", {}))
+            m["audio"]["graph"], m["text"]["graph"]  # noqa: B018 - present, checked here
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(
+                f"{self.folder / MANIFEST} is incomplete or malformed ({type(e).__name__}: {e}); "
+                f"write it again with `voice-router export-onnx {self.folder}`"
+            ) from None
         self.threads = threads
         self._audio: Any = None
         self._text: Any = None

@@ -114,6 +114,9 @@ def test_missing_weight_file_and_wrong_tower_hash_are_clear_errors(tmp_path, mon
     with pytest.raises(ModelError, match="model.safetensors.*missing"):
         m.embed_audio([np.zeros(16000, np.float32)])
     manifest = json.loads((folder / MANIFEST).read_text())
+    (folder / MANIFEST).write_text(json.dumps({k: v for k, v in manifest.items() if k != "dim"}))
+    with pytest.raises(ModelError, match="onnx.json is incomplete.*KeyError: 'dim'"):
+        OnnxEmbeddingModel(folder)
     manifest["text"]["tower"]["sha256"] = "0" * 64
     (folder / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="sha256"):
