@@ -69,6 +69,14 @@ def load_model(name_or_path: str | os.PathLike[str] = "default", runtime: str | 
             " is missing; write them with `voice-router export-onnx FOLDER`)"
         )
         raise ModelError(f"model {s!r} cannot run on the ONNX runtime: {why}")
+    if folder is None and Path(s).expanduser().is_file():
+        raise ModelError(f"{s} is a file; pass the model folder that contains config.json")
+    hub_like = s.count("/") == 1 and not s.startswith((".", "/", "~"))
+    if folder is None and s not in NAMED and not hub_like:
+        raise ModelError(
+            f"no model named {s!r} and no such folder; known names: {', '.join(NAMED)} "
+            "(or a model folder, or a hub id owner/name)"
+        )
     if not have("torch"):
         raise ModelError(
             f"model {s!r} needs PyTorch (it has no ONNX graphs, or VOICE_ROUTER_RUNTIME=torch): "

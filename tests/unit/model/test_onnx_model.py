@@ -132,6 +132,12 @@ def test_runtime_choice_and_folders_without_graphs(tmp_path, monkeypatch) -> Non
     shutil.copytree(DEFAULT_WEIGHTS, folder, ignore=shutil.ignore_patterns("onnx.json"))
     with pytest.raises(ModelError, match="no ONNX graphs.*export-onnx"):
         load_model(str(folder), runtime="onnx")
+    # names and paths that are nothing: said so, on any runtime, without a download attempt
+    for s in ("no_such_model", "./models/mine", str(tmp_path / "nope")):
+        with pytest.raises(ModelError, match="no model named .* and no such folder"):
+            load_model(s)
+    with pytest.raises(ModelError, match="is a file; pass the model folder"):
+        load_model(str(folder / "config.json"))
 
 
 def test_routing_imports_no_torch(tmp_path) -> None:
