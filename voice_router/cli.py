@@ -95,7 +95,7 @@ def add_router_args(parser: argparse.ArgumentParser, *, routes_required: bool = 
 
 def open_store(args: argparse.Namespace) -> Any:
     """The vector backend the common options name (Edge folder, or qdrant-client URL)."""
-    from voice_router.index import open_backend
+    from voice_router.store import open_backend
 
     return open_backend(path=getattr(args, "index", None), url=getattr(args, "qdrant_url", None))
 
@@ -253,7 +253,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             "runtimes": [],
         }
     )
-    from voice_router.index import default_index_path
+    from voice_router.store import default_index_path
 
     if args.json:
         for r in rows:

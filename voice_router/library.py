@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voice_router.errors import AudioError, IndexStoreError
-from voice_router.index import (
+from voice_router.index import embed_audio_pooled
+from voice_router.store import (
     P_FINGERPRINT,
     POINT_NAMESPACE,
     EdgeBackend,
     PointRecord,
     VectorBackend,
     default_index_path,
-    embed_audio_pooled,
 )
 
 if TYPE_CHECKING:

@@ -202,7 +202,7 @@ def resolve_routes(routes: RouteSet | str | os.PathLike[str]) -> RouteSet:
 
 
 def make_backend(index: VectorBackend | str | os.PathLike[str] | None) -> VectorBackend:
-    """A backend from `index`: a backend as it is, else `voice_router.index.open_backend`'s
+    """A backend from `index`: a backend as it is, else `voice_router.store.open_backend`'s
     one rule (":memory:", a URL or host:port: qdrant-client; a folder: Qdrant Edge; None: Edge
     in the user data folder)."""
     if index is None or isinstance(index, str | os.PathLike):

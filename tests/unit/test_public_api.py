@@ -84,3 +84,16 @@ def test_console_script_points_at_cli_main():
     from voice_router.cli import main
 
     assert callable(main)
+
+
+def test_the_store_imports_no_model_tts_or_routes():
+    """voice_router.store stores and searches vectors: it never embeds, so it never imports a
+    model, the TTS, the route index or the routes schema."""
+    code = (
+        "import sys, voice_router.store\n"
+        "bad = [m for m in ('voice_router.model', 'voice_router.tts', 'voice_router.index',\n"
+        "       'voice_router.routes', 'torch', 'onnxruntime') if m in sys.modules]\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
