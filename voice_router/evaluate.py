@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from voice_router.decision import decide, top_two
 from voice_router.errors import AudioError, ManifestError, VoiceRouterError
 from voice_router.metrics import retrieval_metrics
 
@@ -47,8 +48,6 @@ if TYPE_CHECKING:
 SAMPLE_RATE = 16000
 NO_MATCH = "(none)"
 """Name used in reports (confusion table, predictions) for "no route matched"."""
-NO_RUNNER_UP = -1.0
-"""Runner-up score when a route set has one route (as `voice_router.routing.NO_RUNNER_UP`)."""
 
 
 class Scorer(Protocol):
@@ -263,36 +262,13 @@ class ScoreTable:
         return len(self.clips)
 
     def top(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(best route index, best score, margin over the runner-up), each (N,).
-
-        Mirrors `VoiceRouter.decide`: equal scores go to the alphabetically first route name;
-        with a single route the runner-up score is `NO_RUNNER_UP` (-1.0, the lowest cosine).
-        A clip with no finite score gets margin -inf (it never matches).
-        """
-        if self.n == 0 or not self.routes:
-            empty = np.zeros(0)
-            return empty.astype(np.int64), empty, empty
-        by_name = np.array(sorted(range(len(self.routes)), key=lambda i: self.routes[i]))
-        best = by_name[np.argmax(self.scores[:, by_name], axis=1)]  # (N,) first max by name
-        s1 = self.scores[np.arange(self.n), best]  # (N,)
-        if len(self.routes) == 1:
-            s2 = np.full(self.n, NO_RUNNER_UP)
-        else:
-            s2 = np.sort(self.scores, axis=1)[:, -2]  # (N,) runner-up
-        fin1, fin2 = np.isfinite(s1), np.isfinite(s2)
-        gap = np.full(self.n, -np.inf)  # no score at all: never passes a margin
-        both = fin1 & fin2
-        gap[both] = s1[both] - s2[both]
-        gap[fin1 & ~fin2] = np.inf  # only one route scored: no runner-up to beat
-        return best, s1, gap
+        """(best route index, best score, margin over the runner-up), each (N,): the router's
+        rule (`voice_router.decision.top_two`)."""
+        return top_two(self.scores, self.routes)
 
     def predict(self, thresholds: np.ndarray, margin: float) -> np.ndarray:
         """(N,) predicted route index, -1 for no match, under the router's decision rule."""
-        best, s1, gap = self.top()
-        if self.n == 0:
-            return best
-        ok = np.isfinite(s1) & (s1 >= thresholds[best]) & (gap >= margin)
-        return np.where(ok, best, -1)
+        return decide(self.scores, self.routes, thresholds, margin)[0]
 
 
 def route_thresholds(routes: RouteSet) -> np.ndarray:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from voice_router.decision import decide
 from voice_router.dispatch import (
     DEFAULT_TOOL_TIMEOUT_S,
     ToolRegistry,
@@ -61,8 +62,6 @@ log = logging.getLogger(__name__)
 
 FUSION_MODES = ("weighted", "max", "text", "audio")
 
-#: With a single route there is no runner-up; its margin is measured against the lowest cosine.
-NO_RUNNER_UP = -1.0
 #: Route sets up to this many points of a kind get every point back from a query (exact).
 EXACT_TEXT_POINTS = 256
 EXACT_AUDIO_POINTS = 256
@@ -469,14 +468,16 @@ class Router:
         return self.scores_vector(self.embed(audio))
 
     def decide(self, scores: Mapping[str, float]) -> tuple[str | None, float, float, str, list]:
-        """(route or None, score, margin, nearest, candidates) from per-route scores."""
+        """(route or None, score, margin, nearest, candidates) from per-route scores, by the
+        one decision rule (`voice_router.decision`)."""
+        names = list(scores)
+        row = np.array([[scores[n] for n in names]], dtype=np.float64)  # (1, R)
+        thresholds = np.array([self.routes.route_threshold(self._by_name[n]) for n in names])
+        pred, best, s1, gap = decide(row, names, thresholds, float(self.routes.margin))
+        nearest = names[int(best[0])]
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-        nearest, best = ranked[0]
-        runner = ranked[1][1] if len(ranked) > 1 else NO_RUNNER_UP
-        margin = best - runner
-        route = self._by_name[nearest]
-        ok = best >= self.routes.route_threshold(route) and margin >= self.routes.margin
-        return (nearest if ok else None), best, margin, nearest, ranked[: self.top_candidates]
+        route = nearest if pred[0] >= 0 else None
+        return route, float(s1[0]), float(gap[0]), nearest, ranked[: self.top_candidates]
 
     # -- routing ------------------------------------------------------------------------------
 
