@@ -289,24 +289,14 @@ def cmd_index_list(args: argparse.Namespace) -> int:
 
 def cmd_index_prune(args: argparse.Namespace) -> int:
     """Delete route collections of other models (and, with --routes, of other route sets)."""
-    from voice_router.index import resolve_model, route_set_id
+    from voice_router.index import prune_route_collections, resolve_model, route_set_id
     from voice_router.routes import load_routes
 
     fp = resolve_model(args.model).fingerprint
     keep_sets = {route_set_id(load_routes(f)) for f in args.routes} if args.routes else None
     store = open_store(args)
-    gone = []
     try:
-        for r in store.describe():
-            name = r["name"]
-            if r["kind"] != "routes":
-                continue  # audio-search collections hold what index-audio was given: never
-            prefix = f"routes_{fp}_"
-            if name.startswith(prefix) and (keep_sets is None or name[len(prefix) :] in keep_sets):
-                continue
-            if not args.dry_run:
-                store.drop_collection(name)
-            gone.append(r)
+        gone = prune_route_collections(store, fp, keep_sets, dry_run=args.dry_run)
     finally:
         store.close()
     verb = "would delete" if args.dry_run else "deleted"

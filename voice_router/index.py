@@ -179,6 +179,31 @@ def _say(line: str) -> None:
     print(f"voice-router: {line}", file=sys.stderr, flush=True)
 
 
+def prune_route_collections(
+    store: VectorBackend,
+    fingerprint: str,
+    keep_sets: set[str] | None = None,
+    *,
+    dry_run: bool = False,
+) -> list[dict[str, Any]]:
+    """Delete the route collections of models other than `fingerprint` and, when `keep_sets`
+    is given, of route sets not in it; audio-search collections are never touched. Returns
+    the collections deleted (or, with `dry_run`, that would be), as `store.describe()` has
+    them."""
+    prefix = f"routes_{fingerprint}_"
+    gone = []
+    for r in store.describe():
+        if r["kind"] != "routes":
+            continue
+        name = r["name"]
+        if name.startswith(prefix) and (keep_sets is None or name[len(prefix) :] in keep_sets):
+            continue
+        if not dry_run:
+            store.drop_collection(name)
+        gone.append(r)
+    return gone
+
+
 def route_set_id(routes: RouteSet | None) -> str:
     """A route set's identity in the index (it names the set's collection): its declared
     `name:`, else its file's name without the extension ("home" for routes/home.yaml), else
@@ -609,6 +634,7 @@ __all__ = [
     "default_index_path",
     "embed_audio_pooled",
     "open_backend",
+    "prune_route_collections",
     "point_id",
     "resolve_model",
     "route_set_id",
