@@ -459,7 +459,7 @@ def listen(
             pre_roll_ms=pre_roll_ms,
         )
     if isinstance(wake_word, str):
-        from voice_router.audio.wakeword import WakeWordDetector
+        from voice_router.wakeword import WakeWordDetector
 
         wake_word = WakeWordDetector(wake_word, threshold=wake_threshold)
     return Listener(
@@ -535,7 +535,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
         )
         wake = None
         if args.wake_word:
-            from voice_router.audio.wakeword import WakeWordDetector
+            from voice_router.wakeword import WakeWordDetector
 
             wake = WakeWordDetector(args.wake_word, threshold=args.wake_threshold)
     except ValueError as e:

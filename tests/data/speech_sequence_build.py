@@ -74,7 +74,7 @@ def build_wake(data_dir: Path = Path("/work/shared/data/wake_phrases")) -> None:
     then "alexa" + 150 ms + "left" in one breath. The "alexa" clip is from the Picovoice
     wake-word benchmark (Apache-2.0; ../shared/data/wake_phrases); the commands are the clips
     of speech_sequence.flac."""
-    from voice_router.audio.wakeword import WakeWordDetector
+    from voice_router.wakeword import WakeWordDetector
 
     out = Path(__file__).parent
     seq, _ = sf.read(out / "speech_sequence.flac", dtype="float32")

@@ -359,7 +359,7 @@ def test_wake_word_graphs_match_the_tflite_runtime() -> None:
     """Our numpy evaluation of each openWakeWord graph equals ai-edge-litert's, incl. the
     hey_jarvis verifier behind its IF (random inputs reach both branches)."""
     interp = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert missing")
-    from voice_router.audio.wakeword import _load_graph, _models_dir, available_wake_words
+    from voice_router.wakeword import _load_graph, _models_dir, available_wake_words
 
     names = available_wake_words()
     assert {"alexa", "hey_jarvis"} <= set(names)
@@ -382,7 +382,7 @@ def test_wake_word_graphs_match_the_tflite_runtime() -> None:
 
 @needs_wake_parts
 def test_wake_word_detector_on_real_recordings() -> None:
-    from voice_router.audio.wakeword import WakeWordDetector
+    from voice_router.wakeword import WakeWordDetector
 
     audio, _ = sf.read(WAKE_SEQ, dtype="float32")
     det = WakeWordDetector("alexa")
@@ -398,8 +398,8 @@ def test_wake_word_detector_on_real_recordings() -> None:
 
 @needs_wake_parts
 def test_unknown_wake_word_names_the_available_ones() -> None:
-    from voice_router.audio.wakeword import WakeWordDetector
     from voice_router.errors import ModelError
+    from voice_router.wakeword import WakeWordDetector
 
     with pytest.raises(ModelError, match="unknown wake word 'hey_toaster'.*hey_jarvis"):
         WakeWordDetector("hey_toaster")
