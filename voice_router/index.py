@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from voice_router.checksums import file_sha256
 from voice_router.errors import IndexStoreError, ModelError
 from voice_router.store import (
     DEFAULT_MIN_FREE_BYTES,
@@ -123,14 +124,6 @@ def _voice_key(voice: Any) -> str:
     """The stable id of an `ExemplarVoice` (its `key` property)."""
     key = voice.key
     return str(key() if callable(key) else key)
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def embed_audio_pooled(model: EmbeddingModel, audio: np.ndarray) -> np.ndarray:
@@ -310,7 +303,7 @@ class RouteIndex:
                     path = Path(routes.source).parent / path
                 path = path.resolve()
                 try:
-                    digest = _file_digest(path)
+                    digest = file_sha256(path)[:16]
                 except OSError as e:
                     raise IndexStoreError(
                         f"route {r.name!r}: examples_audio file {path} cannot be read "

