@@ -579,10 +579,10 @@ def fit_calibration(
 def calibrated_routes(routes: RouteSet, cal: Calibration) -> RouteSet:
     """A copy of `routes` with the fitted per-route thresholds and margin."""
     new_routes = [
-        r.model_copy(update={"threshold": float(t)})
+        r.replace(threshold=float(t))
         for r, t in zip(routes.routes, cal.thresholds, strict=True)
     ]
-    return routes.model_copy(update={"routes": new_routes, "margin": float(cal.margin)})
+    return routes.replace(routes=new_routes, margin=float(cal.margin))
 
 
 def calibration_report(

@@ -1,8 +1,8 @@
-"""Routes YAML: the schema (pydantic), a safe and strict loader, and a writer.
+"""Routes YAML: the schema, a safe and strict loader, and a writer.
 
 A routes file is DATA. Loading it only parses and validates: no code runs, no module is imported
 (a route's `tool` is just a string here; dispatch imports it later, and only when the user opts in).
-The loader is a `yaml.SafeLoader` subclass that also:
+The loader is a `yaml.SafeLoader` subclass (libyaml's `CSafeLoader` when PyYAML has it) that also:
 
 - records the line of every mapping key and sequence item, so each schema error reads
   `FILE:LINE: route 'name': field: message`;
@@ -31,22 +31,17 @@ File format::
 
 from __future__ import annotations
 
+import copy
+import math
 import os
 import re
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
 
 from voice_router.errors import RoutesError
 
@@ -80,123 +75,333 @@ MAX_DEPTH = 50
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _TOOL_RE = re.compile(rf"^(?:{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*|[A-Za-z0-9_\-]+)$")
+_SET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _YAML11_BOOLS = {"yes", "no", "on", "off"}
 _SEXAGESIMAL_RE = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
 _OCTAL_RE = re.compile(r"^[-+]?0[0-7_]+$")
 
 
 # --------------------------------------------------------------------------- schema
+#
+# Hand-written rather than pydantic: the schema is ten fields, and importing pydantic and
+# building its models cost ~0.25 s of every CLI call (a third of `voice-router route`'s start).
+# Each check returns the cleaned value or raises _Invalid; problems are collected, not stopped at,
+# so one run reports every mistake in a file.
 
 
-def _reject_bool(v: Any) -> Any:
-    if isinstance(v, bool):
-        raise ValueError("must be a number, not a boolean")
+class _Invalid(Exception):
+    """One schema problem: `msg` about the value at `loc` (relative to the field checked)."""
+
+    def __init__(self, msg: str, loc: tuple[Any, ...] = ()) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.loc = loc
+
+
+Problem = tuple[tuple[Any, ...], str]
+"""(location as keys/indices from the document root, message)."""
+
+
+def _type_name(v: Any) -> str:
+    return {dict: "mapping", list: "list", str: "string", type(None): "null"}.get(
+        type(v), type(v).__name__
+    )
+
+
+def _string(v: Any) -> str:
+    if not isinstance(v, str):
+        raise _Invalid(f"must be a string, not {_type_name(v)}")
     return v
 
 
-class Route(BaseModel):
-    """One route: what it means (description + examples), and what to do (tool + args)."""
+def _strings(v: Any) -> list[str]:
+    if not isinstance(v, (list, tuple)):
+        raise _Invalid(f"must be a list of strings, not {_type_name(v)}")
+    out = []
+    for i, item in enumerate(v):
+        if not isinstance(item, str):
+            raise _Invalid(f"must be a string, not {_type_name(item)}", (i,))
+        if not item.strip():
+            raise _Invalid(f"item {i} is empty")
+        out.append(item.strip())
+    return out
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    name: str = Field(description="unique identifier: letters, digits, _ - .")
-    description: str = Field(description="plain-English meaning of the route; embedded as text")
-    examples: list[str] = Field(default_factory=list, description="example spoken phrasings")
-    examples_audio: list[str] = Field(
-        default_factory=list, description="audio exemplar files, relative to the routes file"
-    )
-    tool: str | None = Field(
-        default=None, description="`package.module:attr` import path or a registered tool name"
-    )
-    args: dict[str, Any] = Field(default_factory=dict, description="arguments given to the tool")
-    threshold: Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)] | None = Field(
-        default=None, description="this route's own minimum score (else the set's)"
-    )
+def _number(v: Any, lo: float, hi: float) -> float:
+    if isinstance(v, bool):
+        raise _Invalid("must be a number, not a boolean")
+    if not isinstance(v, (int, float)):
+        raise _Invalid(f"must be a number, not {_type_name(v)}")
+    v = float(v)
+    if not math.isfinite(v):
+        raise _Invalid("must be a finite number")
+    if not lo <= v <= hi:
+        raise _Invalid(f"must be between {lo:g} and {hi:g} (got {v:g})")
+    return v
 
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
-            raise ValueError(
-                f"{v!r} is not a valid route name: use 1-128 letters, digits, '_', '-' or '.', "
-                "not starting with '-' or '.'"
+
+def _route_name(v: Any) -> str:
+    if not _NAME_RE.match(_string(v)):
+        raise _Invalid(
+            f"{v!r} is not a valid route name: use 1-128 letters, digits, '_', '-' or '.', "
+            "not starting with '-' or '.'"
+        )
+    return v
+
+
+def _description(v: Any) -> str:
+    v = _string(v).strip()
+    if not v:
+        raise _Invalid("is empty: say in plain words what this route does")
+    return v
+
+
+def _tool(v: Any) -> str | None:
+    if v is not None and not _TOOL_RE.match(_string(v)):
+        raise _Invalid(
+            f"{v!r} is neither an import path `package.module:attr` nor a tool name "
+            "(letters, digits, _ -)"
+        )
+    return v
+
+
+def _args(v: Any) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise _Invalid(f"must be a mapping of argument names to values, not {_type_name(v)}")
+    for k in v:
+        if not isinstance(k, str):
+            raise _Invalid(f"argument names must be strings, not {_type_name(k)} ({k!r})")
+    return dict(v)
+
+
+def _set_name(v: Any) -> str | None:
+    if v is not None and not _SET_NAME_RE.match(_string(v)):
+        raise _Invalid(
+            f"{v!r} is not a valid route set name: use 1-64 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit"
+        )
+    return v
+
+
+_Check = Callable[[Any], Any]
+_ROUTE_SPEC: dict[str, tuple[_Check, Callable[[], Any] | None]] = {
+    # field: (check, default factory; None = required)
+    "name": (_route_name, None),
+    "description": (_description, None),
+    "examples": (_strings, list),
+    "examples_audio": (_strings, list),
+    "tool": (_tool, lambda: None),
+    "args": (_args, dict),
+    "threshold": (lambda v: None if v is None else _number(v, -1.0, 1.0), lambda: None),
+}
+_SET_SPEC: dict[str, tuple[_Check, Callable[[], Any] | None]] = {
+    "name": (_set_name, lambda: None),
+    "threshold": (lambda v: _number(v, -1.0, 1.0), lambda: DEFAULT_THRESHOLD),
+    "margin": (lambda v: _number(v, 0.0, 2.0), lambda: DEFAULT_MARGIN),
+    "routes": (None, None),  # checked by _check_set (its items are Routes)
+}
+
+
+def _check_fields(
+    raw: dict[Any, Any], spec: dict[str, tuple[Any, Any]], loc: tuple[Any, ...]
+) -> tuple[dict[str, Any], list[Problem]]:
+    """The fields of `raw` checked against `spec`; unknown keys and missing required keys are
+    problems too."""
+    out: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for key in raw:
+        if key not in spec:
+            allowed = ", ".join(spec)
+            problems.append(((*loc, key), f"unknown key {key!r} (allowed: {allowed})"))
+    for key, (check, default) in spec.items():
+        if key not in raw:
+            if default is None:
+                problems.append((loc, f"missing required key {key!r}"))
+            else:
+                out[key] = default()
+        elif check is None:
+            out[key] = raw[key]
+        else:
+            try:
+                out[key] = check(raw[key])
+            except _Invalid as e:
+                problems.append(((*loc, key, *e.loc), e.msg))
+    return out, problems
+
+
+def _check_route(raw: Any, loc: tuple[Any, ...]) -> tuple[dict[str, Any], list[Problem]]:
+    if isinstance(raw, Route):
+        return raw.to_dict(), []
+    if not isinstance(raw, dict):
+        what = f"must be a mapping with a name and a description, not {_type_name(raw)}"
+        return {}, [(loc, what)]
+    return _check_fields(raw, _ROUTE_SPEC, loc)
+
+
+def _check_set(raw: dict[Any, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    fields, problems = _check_fields(raw, _SET_SPEC, ())
+    items = fields.get("routes")
+    if "routes" not in raw:
+        return fields, problems
+    if not isinstance(items, (list, tuple)):
+        problems.append((("routes",), f"must be a list of routes, not {_type_name(items)}"))
+        return fields, problems
+    if not items:
+        problems.append((("routes",), "needs at least one route"))
+    routes = []
+    for i, item in enumerate(items):
+        route, more = _check_route(item, ("routes", i))
+        problems += more
+        if not more:
+            routes.append(Route._trusted(route))
+    seen: set[str] = set()
+    for route in routes:
+        if route.name in seen:
+            problems.append(
+                ((), f"duplicate route name {route.name!r}: route names must be unique")
             )
-        return v
+        seen.add(route.name)
+    fields["routes"] = routes
+    return fields, problems
 
-    @field_validator("description")
-    @classmethod
-    def _check_description(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            raise ValueError("is empty: say in plain words what this route does")
-        return v
 
-    @field_validator("examples", "examples_audio")
-    @classmethod
-    def _check_items(cls, v: list[str]) -> list[str]:
-        for i, item in enumerate(v):
-            if not item.strip():
-                raise ValueError(f"item {i} is empty")
-        return [item.strip() for item in v]
+def _raise(problems: list[Problem], where: str) -> None:
+    """Python-built routes: RoutesError listing every problem (no file, no lines)."""
+    lines = []
+    for loc, msg in problems:
+        field = ".".join(str(p) for p in loc)
+        lines.append(f"{where}: {field + ': ' if field else ''}{msg}")
+    raise RoutesError("\n".join(lines))
 
-    @field_validator("tool")
-    @classmethod
-    def _check_tool(cls, v: str | None) -> str | None:
-        if v is not None and not _TOOL_RE.match(v):
-            raise ValueError(
-                f"{v!r} is neither an import path `package.module:attr` nor a tool name "
-                "(letters, digits, _ -)"
-            )
-        return v
 
-    @field_validator("threshold", mode="before")
+class Route:
+    """One route: what it means (description + examples), and what to do (tool + args).
+
+    Fields (all checked on construction and on assignment; RoutesError says what is wrong):
+    `name` (letters, digits, _ - .), `description` (plain-English meaning, embedded as text),
+    `examples` (phrasings), `examples_audio` (clips, relative to the routes file), `tool`
+    (`package.module:attr` or a registered tool name), `args` (given to the tool), `threshold`
+    (this route's own minimum score, else the set's).
+    """
+
+    __slots__ = tuple(_ROUTE_SPEC)
+    name: str
+    description: str
+    examples: list[str]
+    examples_audio: list[str]
+    tool: str | None
+    args: dict[str, Any]
+    threshold: float | None
+
+    def __init__(self, **fields: Any) -> None:
+        checked, problems = _check_fields(fields, _ROUTE_SPEC, ())
+        if problems:
+            who = f"route {fields['name']!r}" if isinstance(fields.get("name"), str) else "route"
+            _raise(problems, who)
+        for key, value in checked.items():
+            object.__setattr__(self, key, value)
+
     @classmethod
-    def _threshold_not_bool(cls, v: Any) -> Any:
-        return _reject_bool(v)
+    def _trusted(cls, checked: dict[str, Any]) -> Route:
+        route = cls.__new__(cls)
+        for key, value in checked.items():
+            object.__setattr__(route, key, value)
+        return route
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key not in _ROUTE_SPEC:
+            raise AttributeError(f"Route has no field {key!r} (fields: {', '.join(_ROUTE_SPEC)})")
+        try:
+            value = _ROUTE_SPEC[key][0](value)
+        except _Invalid as e:
+            _raise([((key, *e.loc), e.msg)], f"route {self.name!r}")
+        object.__setattr__(self, key, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain data (lists and args copied)."""
+        return {k: copy.deepcopy(getattr(self, k)) for k in _ROUTE_SPEC}
+
+    def replace(self, **changes: Any) -> Route:
+        """A validated copy with `changes` applied."""
+        return Route(**{**self.to_dict(), **changes})
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Route):
+            return NotImplemented
+        return all(getattr(self, k) == getattr(other, k) for k in _ROUTE_SPEC)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={getattr(self, k)!r}" for k in _ROUTE_SPEC)
+        return f"Route({shown})"
 
     def texts(self) -> list[str]:
         """The route's texts to embed: [description, *examples]."""
         return [self.description, *self.examples]
 
 
-class RouteSet(BaseModel):
+class RouteSet:
     """A validated set of routes with the set-wide decision thresholds.
 
-    `source` is the file it was loaded from (None when built in Python); it is not part of the
-    file format.
+    `name` is the set's identity in the index (its collection): it survives moving, renaming or
+    re-cloning the file (default: the file's name without its extension). `source` is the file
+    it was loaded from (None when built in Python); it is not part of the file format and not
+    compared by `==`. `routes` items may be Routes or mappings.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    __slots__ = ("name", "threshold", "margin", "routes", "source")
+    name: str | None
+    threshold: float
+    margin: float
+    routes: list[Route]
+    source: Path | None
 
-    # The set's identity in the index (its collection): survives moving, renaming or re-cloning
-    # the file. Default: the file's name without its extension ("home" for routes/home.yaml).
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = None
-    threshold: Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)] = DEFAULT_THRESHOLD
-    margin: Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)] = DEFAULT_MARGIN
-    routes: list[Route] = Field(min_length=1)
-    source: Path | None = Field(default=None, exclude=True)
+    def __init__(self, *, source: str | os.PathLike[str] | None = None, **fields: Any) -> None:
+        checked, problems = _check_set(fields)
+        if problems:
+            _raise(problems, "routes")
+        for key, value in checked.items():
+            object.__setattr__(self, key, value)
+        object.__setattr__(self, "source", None if source is None else Path(source))
 
-    @field_validator("threshold", "margin", mode="before")
-    @classmethod
-    def _numbers_not_bool(cls, v: Any) -> Any:
-        return _reject_bool(v)
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key == "source":
+            object.__setattr__(self, key, None if value is None else Path(value))
+            return
+        if key not in _SET_SPEC:
+            raise AttributeError(f"RouteSet has no field {key!r} (fields: {', '.join(_SET_SPEC)})")
+        checked, problems = _check_set({"routes": self.routes, key: value})
+        if problems:
+            _raise(problems, "routes")
+        object.__setattr__(self, key, checked[key])
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> RouteSet:
-        seen: set[str] = set()
-        for route in self.routes:
-            if route.name in seen:
-                raise ValueError(f"duplicate route name {route.name!r}: route names must be unique")
-            seen.add(route.name)
-        return self
+    def to_dict(self) -> dict[str, Any]:
+        """The set as plain data, as a routes file holds it (without `source`)."""
+        return {
+            "name": self.name,
+            "threshold": self.threshold,
+            "margin": self.margin,
+            "routes": [r.to_dict() for r in self.routes],
+        }
+
+    def replace(self, **changes: Any) -> RouteSet:
+        """A validated deep copy with `changes` applied (`source` is kept)."""
+        return RouteSet(source=self.source, **{**self.to_dict(), **changes})
 
     def __eq__(self, other: object) -> bool:
         """Equal when the file contents would be equal (`source` is not compared)."""
         if not isinstance(other, RouteSet):
             return NotImplemented
-        return self.model_dump() == other.model_dump()
+        return self.to_dict() == other.to_dict()
 
-    __hash__ = None  # type: ignore[assignment]  # mutable, like every pydantic model
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return (
+            f"RouteSet(name={self.name!r}, threshold={self.threshold!r}, margin={self.margin!r}, "
+            f"routes={self.names!r}, source={self.source!r})"
+        )
 
     @property
     def names(self) -> list[str]:
@@ -224,7 +429,10 @@ class _YAMLTrap(yaml.MarkedYAMLError):
     """A scalar YAML 1.1 would silently misread (on/off/yes/no, 7:30, 0755)."""
 
 
-class _RoutesLoader(yaml.SafeLoader):
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it
+
+
+class _RoutesLoader(_BaseLoader):
     """SafeLoader that refuses duplicate keys and YAML 1.1 traps (see the module docstring)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -292,7 +500,7 @@ _RoutesLoader.add_constructor("tag:yaml.org,2002:float", _RoutesLoader.construct
 def _check_depth(text: str, where: str) -> None:
     """Refuse nesting deeper than MAX_DEPTH before composing (PyYAML's composer recurses)."""
     depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):  # an iterative state machine
+    for event in yaml.parse(text, Loader=_BaseLoader):  # an iterative state machine
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
@@ -444,15 +652,7 @@ def _parse(data: bytes, where: str, base: Path | None) -> RouteSet:
             f"{where}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}): "
             "save the file as UTF-8"
         ) from None
-    try:
-        loader = _RoutesLoader(text)
-    except yaml.reader.ReaderError as e:  # the reader checks every character up front
-        line = text[: e.position].count("\n") + 1
-        code = e.character if isinstance(e.character, int) else ord(e.character)
-        raise RoutesError(
-            f"{where}:{line}: invalid YAML: character U+{code:04X} is not allowed: "
-            "remove it (control characters cannot appear in YAML)"
-        ) from None
+    loader = _RoutesLoader(text)
     try:
         _check_depth(text, where)
         root = loader.get_single_node()
@@ -461,7 +661,20 @@ def _parse(data: bytes, where: str, base: Path | None) -> RouteSet:
         _count_nodes(root, where)
         lines = _line_map(root)
         raw = loader.construct_document(root)
+    except yaml.reader.ReaderError as e:  # a character YAML forbids anywhere in the text
+        line = text[: e.position].count("\n") + 1
+        code = e.character if isinstance(e.character, int) else ord(e.character)
+        raise RoutesError(
+            f"{where}:{line}: invalid YAML: character U+{code:04X} is not allowed: "
+            "remove it (control characters cannot appear in YAML)"
+        ) from None
     except yaml.YAMLError as e:
+        if "exceeded maximum nesting depth" in str(e):  # libyaml's own bound, met first
+            mark = getattr(e, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark is not None else ""
+            raise RoutesError(
+                f"{where}{line}: the YAML is nested more than {MAX_DEPTH} levels deep: simplify it"
+            ) from None
         raise _yaml_error(e, where) from None
     except RecursionError:
         raise RoutesError(f"{where}: the YAML is nested too deeply: simplify it") from None
@@ -487,10 +700,10 @@ def _validate(
     if "source" in raw:
         raise RoutesError(f"{where}:{lines.get(('source',), 1)}: unknown key 'source'")
     _check_duplicate_names(raw, lines, where)
-    try:
-        routes = RouteSet.model_validate(raw)
-    except ValidationError as e:
-        raise _schema_error(e, raw, lines, where) from None
+    fields, problems = _check_set(raw)
+    if problems:
+        raise _schema_error(problems, raw, lines, where)
+    routes = RouteSet(**fields)
     if base is not None:
         _resolve_audio(routes, base, lines, where)
         routes.source = None if where.startswith("<") else Path(where)
@@ -517,33 +730,20 @@ def _check_duplicate_names(
 
 
 def _schema_error(
-    e: ValidationError, raw: dict[str, Any], lines: dict[tuple[Any, ...], int], where: str
+    problems: list[Problem], raw: dict[str, Any], lines: dict[tuple[Any, ...], int], where: str
 ) -> RoutesError:
-    """Pydantic errors -> one RoutesError, each line 'FILE:LINE: route 'x': field: message'."""
+    """Problems -> one RoutesError, each line 'FILE:LINE: route 'x': field: message'."""
     messages = []
-    for err in e.errors(include_url=False):
-        loc = tuple(err["loc"])
+    for loc, msg in problems:
         line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
         prefix = f"{where}:{line}" if line is not None else where
         field = loc
         who = ""
         if len(loc) >= 2 and loc[0] == "routes" and isinstance(loc[1], int):
-            route = raw["routes"][loc[1]] if isinstance(raw.get("routes"), list) else None
+            route = raw["routes"][loc[1]]
             name = route.get("name") if isinstance(route, dict) else None
             who = f"route {name!r}: " if isinstance(name, str) else f"route #{loc[1] + 1}: "
             field = loc[2:]
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown key {field[-1]!r}"
-            allowed = Route.model_fields if who else RouteSet.model_fields
-            msg += f" (allowed: {', '.join(k for k in allowed if k != 'source')})"
-        elif err["type"] == "missing":
-            msg = f"missing required key {field[-1]!r}"
-            field = field[:-1]
-        elif err["type"] == "too_short" and loc == ("routes",):
-            msg = "needs at least one route"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
         field_text = ".".join(str(f) for f in field)
         messages.append(f"{prefix}: {who}{field_text + ': ' if field_text else ''}{msg}")
     return RoutesError("\n".join(messages))

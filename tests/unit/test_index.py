@@ -70,7 +70,7 @@ def test_editing_one_route_reembeds_only_its_changed_text(hash_model, route_set)
         return real(texts)
 
     hash_model.embed_text = spy
-    edited = route_set.model_copy(deep=True)
+    edited = route_set.replace()
     edited.routes[2].examples = ["is it going to snow"]
     rep = idx.sync(edited)
     assert (rep.added, rep.removed) == (1, 1)
@@ -82,7 +82,7 @@ def test_editing_one_route_reembeds_only_its_changed_text(hash_model, route_set)
 def test_removed_route_loses_its_points(hash_model, route_set):
     idx = _mem_index(hash_model)
     idx.sync(route_set)
-    smaller = route_set.model_copy(deep=True)
+    smaller = route_set.replace()
     smaller.routes = smaller.routes[:2]
     rep = idx.sync(smaller)
     assert rep.removed == len(route_set.routes[2].texts())
@@ -259,7 +259,7 @@ def test_enrolled_clips_survive_sync_until_their_route_goes(hash_model, route_se
     assert rep.added == 0 and rep.removed == 0
     sources = [p.payload[P_SOURCE] for p in idx.backend.scroll(idx.collection, with_vectors=False)]
     assert sources.count(SOURCE_ENROLLED) == 1
-    smaller = route_set.model_copy(deep=True)
+    smaller = route_set.replace()
     smaller.routes = smaller.routes[:2]
     idx.sync(smaller)
     sources = [p.payload[P_SOURCE] for p in idx.backend.scroll(idx.collection, with_vectors=False)]

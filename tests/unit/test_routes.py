@@ -77,12 +77,32 @@ def test_get_unknown_route_lists_the_known_ones():
 
 
 def test_python_construction_is_validated_too():
-    with pytest.raises(ValueError, match="duplicate route name"):
+    with pytest.raises(RoutesError, match="duplicate route name"):
         RouteSet(routes=[Route(name="a", description="x"), Route(name="a", description="y")])
-    with pytest.raises(ValueError):
+    with pytest.raises(RoutesError, match="route 'a': description: is empty"):
         Route(name="a", description="   ")
-    with pytest.raises(ValueError):
-        Route(name="a", description="x", unknown=1)  # type: ignore[call-arg]
+    with pytest.raises(RoutesError, match="route 'a': unknown: unknown key 'unknown'"):
+        Route(name="a", description="x", unknown=1)
+    with pytest.raises(RoutesError, match="route 'a': missing required key 'description'"):
+        Route(name="a")
+    with pytest.raises(RoutesError, match="routes: routes.1: must be a mapping"):
+        RouteSet(routes=[{"name": "a", "description": "x"}, "b"])
+
+
+def test_assignment_is_validated_and_copies_are_independent():
+    rs = RouteSet(routes=[{"name": "a", "description": "x", "args": {"room": "hall"}}])
+    with pytest.raises(RoutesError, match="route 'a': threshold: must be between -1 and 1"):
+        rs.routes[0].threshold = 3
+    with pytest.raises(RoutesError, match="routes: margin: must be a number, not a boolean"):
+        rs.margin = True
+    with pytest.raises(AttributeError, match="no field 'nme'"):
+        rs.routes[0].nme = "b"
+    copy = rs.replace(threshold=0.5)
+    copy.routes[0].args["room"] = "office"
+    copy.routes[0].examples = ["hi"]
+    assert rs.routes[0].args == {"room": "hall"} and rs.routes[0].examples == []
+    assert copy.threshold == 0.5 and rs.threshold != 0.5 and copy != rs
+    assert rs.replace() == rs
 
 
 def test_validate_routes_from_a_dict():
