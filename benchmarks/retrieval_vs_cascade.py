@@ -180,7 +180,8 @@ def _worker(args: argparse.Namespace) -> int:
     extra: dict[str, Any] = {}
     try:
         if args.worker == "voice-router":
-            from voice_router.index import embed_audio_pooled, resolve_model
+            from voice_router.model.base import embed_audio_pooled
+            from voice_router.model.loader import resolve_model
 
             model = resolve_model(args.model)  # load_model(name_or_folder), or the hash fake
 

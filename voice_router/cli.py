@@ -201,8 +201,8 @@ def cmd_routes_check(args: argparse.Namespace) -> int:
 
 def cmd_index_audio(args: argparse.Namespace) -> int:
     """Index a folder of audio into a library collection."""
-    from voice_router.index import resolve_model
     from voice_router.library import AudioLibrary
+    from voice_router.model.loader import resolve_model
 
     model = resolve_model(args.model)
     with AudioLibrary(model, args.collection, open_store(args)) as lib:
@@ -222,8 +222,8 @@ def cmd_index_audio(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Search a library collection by text."""
-    from voice_router.index import resolve_model
     from voice_router.library import AudioLibrary
+    from voice_router.model.loader import resolve_model
 
     model = resolve_model(args.model)
     with AudioLibrary(model, args.collection, open_store(args), create=False) as lib:
@@ -289,7 +289,8 @@ def cmd_index_list(args: argparse.Namespace) -> int:
 
 def cmd_index_prune(args: argparse.Namespace) -> int:
     """Delete route collections of other models (and, with --routes, of other route sets)."""
-    from voice_router.index import prune_route_collections, resolve_model, route_set_id
+    from voice_router.index import prune_route_collections, route_set_id
+    from voice_router.model.loader import resolve_model
     from voice_router.routes import load_routes
 
     fp = resolve_model(args.model).fingerprint
@@ -337,7 +338,8 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 def cmd_enroll(args: argparse.Namespace) -> int:
     """Store recordings of a route as its audio exemplars."""
     from voice_router.audio.io import load_audio
-    from voice_router.index import RouteIndex, resolve_model, route_set_id
+    from voice_router.index import RouteIndex, route_set_id
+    from voice_router.model.loader import resolve_model
     from voice_router.routes import load_routes
 
     routes = load_routes(args.routes)

@@ -24,7 +24,7 @@ class VoiceRouterEmbeddings(Embeddings):
     """
 
     def __init__(self, model: EmbeddingModel | str = "default") -> None:
-        from voice_router.index import resolve_model
+        from voice_router.model.loader import resolve_model
 
         self.model = resolve_model(model)
 

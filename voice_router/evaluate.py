@@ -579,8 +579,7 @@ def fit_calibration(
 def calibrated_routes(routes: RouteSet, cal: Calibration) -> RouteSet:
     """A copy of `routes` with the fitted per-route thresholds and margin."""
     new_routes = [
-        r.replace(threshold=float(t))
-        for r, t in zip(routes.routes, cal.thresholds, strict=True)
+        r.replace(threshold=float(t)) for r, t in zip(routes.routes, cal.thresholds, strict=True)
     ]
     return routes.replace(routes=new_routes, margin=float(cal.margin))
 
@@ -696,7 +695,7 @@ def search_report(
         progress: show a progress bar on stderr.
         loader: decodes a clip path (default `load_audio` at the model's rate).
     """
-    from voice_router.index import embed_audio_pooled
+    from voice_router.model.base import embed_audio_pooled
 
     unreadable: list[dict[str, str]] = []
     if collection is not None:

@@ -1,12 +1,12 @@
-"""Route points: what a route set becomes in the store, and keeping it in sync.
+"""A route set's collection in the store, kept in sync with the routes file.
 
-`RouteIndex` keeps, per route, its texts as `kind="text"` points and, optionally, audio
-exemplars (each route text spoken by several TTS voices, plus user enrolment clips) as
-`kind="audio"` points, in one collection of the store (`voice_router.store`) named by the model
-fingerprint and the route set. Point ids are deterministic (uuid5 of model fingerprint, route,
-kind, text and voice), so a restart with the same routes writes nothing and an edited route
-re-embeds only its changed texts. Routing queries the collection (`voice_router.routing`); the
-whole matrix (`RouteVectors`) is read only by the numpy oracle and by checks.
+`RouteIndex` holds one collection of the store (`voice_router.store`) per model fingerprint and
+route set. `sync` diffs the points the routes call for (`voice_router.points.PointBuilder.plan`:
+texts, TTS exemplars, audio files; ids deterministic) against what the collection holds, has the
+builder embed only the missing ones, and deletes stale ones: a restart with the same routes
+writes nothing and an edited route re-embeds only its changed texts. Routing queries the
+collection (`voice_router.routing`); the whole matrix (`RouteVectors`) is read only by the numpy
+oracle and by checks.
 
 The store names are re-exported here for older imports (`from voice_router.index import
 EdgeBackend` keeps working).
@@ -14,14 +14,13 @@ EdgeBackend` keeps working).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -29,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from voice_router.checksums import file_sha256
-from voice_router.errors import IndexStoreError, ModelError
+from voice_router.errors import IndexStoreError
+from voice_router.points import PointBuilder
 from voice_router.store import (
     DEFAULT_MIN_FREE_BYTES,
     KIND_AUDIO,
@@ -107,57 +106,6 @@ class RouteVectors:
             ],
             dtype=np.int64,
         )
-
-
-@dataclass
-class _Spec:
-    id: str
-    route: str
-    kind: str
-    text: str
-    voice: str
-    source: str
-    audio_path: str | None = None
-
-
-def _voice_key(voice: Any) -> str:
-    """The stable id of an `ExemplarVoice` (its `key` property)."""
-    key = voice.key
-    return str(key() if callable(key) else key)
-
-
-def embed_audio_pooled(model: EmbeddingModel, audio: np.ndarray) -> np.ndarray:
-    """Embed one clip of any length -> (D,): clips longer than `model.max_seconds` are cut into
-    chunks, each embedded, then mean-pooled and re-normalised."""
-    limit = int(model.max_seconds * model.sample_rate)
-    if audio.shape[0] <= limit:
-        return np.asarray(model.embed_audio([audio])[0], dtype=np.float32)  # (D,)
-    from voice_router.audio.io import chunk_audio
-
-    pieces = chunk_audio(audio, model.max_seconds, model.sample_rate)
-    embs = np.asarray(model.embed_audio(pieces), dtype=np.float32)  # (C, D)
-    v = embs.mean(axis=0)  # (D,)
-    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
-
-
-def resolve_model(model: EmbeddingModel | str) -> EmbeddingModel:
-    """An `EmbeddingModel` from an instance or a name: "hash"/"hash-<dim>" (the deterministic
-    fake, for plumbing tests only), or anything `voice_router.model.load_model` accepts."""
-    if not isinstance(model, str):
-        return model
-    if model == "hash" or model.startswith("hash-"):
-        from voice_router.model.fake import HashEmbeddingModel
-
-        try:
-            dim = int(model.split("-", 1)[1]) if "-" in model else 32
-        except ValueError:
-            raise ModelError(f"model {model!r}: use hash or hash-<dim>, e.g. hash-64") from None
-        return HashEmbeddingModel(dim=dim)
-    try:
-        from voice_router.model import load_model
-    except ImportError as e:  # pragma: no cover - the model package is part of voice-router
-        raise ModelError(f"cannot load model {model!r}: {e}") from None
-    return load_model(model)
 
 
 def _stderr_is_tty() -> bool:
@@ -240,7 +188,7 @@ class RouteIndex:
         self.model = model
         self.backend = backend if backend is not None else EdgeBackend(path or default_index_path())
         self.collection = check_collection_name(f"routes_{model.fingerprint}_{set_id}")
-        self.exemplar_voices = exemplar_voices
+        self.points = PointBuilder(model, exemplar_voices)  # plans and embeds; the store never does
         self._lock = threading.RLock()
         self._vectors: RouteVectors | None = None
         # points per (route, kind), known after a sync: what a query-scored decision needs to
@@ -249,155 +197,19 @@ class RouteIndex:
         self._route_of: dict[str, str] = {}  # point id -> route, from the same sync
         self.backend.open_collection(self.collection, int(model.dim), model.fingerprint, "routes")
 
-    # -- building -----------------------------------------------------------------------------
+    @property
+    def exemplar_voices(self) -> int | None:
+        """TTS voices per route text (see `PointBuilder`)."""
+        return self.points.exemplar_voices
 
-    def _voices(self, report: SyncReport) -> list[Any]:
-        n = self.exemplar_voices
-        if n == 0:
-            return []
-        try:
-            from voice_router import tts
-        except ImportError:
-            report.exemplars_skipped = "voice_router.tts is not available"
-            log.info("route audio exemplars skipped: %s", report.exemplars_skipped)
-            return []
-        if not tts.tts_available():
-            report.exemplars_skipped = "espeak-ng is not installed (apt-get install espeak-ng)"
-            log.warning("route audio exemplars skipped: %s", report.exemplars_skipped)
-            return []
-        return list(tts.default_exemplar_voices(12 if n is None else n))
-
-    def desired_specs(self, routes: RouteSet, report: SyncReport | None = None) -> list[_Spec]:
-        """Every point the routes call for, with its deterministic id."""
-        report = report if report is not None else SyncReport()
-        fp = self.model.fingerprint
-        voices = self._voices(report)
-        specs: list[_Spec] = []
-        for r in routes.routes:
-            for text in r.texts():
-                specs.append(
-                    _Spec(
-                        point_id(fp, r.name, KIND_TEXT, text),
-                        r.name,
-                        KIND_TEXT,
-                        text,
-                        "",
-                        SOURCE_ROUTES,
-                    )
-                )
-                for v in voices:
-                    key = _voice_key(v)
-                    specs.append(
-                        _Spec(
-                            point_id(fp, r.name, KIND_AUDIO, text, key),
-                            r.name,
-                            KIND_AUDIO,
-                            text,
-                            key,
-                            SOURCE_ROUTES,
-                        )
-                    )
-            for p in r.examples_audio:
-                path = Path(p)
-                if not path.is_absolute() and routes.source is not None:
-                    path = Path(routes.source).parent / path
-                path = path.resolve()
-                try:
-                    digest = file_sha256(path)[:16]
-                except OSError as e:
-                    raise IndexStoreError(
-                        f"route {r.name!r}: examples_audio file {path} cannot be read "
-                        f"({e.strerror}); fix the path in the routes file"
-                    ) from None
-                voice = f"file:{digest}"
-                specs.append(
-                    _Spec(
-                        point_id(fp, r.name, KIND_AUDIO, str(path), voice),
-                        r.name,
-                        KIND_AUDIO,
-                        str(path),
-                        voice,
-                        SOURCE_FILE,
-                        audio_path=str(path),
-                    )
-                )
-        return specs
-
-    def _payload(self, s: _Spec) -> dict[str, Any]:
-        return {
-            P_ROUTE: s.route,
-            P_KIND: s.kind,
-            P_TEXT: s.text,
-            P_VOICE: s.voice,
-            P_SOURCE: s.source,
-            P_FINGERPRINT: self.model.fingerprint,
-        }
-
-    def _embed_missing(self, missing: list[_Spec]) -> Iterator[list[PointRecord]]:
-        """Yield batches of embedded points (text first, then audio) for the missing specs."""
-        texts = [s for s in missing if s.kind == KIND_TEXT]
-        for i in range(0, len(texts), UPSERT_BATCH):
-            batch = texts[i : i + UPSERT_BATCH]
-            vecs = self.model.embed_text([s.text for s in batch])  # (B, D)
-            yield [PointRecord(s.id, vecs[j], self._payload(s)) for j, s in enumerate(batch)]
-        audios = [s for s in missing if s.kind == KIND_AUDIO]
-        if not audios:
-            return
-        voices = {}
-        if any(s.source == SOURCE_ROUTES for s in audios):
-            from voice_router import tts
-
-            voices = {
-                _voice_key(v): v
-                for v in tts.default_exemplar_voices(
-                    12 if self.exemplar_voices is None else self.exemplar_voices
-                )
-            }
-        from concurrent.futures import ThreadPoolExecutor
-
-        from tqdm import tqdm
-
-        def clip_of(s: _Spec) -> np.ndarray:
-            if s.audio_path is not None:
-                from voice_router.audio.io import load_audio
-
-                return load_audio(s.audio_path, target_rate=self.model.sample_rate)
-            from voice_router import tts
-
-            return tts.synthesize(s.text, voices[s.voice])
-
-        # espeak-ng runs as a subprocess per clip: synthesise a batch on a few threads while
-        # this thread embeds; ~1,000 exemplars (routes/home.yaml x 12 voices) take tens of
-        # seconds once per model, then they are cached as points.
-        workers = max(1, min(4, os.cpu_count() or 1))
-        bar = tqdm(
-            total=len(audios),
-            desc="route audio exemplars",
-            unit="clip",
-            disable=None if len(audios) >= 50 else True,
-        )
-        try:
-            with ThreadPoolExecutor(workers, thread_name_prefix="voice-router-tts") as pool:
-                for i in range(0, len(audios), 16):
-                    batch = audios[i : i + 16]
-                    clips = list(pool.map(clip_of, batch))
-                    # One call per batch: the model batches clips of similar length (about half
-                    # the time per clip of one call each) and chunks long ones itself.
-                    vecs = np.asarray(self.model.embed_audio(clips), dtype=np.float32)  # (b, D)
-                    yield [
-                        PointRecord(s.id, v, self._payload(s))
-                        for s, v in zip(batch, vecs, strict=True)
-                    ]
-                    bar.update(len(batch))
-        finally:
-            bar.close()
+    # -- writing ------------------------------------------------------------------------------
 
     def sync(self, routes: RouteSet) -> SyncReport:
         """Make the collection hold exactly the points `routes` calls for (plus enrolled clips of
         routes that still exist): embed and upsert only missing points, delete stale ones."""
         with self._lock:
-            report = SyncReport()
-            specs = self.desired_specs(routes, report)
+            specs = self.points.plan(routes)
+            report = SyncReport(exemplars_skipped=self.points.skipped)
             desired = {s.id: s for s in specs}
             names = {r.name for r in routes.routes}
             existing: dict[str, dict[str, Any]] = {
@@ -426,7 +238,7 @@ class RouteIndex:
                         "once per model and route set) ..."
                     )
             t0 = time.perf_counter()
-            for batch in self._embed_missing(missing):
+            for batch in self.points.embed(missing):
                 self.backend.upsert(self.collection, batch)
                 report.added += len(batch)
             if missing and not quiet:
@@ -462,24 +274,7 @@ class RouteIndex:
     def enroll(self, route: str, clips: Sequence[np.ndarray], labels: Sequence[str]) -> int:
         """Store user recordings of `route` as audio points (kept across syncs while the route
         exists). `labels` name each clip (e.g. its file name). Returns points written."""
-        if len(clips) != len(labels):
-            raise ValueError("clips and labels must have the same length")
-        fp = self.model.fingerprint
-        pts = []
-        for clip, label in zip(clips, labels, strict=True):
-            digest = hashlib.sha256(np.ascontiguousarray(clip, np.float32).tobytes()).hexdigest()[
-                :16
-            ]
-            voice = f"enrolled:{digest}"
-            s = _Spec(
-                point_id(fp, route, KIND_AUDIO, label, voice),
-                route,
-                KIND_AUDIO,
-                label,
-                voice,
-                SOURCE_ENROLLED,
-            )
-            pts.append(PointRecord(s.id, embed_audio_pooled(self.model, clip), self._payload(s)))
+        pts = self.points.enrolled(route, clips, labels)
         with self._lock:
             known = self.backend.existing_ids(self.collection, [p.id for p in pts])
             for i in range(0, len(pts), UPSERT_BATCH):
@@ -625,10 +420,8 @@ __all__ = [
     "VectorBackend",
     "check_collection_name",
     "default_index_path",
-    "embed_audio_pooled",
     "open_backend",
     "prune_route_collections",
     "point_id",
-    "resolve_model",
     "route_set_id",
 ]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voice_router.errors import AudioError, IndexStoreError
-from voice_router.index import embed_audio_pooled
+from voice_router.model.base import embed_audio_pooled
 from voice_router.store import (
     P_FINGERPRINT,
     POINT_NAMESPACE,

@@ -48,11 +48,11 @@ from voice_router.index import (
     RouteIndex,
     SyncReport,
     VectorBackend,
-    embed_audio_pooled,
     open_backend,
-    resolve_model,
     route_set_id,
 )
+from voice_router.model.base import embed_audio_pooled
+from voice_router.model.loader import resolve_model
 
 if TYPE_CHECKING:
     from voice_router.model.base import EmbeddingModel

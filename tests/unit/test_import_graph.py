@@ -41,3 +41,11 @@ def test_audio_never_imports_the_model(path: Path) -> None:
 def test_the_store_imports_neither_the_model_nor_the_route_index() -> None:
     bad = ("voice_router.model", "voice_router.index", "voice_router.tts", "voice_router.routes")
     assert not {m for m in _imports(PKG / "store.py") if m.startswith(bad)}
+
+
+def test_the_route_index_neither_synthesises_nor_embeds() -> None:
+    """The index diffs a plan against its collection and writes; voice_router.points builds and
+    embeds the points."""
+    assert not {m for m in _imports(PKG / "index.py") if m.startswith("voice_router.tts")}
+    src = (PKG / "index.py").read_text(encoding="utf-8")
+    assert ".embed_text(" not in src and ".embed_audio(" not in src

@@ -128,14 +128,14 @@ def test_voice_router_worker_and_summary_on_a_perfect_fake(
 ) -> None:
     """The worker (in-process) embeds the decoded clips and the unique captions; the parent's
     summary of its output scores 1.0 when each clip embeds like its transcript."""
-    import voice_router.index
+    import voice_router.model.loader
 
     manifest, decoded = _write_manifest(tmp_path, TEXTS)
     model = HashEmbeddingModel(dim=64)
     for clip, text in zip(decoded, TEXTS, strict=True):
         if text:
             model.register_audio(clip, text)
-    monkeypatch.setattr(voice_router.index, "resolve_model", lambda name: model)
+    monkeypatch.setattr(voice_router.model.loader, "resolve_model", lambda name: model)
     out = tmp_path / "voice-router.json"
     argv = ["--data", str(manifest), "--model", "hash", "--worker", "voice-router"]
     assert bench_main([*argv, "--worker-out", str(out)]) == 0

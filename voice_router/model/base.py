@@ -61,3 +61,17 @@ def check_audio(i: int, a: np.ndarray) -> np.ndarray:
     if not np.isfinite(a).all():
         raise AudioError(f"audio #{i} contains NaN or Inf samples; check the source")
     return a
+
+
+def embed_audio_pooled(model: EmbeddingModel, audio: np.ndarray) -> np.ndarray:
+    """Embed one clip of any length -> (D,): clips longer than `model.max_seconds` are cut into
+    chunks, each embedded, then mean-pooled and re-normalised."""
+    limit = int(model.max_seconds * model.sample_rate)
+    if audio.shape[0] <= limit:
+        return np.asarray(model.embed_audio([audio])[0], dtype=np.float32)  # (D,)
+    from voice_router.audio.io import chunk_audio
+
+    pieces = chunk_audio(audio, model.max_seconds, model.sample_rate)
+    embs = np.asarray(model.embed_audio(pieces), dtype=np.float32)  # (C, D)
+    v = embs.mean(axis=0)  # (D,)
+    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)

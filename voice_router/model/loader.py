@@ -110,3 +110,19 @@ def list_models() -> list[dict[str, Any]]:
 
 
 __all__ = ["EmbeddingModel", "list_models", "load_model", "runtime_choice"]
+
+
+def resolve_model(model: EmbeddingModel | str) -> EmbeddingModel:
+    """An `EmbeddingModel` from an instance or a name: "hash"/"hash-<dim>" (the deterministic
+    fake, for plumbing tests only), or anything `load_model` accepts."""
+    if not isinstance(model, str):
+        return model
+    if model == "hash" or model.startswith("hash-"):
+        from voice_router.model.fake import HashEmbeddingModel
+
+        try:
+            dim = int(model.split("-", 1)[1]) if "-" in model else 32
+        except ValueError:
+            raise ModelError(f"model {model!r}: use hash or hash-<dim>, e.g. hash-64") from None
+        return HashEmbeddingModel(dim=dim)
+    return load_model(model)
