@@ -49,3 +49,58 @@ def test_the_route_index_neither_synthesises_nor_embeds() -> None:
     assert not {m for m in _imports(PKG / "index.py") if m.startswith("voice_router.tts")}
     src = (PKG / "index.py").read_text(encoding="utf-8")
     assert ".embed_text(" not in src and ".embed_audio(" not in src
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _modules(PKG) if "cli" not in p.relative_to(PKG).parts],
+    ids=lambda p: str(p.relative_to(PKG)),
+)
+def test_command_line_code_lives_only_in_the_cli_package(path: Path) -> None:
+    """Library modules neither parse arguments nor reach up into the CLI layer."""
+    assert not {m for m in _imports(path) if m == "argparse" or m.startswith("voice_router.cli")}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PKG.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_imports(path: Path, known: set[str]) -> set[str]:
+    """Package modules `path` imports at run time (at any depth; not under TYPE_CHECKING)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and getattr(block.test, "id", None) == "TYPE_CHECKING"
+        for n in ast.walk(block)
+    }
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+    return out & known
+
+
+def test_the_package_import_graph_has_no_circle() -> None:
+    paths = {_module_name(p): p for p in _modules(PKG)}
+    graph = {m: _runtime_imports(p, set(paths)) - {m} for m, p in paths.items()}
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                raise AssertionError("import circle: " + " -> ".join([*path, m, n]))
+            if n not in state:
+                visit(n, [*path, m])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])

@@ -46,12 +46,10 @@ from torch import nn
 from voice_router.audio.prep import ClipNormalizer
 from voice_router.errors import ModelError
 from voice_router.model.base import check_audio
-from voice_router.model.loader import COMPACT_WEIGHTS, DEFAULT_WEIGHTS, NAMED
+from voice_router.model.catalog import COMPACT_WEIGHTS, DEFAULT_WEIGHTS, NAMED
 from voice_router.model.registry import (
     build_audio_encoder,
     build_backbone,
-    register_audio_encoder,
-    register_backbone,
 )
 from voice_router.model.speech_embedding import (
     EMBED_DIM,
@@ -104,7 +102,7 @@ class WhisperUnpaddedEncoderConfig(_Strict):
 
 
 class ExternalEncoderConfig(_Strict):
-    """An audio tower registered by voice_router.model.towers (Whisper, Qwen Omni...)."""
+    """An audio tower built by voice_router.model.towers (Whisper, Qwen Omni...)."""
 
     name: str
     pretrained: str | bool | None = None
@@ -137,7 +135,7 @@ class BertBackboneConfig(_Strict):
 
 
 class ExternalBackboneConfig(_Strict):
-    """A language-model backbone registered by voice_router.model.towers (Qwen2/3...)."""
+    """A language-model backbone built by voice_router.model.towers (Qwen2/3...)."""
 
     name: str
     pretrained: str | bool | None = None
@@ -360,7 +358,6 @@ class SpeechEmbeddingEncoder(nn.Module):
         return frames, mask
 
 
-@register_audio_encoder("speech_embedding")
 def build_speech_embedding_encoder(section: dict[str, Any]) -> nn.Module:
     """Builder for `audio_encoder.name: speech_embedding`."""
     enc = SpeechEmbeddingEncoder()
@@ -398,7 +395,6 @@ class TinyConvEncoder(nn.Module):
         return x.transpose(1, 2), mask  # (B, T, dim)
 
 
-@register_audio_encoder("tiny_conv")
 def build_tiny_conv_encoder(section: dict[str, Any]) -> nn.Module:
     """Builder for `audio_encoder.name: tiny_conv` (random weights, seeded by the model)."""
     cfg = TinyConvEncoderConfig.model_validate(section)
@@ -435,7 +431,6 @@ class WhisperUnpaddedEncoder(nn.Module):
         return self.encoder(mel, frames)
 
 
-@register_audio_encoder("whisper_unpadded")
 def build_whisper_unpadded_encoder(section: dict[str, Any]) -> nn.Module:
     """Builder for `audio_encoder.name: whisper_unpadded`."""
     from voice_router.model.whisper import WhisperAudioEncoder, load_whisper_encoder
@@ -589,7 +584,6 @@ class BertEncoderBackbone(nn.Module):
         return out.last_hidden_state
 
 
-@register_backbone("bert_encoder")
 def build_bert_encoder(section: dict[str, Any]) -> nn.Module:
     """Builder for `backbone.name: bert_encoder`."""
     return BertEncoderBackbone(BertBackboneConfig.model_validate(section))

@@ -16,21 +16,11 @@ from typing import Any
 
 from voice_router.errors import ModelError
 from voice_router.model.base import EmbeddingModel
-from voice_router.model.onnx_model import WEIGHTS_DIR, OnnxEmbeddingModel, has_onnx
+from voice_router.model.catalog import FOLDERS as _FOLDERS
+from voice_router.model.catalog import NAMED
+from voice_router.model.onnx_model import OnnxEmbeddingModel, has_onnx
 
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "whisper_tiny"  # the bundled default model
-COMPACT_WEIGHTS = WEIGHTS_DIR / "compact"  # the first release (speech_embedding front-end)
 RUNTIMES = ("auto", "onnx", "torch")
-
-NAMED = {
-    "default": "the bundled model: frozen Whisper tiny.en encoder -> trained head into the "
-    "all-MiniLM-L6-v2 sentence space (voice_router/weights/whisper_tiny/); runs without PyTorch",
-    "compact": "the first release: speech_embedding keyword front-end + all-MiniLM-L6-v2 "
-    "(voice_router/weights/compact/); single words and wake phrases only; needs PyTorch",
-    "tiny": "tiny random model for tests (fast, deterministic, meaningless embeddings); "
-    "needs PyTorch",
-}
-_FOLDERS = {"default": DEFAULT_WEIGHTS, "compact": COMPACT_WEIGHTS}
 
 
 def have(module: str) -> bool:

@@ -30,10 +30,10 @@ from voice_router.audio.prep import ClipNormalizer
 from voice_router.checksums import file_sha256
 from voice_router.errors import ModelError
 from voice_router.model.base import check_audio
+from voice_router.model.catalog import WEIGHTS_DIR
 from voice_router.model.mel import log_mel_np
 
 MANIFEST = "onnx.json"
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 def has_onnx(folder: str | Path) -> bool:

