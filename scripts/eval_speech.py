@@ -166,9 +166,11 @@ def evaluate(model, exemplars: bool = False) -> dict[str, dict[str, float]]:  # 
             r["transcript_top1"] = float((tpred == labels)[known].mean())
             r["cos_audio_transcript_mean"] = float((a * t).sum(1)[known].mean())
         if exemplars:
+            from voice_router.decision import Fusion  # the router's fusion
+
             ex = exemplar_scores(a, exemplar_vectors(model, routes_yaml))
             for w in (0.0, 0.2, 0.5, 0.8):
-                fused = w * s + (1 - w) * ex
+                fused = Fusion(w_text=w, w_audio=1 - w).combine_matrix(s, ex)
                 hit = np.array(names)[fused.argmax(1)] == labels
                 r[f"top1_fused_w{w:g}"] = float(hit[known].mean())
         if (~known).any():

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from training.losses import multi_positive_info_nce
+from voice_router.decision import Fusion, top_two
 
 REPO = Path(__file__).resolve().parent.parent
 # Development data beside the repository (../shared/data); VR_DATA overrides.
@@ -352,7 +353,7 @@ def route_scores(
     es: EvalSet,
     audio_embed: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     text_embed: Callable[[list[str]], np.ndarray] | None,
-    topk: int = 3,
+    topk: int = Fusion().top_k,
 ) -> dict[str, np.ndarray]:
     """Per-clip route scores (N, R) for each scoring mode: "text" (audio vs route text),
     "exemplar" (mean of the top-k exemplar cosines), "centroid" (cosine to the normalised
@@ -381,7 +382,8 @@ def top1(scores: np.ndarray, es: EvalSet, mask: np.ndarray | None = None) -> flo
     known = np.isin(labels, es.routes)
     if mask is not None:
         known &= mask
-    pred = np.array(es.routes)[scores.argmax(1)]
+    best, _, _ = top_two(scores, list(es.routes))  # the router's own tie rule
+    pred = np.array(es.routes)[best]
     return float((pred[known] == labels[known]).mean()) if known.any() else float("nan")
 
 
@@ -394,8 +396,9 @@ def speaker_halves(es: EvalSet) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fuse(scores: dict[str, np.ndarray], w: float, b_mode: str = "exemplar") -> np.ndarray:
-    """Weighted sum w * text + (1 - w) * exemplar scores."""
-    return w * scores["text"] + (1 - w) * scores[b_mode]
+    """The router's fusion (`voice_router.decision.Fusion`, weighted w : 1 - w) of the text and
+    exemplar scores."""
+    return Fusion(w_text=w, w_audio=1.0 - w).combine_matrix(scores["text"], scores[b_mode])
 
 
 def quick_eval(model: Any, path: str, sets: Sequence[EvalSet]) -> dict[str, float]:

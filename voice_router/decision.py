@@ -1,5 +1,9 @@
 """The decision rule, once: from per-route scores to a route or no match.
 
+A route's score fuses its text score (best cosine to its description and examples) with its
+audio score (mean of the k best cosines to its spoken exemplars) as `Fusion` says; the router,
+`eval`/`calibrate` and the training probes all fuse with it.
+
 A clip goes to its best-scoring route when that score is at least the route's threshold and
 its lead over the runner-up at least the set's margin; equal scores go to the alphabetically
 first route name; with a single route the runner-up score is NO_RUNNER_UP (the lowest
@@ -11,11 +15,105 @@ what `eval` measures is what `route` does.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from voice_router.errors import VoiceRouterError
+
 #: With a single route there is no runner-up; its margin is measured against the lowest cosine.
 NO_RUNNER_UP = -1.0
+
+FUSION_MODES = ("weighted", "max", "text", "audio")
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How a route's text score and audio-exemplar score combine into one.
+
+    mode: "weighted" (w_text*text + w_audio*audio, weights normalised to sum 1), "max",
+        "text" (ignore exemplars) or "audio" (exemplars only; text where a route has none).
+    top_k: the audio score is the mean of the k best exemplar cosines.
+    """
+
+    # Default weights: equal, for the bundled Whisper-tower model. Zero-shot on real speech
+    # (scripts/eval_speech.py --exemplars; voice_router/weights/whisper_tiny/README.md), w_text
+    # 0.5 was the one weight good on every set: Speech Commands 0.936 (text only 0.912), wake
+    # phrases 0.948 (0.693), Rhasspy 0.980 (0.939). The first release's model (`compact`) was
+    # tuned at 0.2 / 0.8 (voice_router/weights/compact/README.md): pass --fusion weighted:0.2,0.8.
+    mode: str = "weighted"
+    w_text: float = 0.5
+    w_audio: float = 0.5
+    top_k: int = 3
+
+    def __post_init__(self) -> None:
+        if self.mode not in FUSION_MODES:
+            raise VoiceRouterError(
+                f"unknown fusion {self.mode!r}: use one of {', '.join(FUSION_MODES)}"
+            )
+        if self.w_text < 0 or self.w_audio < 0 or self.w_text + self.w_audio <= 0:
+            raise VoiceRouterError("fusion weights must be >= 0 and not both 0")
+        if self.top_k < 1:
+            raise VoiceRouterError("fusion top_k must be >= 1")
+
+    @classmethod
+    def parse(cls, spec: str | Fusion | None) -> Fusion:
+        """Parse "weighted", "weighted:0.3,0.7", "max", "text", "audio", optionally ";k=5"."""
+        if spec is None:
+            return cls()
+        if isinstance(spec, Fusion):
+            return spec
+        text = spec.strip()
+        top_k = 3
+        if ";k=" in text:
+            text, k = text.split(";k=", 1)
+            try:
+                top_k = int(k)
+            except ValueError:
+                raise VoiceRouterError(f"fusion {spec!r}: k must be an integer") from None
+        mode, _, weights = text.partition(":")
+        kw: dict[str, Any] = {"mode": mode.strip(), "top_k": top_k}
+        if weights:
+            try:
+                wt, wa = (float(x) for x in weights.split(","))
+            except ValueError:
+                raise VoiceRouterError(
+                    f"fusion {spec!r}: weights must look like weighted:0.3,0.7"
+                ) from None
+            kw.update(w_text=wt, w_audio=wa)
+        return cls(**kw)
+
+    def combine(self, text: float, audio: float | None) -> float:
+        """The fused score of one route (audio None = the route has no exemplars)."""
+        if audio is None or self.mode == "text":
+            return text
+        if self.mode == "audio":
+            return audio
+        if self.mode == "max":
+            return max(text, audio)
+        s = self.w_text + self.w_audio
+        return (self.w_text * text + self.w_audio * audio) / s
+
+    def combine_matrix(self, text: np.ndarray, audio: np.ndarray | None) -> np.ndarray:
+        """`combine` for many clips and routes at once: text (N, R) and audio (N, R) scores,
+        NaN (or `audio` None) where a route has no exemplars -> fused (N, R)."""
+        t = np.asarray(text, dtype=np.float64)  # (N, R)
+        if audio is None or self.mode == "text":
+            return t
+        a = np.asarray(audio, dtype=np.float64)  # (N, R)
+        if self.mode == "audio":
+            fused = a
+        elif self.mode == "max":
+            fused = np.maximum(t, a)
+        else:
+            fused = (self.w_text * t + self.w_audio * a) / (self.w_text + self.w_audio)
+        return np.where(np.isnan(a), t, fused)
+
+    def __str__(self) -> str:
+        if self.mode == "weighted":
+            return f"weighted:{self.w_text:g},{self.w_audio:g};k={self.top_k}"
+        return f"{self.mode};k={self.top_k}"
 
 
 def top_two(scores: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

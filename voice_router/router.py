@@ -10,9 +10,8 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from voice_router.decision import NO_RUNNER_UP
+from voice_router.decision import FUSION_MODES, NO_RUNNER_UP
 from voice_router.routing import (
-    FUSION_MODES,
     Fusion,
     RouteMatch,
     Router,

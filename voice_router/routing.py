@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from voice_router.decision import decide
+from voice_router.decision import Fusion, decide
 from voice_router.dispatch import (
     DEFAULT_TOOL_TIMEOUT_S,
     ToolRegistry,
@@ -40,7 +40,6 @@ from voice_router.errors import (
     RoutesError,
     ToolError,
     ToolImportBlocked,
-    VoiceRouterError,
 )
 from voice_router.index import (
     KIND_AUDIO,
@@ -60,8 +59,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FUSION_MODES = ("weighted", "max", "text", "audio")
-
 #: Route sets up to this many points of a kind get every point back from a query (exact).
 EXACT_TEXT_POINTS = 256
 EXACT_AUDIO_POINTS = 256
@@ -69,79 +66,6 @@ EXACT_AUDIO_POINTS = 256
 #: back); the decision needs a few points of the leading routes, which are the nearest ones.
 TEXT_HITS = 32
 AUDIO_HITS = 64
-
-
-@dataclass(frozen=True)
-class Fusion:
-    """How a route's text score and audio-exemplar score combine into one.
-
-    mode: "weighted" (w_text*text + w_audio*audio, weights normalised to sum 1), "max",
-        "text" (ignore exemplars) or "audio" (exemplars only; text where a route has none).
-    top_k: the audio score is the mean of the k best exemplar cosines.
-    """
-
-    # Default weights: equal, for the bundled Whisper-tower model. Zero-shot on real speech
-    # (scripts/eval_speech.py --exemplars; voice_router/weights/whisper_tiny/README.md), w_text
-    # 0.5 was the one weight good on every set: Speech Commands 0.936 (text only 0.912), wake
-    # phrases 0.948 (0.693), Rhasspy 0.980 (0.939). The first release's model (`compact`) was
-    # tuned at 0.2 / 0.8 (voice_router/weights/compact/README.md): pass --fusion weighted:0.2,0.8.
-    mode: str = "weighted"
-    w_text: float = 0.5
-    w_audio: float = 0.5
-    top_k: int = 3
-
-    def __post_init__(self) -> None:
-        if self.mode not in FUSION_MODES:
-            raise VoiceRouterError(
-                f"unknown fusion {self.mode!r}: use one of {', '.join(FUSION_MODES)}"
-            )
-        if self.w_text < 0 or self.w_audio < 0 or self.w_text + self.w_audio <= 0:
-            raise VoiceRouterError("fusion weights must be >= 0 and not both 0")
-        if self.top_k < 1:
-            raise VoiceRouterError("fusion top_k must be >= 1")
-
-    @classmethod
-    def parse(cls, spec: str | Fusion | None) -> Fusion:
-        """Parse "weighted", "weighted:0.3,0.7", "max", "text", "audio", optionally ";k=5"."""
-        if spec is None:
-            return cls()
-        if isinstance(spec, Fusion):
-            return spec
-        text = spec.strip()
-        top_k = 3
-        if ";k=" in text:
-            text, k = text.split(";k=", 1)
-            try:
-                top_k = int(k)
-            except ValueError:
-                raise VoiceRouterError(f"fusion {spec!r}: k must be an integer") from None
-        mode, _, weights = text.partition(":")
-        kw: dict[str, Any] = {"mode": mode.strip(), "top_k": top_k}
-        if weights:
-            try:
-                wt, wa = (float(x) for x in weights.split(","))
-            except ValueError:
-                raise VoiceRouterError(
-                    f"fusion {spec!r}: weights must look like weighted:0.3,0.7"
-                ) from None
-            kw.update(w_text=wt, w_audio=wa)
-        return cls(**kw)
-
-    def combine(self, text: float, audio: float | None) -> float:
-        """The fused score of one route (audio None = the route has no exemplars)."""
-        if audio is None or self.mode == "text":
-            return text
-        if self.mode == "audio":
-            return audio
-        if self.mode == "max":
-            return max(text, audio)
-        s = self.w_text + self.w_audio
-        return (self.w_text * text + self.w_audio * audio) / s
-
-    def __str__(self) -> str:
-        if self.mode == "weighted":
-            return f"weighted:{self.w_text:g},{self.w_audio:g};k={self.top_k}"
-        return f"{self.mode};k={self.top_k}"
 
 
 @dataclass
@@ -449,18 +373,17 @@ class Router:
         v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)  # (N, D)
         sims = v @ st.matrix.T  # (N, D) @ (D, P) -> (N, P)
         k = self.fusion.top_k
-        out = np.empty((v.shape[0], len(st.route_names)), np.float32)  # (N, R)
+        n, r = v.shape[0], len(st.route_names)
+        text = np.full((n, r), -1.0)  # (N, R) best text cosine; -1 for a route without texts
+        audio = np.full((n, r), np.nan)  # (N, R) mean of the k best exemplar cosines, or NaN
         for j, (trows, arows) in enumerate(zip(st.text_rows, st.audio_rows, strict=True)):
-            text = sims[:, trows].max(axis=1) if trows.size else np.full(v.shape[0], -1.0)  # (N,)
-            if arows.size and self.fusion.mode != "text":
+            if trows.size:
+                text[:, j] = sims[:, trows].max(axis=1)
+            if arows.size:
                 a = sims[:, arows]  # (N, A)
                 kk = min(k, a.shape[1])
-                top = np.partition(a, a.shape[1] - kk, axis=1)[:, a.shape[1] - kk :]  # (N, kk)
-                audio = top.mean(axis=1)  # (N,)
-                pairs = zip(text.tolist(), audio.tolist(), strict=True)
-                out[:, j] = [self.fusion.combine(t, x) for t, x in pairs]
-            else:
-                out[:, j] = text
+                audio[:, j] = np.partition(a, a.shape[1] - kk, axis=1)[:, a.shape[1] - kk :].mean(1)
+        out = self.fusion.combine_matrix(text, audio).astype(np.float32)  # (N, R)
         return list(st.route_names), out
 
     def scores(self, audio: Any) -> dict[str, float]:

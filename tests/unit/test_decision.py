@@ -1,0 +1,46 @@
+"""Fusion: the matrix form the router's oracle, eval and training probes use equals the
+per-route form the router uses on each utterance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from voice_router.decision import Fusion
+from voice_router.errors import VoiceRouterError
+
+SPECS = ["weighted", "weighted:0.2,0.8", "weighted:1,0", "max", "text", "audio;k=5"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    spec=st.sampled_from(SPECS),
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(1, 5),
+    r=st.integers(1, 6),
+)
+def test_combine_matrix_equals_combine_per_route(spec, seed, n, r):
+    rng = np.random.default_rng(seed)
+    text = rng.uniform(-1, 1, (n, r))
+    audio = rng.uniform(-1, 1, (n, r))
+    audio[:, rng.random(r) < 0.3] = np.nan  # routes without exemplars
+    f = Fusion.parse(spec)
+    got = f.combine_matrix(text, audio)
+    for i in range(n):
+        for j in range(r):
+            a = None if np.isnan(audio[i, j]) else float(audio[i, j])
+            assert got[i, j] == pytest.approx(f.combine(float(text[i, j]), a), abs=1e-12)
+
+
+def test_without_exemplars_the_text_score_is_the_score():
+    text = np.array([[0.3, 0.9]])
+    np.testing.assert_allclose(Fusion.parse("audio").combine_matrix(text, None), text)
+
+
+def test_bad_specs_say_what_to_write():
+    with pytest.raises(VoiceRouterError, match="weighted:0.3,0.7"):
+        Fusion.parse("weighted:a")
+    with pytest.raises(VoiceRouterError, match="unknown fusion 'mean'"):
+        Fusion.parse("mean")
