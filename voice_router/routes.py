@@ -779,6 +779,8 @@ def dump_routes(routes: RouteSet, path: str | os.PathLike[str]) -> None:
     dest = Path(path)
     folder = dest.resolve().parent
     doc: dict[str, Any] = {"threshold": routes.threshold, "margin": routes.margin, "routes": []}
+    if routes.name is not None:  # the set's identity in the index
+        doc = {"name": routes.name, **doc}
     for r in routes.routes:
         item: dict[str, Any] = {"name": r.name, "description": r.description}
         if r.examples:

@@ -358,9 +358,11 @@ _TRICKY = st.sampled_from(["on", "off", "yes", "No", "7:30", "0755", "null", "~"
         st.sampled_from(["action", "room", "n"]),
         st.one_of(_TEXT, _TRICKY, st.integers(), st.booleans()),
     ),
+    set_name=st.one_of(st.none(), st.sampled_from(["home", "kitchen.v2", "on", "0755"])),
 )
-def test_dump_then_load_round_trips(tmp_path, names, texts, threshold, margin, args):
+def test_dump_then_load_round_trips(tmp_path, names, texts, threshold, margin, args, set_name):
     rs = RouteSet(
+        name=set_name,
         threshold=threshold,
         margin=margin,
         routes=[

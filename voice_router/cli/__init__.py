@@ -201,6 +201,27 @@ def cmd_routes_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_routes_import(args: argparse.Namespace) -> int:
+    """Import another tool's route set and write it as a routes file."""
+    from voice_router.errors import RoutesError
+    from voice_router.importers import import_routes
+    from voice_router.routes import dump_routes, load_routes
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise RoutesError(f"{out} exists; pass --force to overwrite it or choose another --out")
+    imported = import_routes(args.format, args.source)
+    dump_routes(imported.routes, out)
+    written = load_routes(out)  # what was written reads back as a valid routes file
+    for note in imported.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.json:
+        _print_json({"out": str(out), "routes": written.names, "notes": imported.notes})
+    else:
+        print(f"{out}: {len(written.routes)} routes from {args.source} ({args.format})")
+    return 0
+
+
 def cmd_index_audio(args: argparse.Namespace) -> int:
     """Index a folder of audio into a library collection."""
     from voice_router.library import AudioLibrary
@@ -426,6 +447,24 @@ def build_parser(optional: bool = True) -> argparse.ArgumentParser:
     rc.add_argument("file", metavar="ROUTES.yaml", help="the routes file to check")
     rc.add_argument("--json", action="store_true", help="print JSON")
     rc.set_defaults(func=cmd_routes_check)
+    ri = rsub.add_parser(
+        "import",
+        help="convert another tool's route set into a routes file",
+        description="Read a route set written for another tool and write it as a voice-router "
+        "routes file. Whatever has no equivalent here (another encoder's thresholds, function "
+        "schemas, ...) is listed on stderr, never dropped silently.",
+        epilog="formats:\n  semantic-router  a semantic-router route layer (JSON or YAML, as "
+        "RouterConfig.to_file writes it)\n\nexample:\n  voice-router routes import "
+        "semantic-router layer.json --out routes/assistant.yaml",
+        formatter_class=_FMT,
+    )
+    ri.add_argument("format", metavar="FORMAT", choices=("semantic-router",),
+                    help="the source's format: semantic-router")  # fmt: skip
+    ri.add_argument("source", metavar="SOURCE", help="the file to import")
+    ri.add_argument("--out", required=True, metavar="ROUTES.yaml", help="routes file to write")
+    ri.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    ri.add_argument("--json", action="store_true", help="print a JSON summary")
+    ri.set_defaults(func=cmd_routes_import)
 
     ia = sub.add_parser(
         "index-audio",

@@ -1,0 +1,84 @@
+"""Importers: another tool's route set becomes a valid routes file; what has no equivalent is
+named in a note, never dropped silently."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from voice_router.cli import main
+from voice_router.errors import RoutesError
+from voice_router.importers import import_routes, import_semantic_router
+from voice_router.routes import load_routes
+
+LAYER = Path(__file__).resolve().parents[1] / "data" / "semantic_router_layer.json"
+
+
+def test_semantic_router_layer_becomes_routes_with_examples():
+    got = import_semantic_router(LAYER)
+    rs = got.routes
+    assert rs.names == ["chitchat", "get_time", "politics"]
+    chit = rs.get("chitchat")  # no description: the first utterance describes it
+    assert chit.description == "how's the weather today?"
+    assert chit.examples == ["how are things going?", "lovely weather today",
+                             "the weather is horrendous"]  # fmt: skip
+    t = rs.get("get_time")
+    assert t.description == "Tell the current time, optionally in another city."
+    assert t.examples[0] == "what time is it?" and len(t.examples) == 3
+    assert rs.name is None and all(r.threshold is None for r in rs.routes)
+    notes = "\n".join(got.notes)
+    for words in ("renamed 'get_time'", "score_threshold 0.3", "function schemas (get_time)",
+                  "'get_time': metadata", "encoder huggingface"):  # fmt: skip
+        assert words in notes, words
+
+
+def test_yaml_layers_read_like_json_ones(tmp_path):
+    p = tmp_path / "layer.yaml"
+    p.write_text(yaml.safe_dump(json.loads(LAYER.read_text())), encoding="utf-8")
+    assert import_routes("semantic-router", p).routes == import_semantic_router(LAYER).routes
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ('{"routes": "x"}', "not a semantic-router layer"),
+        ("[1, 2]", "not a semantic-router layer"),
+        ('{"routes": [{"utterances": ["hi"]}]}', "route #1: needs a `name`"),
+        ('{"routes": [{"name": "a", "utterances": []}]}', "neither a description nor utterances"),
+        ('{"routes": [{"name": "a", "utterances": "hi"}]}', "`utterances` must be a list"),
+        ('{"routes": []}', "has no routes"),
+        ('{"routes": [', "not valid JSON"),
+    ],
+)
+def test_bad_layers_say_what_is_wrong(tmp_path, content, words):
+    p = tmp_path / "layer.json"
+    p.write_text(content, encoding="utf-8")
+    with pytest.raises(RoutesError, match="layer.json") as e:
+        import_semantic_router(p)
+    assert words in str(e.value)
+
+
+def test_unknown_format_and_missing_file(tmp_path):
+    with pytest.raises(RoutesError, match="unknown format 'rasa'; formats: semantic-router"):
+        import_routes("rasa", LAYER)
+    with pytest.raises(RoutesError, match="file not found"):
+        import_semantic_router(tmp_path / "none.json")
+
+
+def test_cli_writes_a_routes_file_that_loads_and_never_overwrites(tmp_path, capsys):
+    out = tmp_path / "assistant.yaml"
+    argv = ["routes", "import", "semantic-router", str(LAYER), "--out", str(out), "--json"]
+    assert main(argv) == 0
+    io = capsys.readouterr()
+    summary = json.loads(io.out)
+    assert summary["routes"] == ["chitchat", "get_time", "politics"]
+    assert "note: route 'get time': renamed 'get_time'" in io.err
+    assert load_routes(out) == import_semantic_router(LAYER).routes
+    assert main(["routes", "check", str(out)]) == 0
+    before = out.read_bytes()
+    assert main(argv) == 4  # exists: refused, untouched
+    assert "pass --force" in capsys.readouterr().err and out.read_bytes() == before
+    assert main([*argv, "--force"]) == 0

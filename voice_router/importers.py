@@ -1,0 +1,142 @@
+"""Route sets people already have, as voice-router routes.
+
+Each importer reads another tool's file and returns a validated `RouteSet` plus notes: every
+part of the source that has no voice-router equivalent is named in a note, never dropped
+silently. The CLI writes the result with `dump_routes` (`voice-router routes import`).
+
+Formats:
+- `semantic-router`: a semantic-router route layer (`RouterConfig.to_file`, JSON or YAML:
+  `encoder_type`, `encoder_name`, `routes: [{name, utterances, description, function_schemas,
+  llm, score_threshold, metadata}]`). Each route keeps its name (made a valid route name),
+  its description (else its first utterance) and its utterances as `examples`. Score
+  thresholds are not carried over: they are cosines of another encoder (calibrate instead).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from voice_router.errors import RoutesError
+from voice_router.routes import MAX_FILE_BYTES, RouteSet, validate_routes
+
+__all__ = ["FORMATS", "Imported", "import_routes", "import_semantic_router"]
+
+
+@dataclass
+class Imported:
+    """An imported route set and what could not be carried over (one line each)."""
+
+    routes: RouteSet
+    notes: list[str] = field(default_factory=list)
+
+
+def _read_structured(path: Path) -> Any:
+    """A JSON or YAML file (by its extension; YAML otherwise) as plain data."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise RoutesError(f"{path}: {size} bytes; files over {MAX_FILE_BYTES} are refused")
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise RoutesError(f"{path}: file not found: check the path") from None
+    except UnicodeDecodeError:
+        raise RoutesError(f"{path}: not UTF-8 text: is this the right file?") from None
+    except OSError as e:
+        raise RoutesError(f"{path}: cannot read it ({e.strerror})") from None
+    try:
+        if path.suffix.lower() == ".json":
+            return json.loads(text)
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
+        raise RoutesError(f"{path}: not valid {kind}: {e}") from None
+
+
+def _route_name(name: str, taken: set[str]) -> str:
+    """`name` as a valid, unused route name (invalid characters become '_')."""
+    clean = re.sub(r"[^A-Za-z0-9_.-]", "_", name.strip()).lstrip(".-")[:120] or "route"
+    out, n = clean, 2
+    while out in taken:
+        out, n = f"{clean}_{n}", n + 1
+    return out
+
+
+def import_semantic_router(path: str | os.PathLike[str]) -> Imported:
+    """A semantic-router route layer file -> routes (see the module docstring)."""
+    p = Path(path)
+    data = _read_structured(p)
+    if not isinstance(data, dict) or not isinstance(data.get("routes"), list):
+        raise RoutesError(
+            f"{p}: not a semantic-router layer: expected a mapping with a `routes:` list "
+            "(as RouterConfig.to_file writes)"
+        )
+    notes: list[str] = []
+    if data.get("encoder_name") or data.get("encoder_type"):
+        notes.append(
+            f"encoder {data.get('encoder_type')}/{data.get('encoder_name')}: not used; "
+            "voice-router embeds speech and route texts with its own model"
+        )
+    routes: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    for i, r in enumerate(data["routes"]):
+        where = f"{p}: route #{i + 1}"
+        if not isinstance(r, dict) or not isinstance(r.get("name"), str) or not r["name"].strip():
+            raise RoutesError(f"{where}: needs a `name` string")
+        name = _route_name(r["name"], taken)
+        taken.add(name)
+        if name != r["name"]:
+            notes.append(f"route {r['name']!r}: renamed {name!r} (route names are letters, "
+                         "digits, _ - .)")  # fmt: skip
+        said = r.get("utterances") or []
+        if not isinstance(said, list):
+            raise RoutesError(f"{where} ({r['name']!r}): `utterances` must be a list")
+        texts = [u.strip() for u in said if isinstance(u, str) and u.strip()]
+        if len(texts) < len(said):
+            notes.append(f"route {name!r}: {len(said) - len(texts)} utterance(s) that are not "
+                         "text skipped")  # fmt: skip
+        description = r.get("description")
+        if isinstance(description, str) and description.strip():
+            description = description.strip()
+        elif texts:
+            description = texts.pop(0)
+        else:
+            raise RoutesError(f"{where} ({r['name']!r}): has neither a description nor utterances")
+        if r.get("score_threshold") is not None:
+            notes.append(f"route {name!r}: score_threshold {r['score_threshold']} not kept "
+                         "(another encoder's cosine); run `voice-router calibrate`")  # fmt: skip
+        if r.get("function_schemas"):
+            fns = [f.get("function", f).get("name", "?") for f in r["function_schemas"]
+                   if isinstance(f, dict)]  # fmt: skip
+            notes.append(f"route {name!r}: function schemas ({', '.join(map(str, fns))}) not "
+                         "imported; give the route a `tool:`")  # fmt: skip
+        if r.get("llm"):
+            notes.append(f"route {name!r}: its llm is not used")
+        if r.get("metadata"):
+            notes.append(f"route {name!r}: metadata not imported")
+        routes.append({"name": name, "description": description, "examples": texts})
+    if not routes:
+        raise RoutesError(f"{p}: the layer has no routes")
+    # no `name:`: the set is known by the file it is written to
+    rs = validate_routes({"routes": routes}, str(p))
+    return Imported(rs, notes)
+
+
+FORMATS: dict[str, Callable[[str | os.PathLike[str]], Imported]] = {
+    "semantic-router": import_semantic_router,
+}
+"""Importer per format name (`voice-router routes import FORMAT SOURCE`)."""
+
+
+def import_routes(fmt: str, source: str | os.PathLike[str]) -> Imported:
+    """Import `source` written in format `fmt` (a key of FORMATS)."""
+    if fmt not in FORMATS:
+        raise RoutesError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
+    return FORMATS[fmt](source)
