@@ -52,13 +52,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from voice_router.model.embedder import (
-        AudioTextEmbedder,
-        TorchEmbeddingModel,
-        load_embedder,
-        named_config,
-    )
+    from voice_router.model.config import named_config
+    from voice_router.model.embedder import AudioTextEmbedder, load_embedder
     from voice_router.model.speech_embedding import load_speech_embedding_frontend
+    from voice_router.model.torch_runtime import TorchEmbeddingModel
 
     rng = np.random.default_rng(0)
     clip = (0.1 * rng.standard_normal(int(16000 * args.seconds))).astype(np.float32)
@@ -78,7 +75,7 @@ def main() -> None:
             show("front-end: melspec", lambda: fe.melspec(wave))
             show("front-end: melspec + embedding", lambda: fe(wave))
 
-    from voice_router.model.embedder import DEFAULT_WEIGHTS
+    from voice_router.model.catalog import DEFAULT_WEIGHTS
 
     if args.model == "default":  # the bundled, trained model
         model = load_embedder(DEFAULT_WEIGHTS)
@@ -108,16 +105,16 @@ def main() -> None:
         lambda: wrapped.embed_audio([clip]),
     )
     folder = DEFAULT_WEIGHTS if args.model == "default" else Path(args.model)
-    from voice_router.model.onnx_audio import ONNX_FP32, ONNX_INT8, OnnxAudio
+    from voice_router.model.loader import load_model
+    from voice_router.model.onnx_model import has_onnx
 
-    for name in (ONNX_FP32, ONNX_INT8):
-        if folder.is_dir() and (folder / name).is_file():
-            onnx = OnnxAudio(folder / name, model.audio_encoder.encoder.n_mels, args.threads)
-            fast = TorchEmbeddingModel(model, onnx_audio=onnx)
-            show(
-                f"{model.config.name}: whole embed_audio, ONNX Runtime {name}",
-                lambda f=fast: f.embed_audio([clip]),
-            )
+    if folder.is_dir() and has_onnx(folder):  # the default runtime: ONNX Runtime, no PyTorch
+        os.environ["VOICE_ROUTER_THREADS"] = str(args.threads)
+        onnx = load_model(str(folder), runtime="onnx")
+        show(
+            f"{model.config.name}: whole embed_audio, ONNX Runtime (the default runtime)",
+            lambda: onnx.embed_audio([clip]),
+        )
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ def make_router(model: str) -> Any:
 
     m: Any = model
     if model == "compact-init":  # the bundled model's architecture at its initial weights
-        from voice_router.model.embedder import build_embedding_model
+        from voice_router.model.torch_runtime import build_embedding_model
 
         m = build_embedding_model("compact")
     return VoiceRouter(

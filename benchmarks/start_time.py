@@ -43,7 +43,7 @@ def _has(python: str, module: str) -> bool:
 
 def measure(python: str, runtime: str, runs: int, clip: Path, routes: Path) -> dict[str, Any]:
     """Warm the index once, then time `runs` calls; {"runtime", "wall_s", "route", ...}."""
-    env = {**os.environ, "VOICE_ROUTER_RUNTIME": runtime, "VOICE_ROUTER_ONNX": "0"}
+    env = {**os.environ, "VOICE_ROUTER_RUNTIME": runtime}
     # As on a user's machine, Python caches compiled modules (this sandbox sets
     # PYTHONDONTWRITEBYTECODE, which makes every start recompile ~750 modules: +0.1 s)
     env.pop("PYTHONDONTWRITEBYTECODE", None)

@@ -14,7 +14,7 @@ IDX=$(mktemp -d)
 trap 'rm -rf "$IDX"' EXIT
 for rt in onnx torch; do
   run() {  # NAME ROUTES MANIFEST
-    VOICE_ROUTER_RUNTIME=$rt VOICE_ROUTER_ONNX=0 "$PY" -m voice_router.cli eval --routes "$2" \
+    VOICE_ROUTER_RUNTIME=$rt "$PY" -m voice_router.cli eval --routes "$2" \
       --data "$3" --model "$MODEL" --index "$IDX/$rt" --threads 1 --json > "$OUT/${rt}_$1.json"
   }
   for set in rhasspy_en ha_commands_en wake_phrases; do

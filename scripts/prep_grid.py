@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training.compact import _embed_list, build_eval_set, embed_frames  # noqa: E402
 from voice_router.audio.prep import ClipNormalizer  # noqa: E402
-from voice_router.model.embedder import DEFAULT_WEIGHTS, load_embedder  # noqa: E402
+from voice_router.model.catalog import DEFAULT_WEIGHTS  # noqa: E402
+from voice_router.model.embedder import load_embedder  # noqa: E402
 
 POOLS = {
     "mean": lambda f: f.mean(0),

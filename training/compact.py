@@ -91,7 +91,8 @@ def embed_pooled_text(model: Any, pooled: torch.Tensor) -> torch.Tensor:
 def build_model(config: dict[str, Any]) -> Any:
     """AudioTextEmbedder from a config dict; an "audio_path" key the installed embedder does
     not know yet is removed (the trainer then computes that path itself)."""
-    from voice_router.model.embedder import AudioTextEmbedder, ModelConfig
+    from voice_router.model.config import ModelConfig
+    from voice_router.model.embedder import AudioTextEmbedder
 
     cfg = dict(config)
     if "audio_path" not in ModelConfig.model_fields:

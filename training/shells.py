@@ -39,10 +39,10 @@ from voice_router.errors import ModelError
 from voice_router.model.towers import (
     OMNI_AUDIO_PREFIX,
     OMNI_LM_PREFIX,
-    _select_layers,
     copy_tensors_strict,
     read_prefixed_tensors,
     resolve_checkpoint_dir,
+    select_layers,
 )
 
 
@@ -55,7 +55,7 @@ def prune_layers(
         tensors: state dict of an LM (keys without the checkpoint prefix).
         keep: N (the first N layers) or explicit layer indices, in the order they are stacked.
     """
-    return _select_layers(tensors, list(range(keep)) if isinstance(keep, int) else list(keep))
+    return select_layers(tensors, list(range(keep)) if isinstance(keep, int) else list(keep))
 
 
 def copy_into_shell(

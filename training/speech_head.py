@@ -293,18 +293,13 @@ def export(args: argparse.Namespace) -> None:
     card = json.loads(Path(args.card).read_text()) if args.card else {}
     out = save_model(model.eval(), args.out, dtype="float16", card=card)
     print(f"saved {out} from {ckpt}")
-    if args.onnx != "none":
-        # the graph is exported from the float16-rounded weights that the folder holds
-        from voice_router.model import load_embedder
-        from voice_router.model.onnx_audio import ONNX_FP32, export_audio_onnx
+    if args.onnx:
+        # the graphs of the torch-free runtime, over the float16-rounded weights the folder holds
+        from voice_router.model.onnx_export import export_onnx
 
-        files = export_audio_onnx(load_embedder(out), out, int8=args.onnx == "int8")
-        if args.onnx == "int8":
-            (out / ONNX_FP32).unlink()
-            files = files[1:]
-        print(
-            "audio graph:", ", ".join(f"{f.name} ({f.stat().st_size / 1e6:.1f} MB)" for f in files)
-        )
+        files = export_onnx(out)
+        print("ONNX runtime files:", ", ".join(f"{f.name} ({f.stat().st_size / 1e6:.1f} MB)"
+                                                for f in files))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -343,9 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--card", help="JSON of extra model-card facts")
     e.add_argument(
         "--onnx",
-        choices=["int8", "fp32", "none"],
-        default="int8",
-        help="also write the audio side as an ONNX Runtime graph (default: %(default)s)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also write the graphs of the torch-free ONNX runtime (as `voice-router "
+        "export-onnx` does) [on]",
     )
     args = ap.parse_args(argv)
     train(args) if args.cmd == "train" else export(args)

@@ -153,7 +153,7 @@ def apply_freeze(model: nn.Module, freeze: Sequence[str], unfreeze: Sequence[str
 def add_lora(model: nn.Module, spec: LoraSpec) -> list[str]:
     """Replace matching nn.Linear modules by LoRALinear (base frozen, B = 0 so the output is
     unchanged at step 0). Returns the wrapped module names (merged back before saving)."""
-    from voice_router.model.embedder import LoRALinear
+    from voice_router.model.parts import LoRALinear
 
     wrapped = []
     for name, mod in list(model.named_modules()):
@@ -207,7 +207,7 @@ def finalize_for_save(model: nn.Module) -> None:
     and saved whole (a fresh build then expects all of its tensors); parameters that the part
     keeps frozen by construction (`never_trained`, e.g. Qwen2.5-Omni's unused token) stay out.
     """
-    from voice_router.model.embedder import validate_config
+    from voice_router.model.config import validate_config
 
     conf = model.config.model_dump(mode="json")
     for part_name in ("audio_encoder", "backbone"):
@@ -347,7 +347,7 @@ def evaluate_pairs(
 ) -> dict[str, float]:
     """Retrieval metrics of `model` (an AudioTextEmbedder) on evaluation pairs."""
     from training.evaluate import evaluate_embedding_model
-    from voice_router.model.embedder import TorchEmbeddingModel
+    from voice_router.model.torch_runtime import TorchEmbeddingModel
 
     was_training = model.training
     try:

@@ -104,3 +104,18 @@ def test_the_package_import_graph_has_no_circle() -> None:
     for m in sorted(graph):
         if m not in state:
             visit(m, [])
+
+
+@pytest.mark.parametrize(
+    "path", sorted((PKG.parent / "training").rglob("*.py")), ids=lambda p: p.name
+)
+def test_training_uses_only_public_names_of_the_library(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    private = [
+        f"{node.module}.{a.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("voice_router")
+        for a in node.names
+        if a.name.startswith("_")
+    ]
+    assert not private

@@ -14,26 +14,21 @@ from voice_router.model.base import EmbeddingModel
 from voice_router.model.fake import HashEmbeddingModel
 
 if TYPE_CHECKING:
-    from voice_router.model.embedder import (
-        AudioTextEmbedder,
-        ModelConfig,
-        TorchEmbeddingModel,
-        build_embedding_model,
-        load_embedder,
-        save_model,
-    )
+    from voice_router.model.config import ModelConfig
+    from voice_router.model.embedder import AudioTextEmbedder, load_embedder, save_model
     from voice_router.model.loader import list_models, load_model
     from voice_router.model.onnx_model import OnnxEmbeddingModel
     from voice_router.model.speech_embedding import (
         SpeechEmbeddingFrontend,
         load_speech_embedding_frontend,
     )
+    from voice_router.model.torch_runtime import TorchEmbeddingModel, build_embedding_model
 
 _LAZY = {
     "AudioTextEmbedder": "voice_router.model.embedder",
-    "ModelConfig": "voice_router.model.embedder",
-    "TorchEmbeddingModel": "voice_router.model.embedder",
-    "build_embedding_model": "voice_router.model.embedder",
+    "ModelConfig": "voice_router.model.config",
+    "TorchEmbeddingModel": "voice_router.model.torch_runtime",
+    "build_embedding_model": "voice_router.model.torch_runtime",
     "list_models": "voice_router.model.loader",
     "load_embedder": "voice_router.model.embedder",
     "load_model": "voice_router.model.loader",

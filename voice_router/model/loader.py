@@ -72,7 +72,7 @@ def load_model(name_or_path: str | os.PathLike[str] = "default", runtime: str | 
             f"model {s!r} needs PyTorch (it has no ONNX graphs, or VOICE_ROUTER_RUNTIME=torch): "
             "pip install 'voice-router[torch]', or use the default model"
         )
-    from voice_router.model.embedder import load_model as load_torch_model
+    from voice_router.model.torch_runtime import load_model as load_torch_model
 
     return load_torch_model(s)
 

@@ -26,12 +26,15 @@ import json
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from voice_router.checksums import file_sha256
 from voice_router.errors import ModelError
+
+if TYPE_CHECKING:
+    from voice_router.model.embedder import AudioTextEmbedder
 
 AUDIO_GRAPH = "audio.graph.onnx"
 TEXT_GRAPH = "text.graph.onnx"
@@ -52,7 +55,7 @@ MIN_EXTERNAL = 256
 
 def _sources(folder: Path, config: Any) -> dict[str, Path]:
     """Safetensors files whose tensors a graph may reference: name in onnx.json -> path."""
-    from voice_router.model.embedder import WEIGHTS_NAME
+    from voice_router.model.config import WEIGHTS_NAME
 
     out = {WEIGHTS_NAME: folder / WEIGHTS_NAME}
     if config.audio_encoder.name == "whisper_unpadded" and config.audio_encoder.pretrained in (
@@ -131,13 +134,31 @@ def _export(module: Any, args: tuple, names: list[str], axes: dict[str, dict[int
     return buf.getvalue()
 
 
+def _audio_graph(embedder: AudioTextEmbedder):  # noqa: ANN202 - a torch module, built lazily
+    """The audio side as one module for export: log-mel (1, n_mels, T) -> embedding (1, D)."""
+    import torch
+
+    class AudioGraph(torch.nn.Module):
+        """mel (1, n_mels, T) -> embedding (1, D): frozen encoder, head, pooling, L2."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.m = embedder
+
+        def forward(self, mel: torch.Tensor) -> torch.Tensor:
+            frames = torch.full((mel.shape[0],), mel.shape[-1], dtype=torch.long)  # (1,)
+            h, mask = self.m.audio_encoder.encoder(mel, frames)  # (1, T', Da)
+            return self.m.encode_frames(h, mask.sum(-1))  # (1, D)
+
+    return AudioGraph().eval()
+
+
 def export_onnx(folder: str | Path) -> list[Path]:
     """Write audio.graph.onnx, text.graph.onnx, tokenizer.json and onnx.json into a saved
     model folder (Whisper-tower models with the all-MiniLM-L6-v2 text tower); returns them."""
     import torch
 
     from voice_router.model.embedder import load_embedder
-    from voice_router.model.onnx_audio import _graph
 
     folder = Path(folder)
     emb = load_embedder(folder).eval()
@@ -170,7 +191,7 @@ def export_onnx(folder: str | Path) -> list[Path]:
     index = _index(sources)
     audio_bytes, audio_refs = _strip(
         _export(
-            _graph(emb),
+            _audio_graph(emb),
             (torch.randn(1, n_mels, 300),),
             ["mel", "embedding"],
             {"mel": {2: "frames"}},

@@ -656,11 +656,11 @@ def build_qwen2_5_omni_thinker(cfg: dict[str, Any]) -> Backbone:
     tensors = read_prefixed_tensors(ckpt, OMNI_LM_PREFIX)
     n_layers = int(base["num_hidden_layers"])
     indices = list(keep) if keep is not None else list(range(n_layers))
-    copy_tensors_strict(model, _select_layers(tensors, indices))
+    copy_tensors_strict(model, select_layers(tensors, indices))
     return Backbone(model, HFTokenizer(str(ckpt)))
 
 
-def _select_layers(tensors: dict[str, torch.Tensor], indices: list[int]) -> dict[str, torch.Tensor]:
+def select_layers(tensors: dict[str, torch.Tensor], indices: list[int]) -> dict[str, torch.Tensor]:
     """Keep `layers.{i}.*` for i in indices, renumbered 0..N-1 (other layers dropped)."""
     import re
 

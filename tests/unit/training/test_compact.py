@@ -10,7 +10,7 @@ import torch
 
 from training import compact
 from training.features import CorpusData
-from voice_router.model.embedder import CONFIGS_DIR
+from voice_router.model.config import CONFIGS_DIR
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from tiny_parts import TINY_PRENET
 
 from training import train as T
 from training.losses import info_nce
-from voice_router.model.embedder import AudioTextEmbedder, validate_config
+from voice_router.model.config import validate_config
+from voice_router.model.embedder import AudioTextEmbedder
 
 torch.set_num_threads(1)
 CONFIGS = Path(__file__).resolve().parents[3] / "training" / "configs"
@@ -141,7 +142,8 @@ def test_every_tower_backbone_combination_steps(tower: str, backbone: str) -> No
 def test_m1_real_size_parameter_counts_on_meta_device() -> None:
     """M1 at its published dimensions, built without memory (meta device): ~1.1B."""
     from voice_router.model import towers
-    from voice_router.model.embedder import Prenet, PrenetConfig
+    from voice_router.model.config import PrenetConfig
+    from voice_router.model.parts import Prenet
 
     cfg, _ = T.load_run_config(CONFIGS / "m1.yaml")
     m = cfg.model

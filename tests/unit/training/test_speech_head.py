@@ -502,7 +502,7 @@ def test_export_writes_a_loadable_model(world: dict) -> None:
     from voice_router.model import load_embedder, load_model
 
     out = world["root"] / "exported"
-    args = ["export", "--run", str(world["run"]), "--out", str(out), "--onnx", "none"]
+    args = ["export", "--run", str(world["run"]), "--out", str(out), "--no-onnx"]
     assert sh.main(args) == 0
     ckpt = torch.load(world["run"] / "step000004.pt", map_location="cpu")["model"]
     loaded = load_embedder(out).trainable_state_dict()
