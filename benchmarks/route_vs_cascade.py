@@ -134,12 +134,12 @@ def _summarise(result: dict[str, Any], routes: Any, rows: list[Any], max_fa: flo
     """Metrics of one system from its per-clip scores (see the module docstring)."""
     import numpy as np
 
+    from voice_router.calibration import fit_calibration
     from voice_router.evaluate import (
         ClipScore,
         ScoreTable,
         decision_metrics,
         evaluation_report,
-        fit_calibration,
         route_thresholds,
     )
 

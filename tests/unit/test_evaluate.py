@@ -12,14 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voice_router.errors import AudioError, VoiceRouterError
+from voice_router.calibration import fit_calibration
+from voice_router.errors import AudioError, ManifestError, VoiceRouterError
 from voice_router.evaluate import (
     NO_MATCH,
     ClipScore,
-    ManifestError,
     ScoreTable,
     decision_metrics,
-    fit_calibration,
     read_manifest,
     score_clips,
     spread_subset,
@@ -405,7 +404,7 @@ def test_calibrate_cli_writes_routes_that_eval_reproduces(
 
 def test_search_metrics_hand_computed() -> None:
     from voice_router.audio.io import load_audio
-    from voice_router.evaluate import search_report
+    from voice_router.search_eval import search_report
 
     rows = read_manifest(DATA / "manifest.csv", required=("path", "text"))
     model = HashEmbeddingModel(dim=64)
@@ -448,7 +447,7 @@ def test_calibration_caps_thresholds_at_one() -> None:
 
 
 def test_uncaptioned_clips_are_distractors_not_queries() -> None:
-    from voice_router.evaluate import caption_retrieval
+    from voice_router.search_eval import caption_retrieval
 
     model = HashEmbeddingModel(dim=64)
     captions = ["lights on", "", "music please", ""]

@@ -11,23 +11,25 @@ from typing import Any
 
 import numpy as np
 
+from voice_router.calibration import (
+    calibrated_routes,
+    calibration_report,
+    fit_calibration,
+    format_calibration,
+)
 from voice_router.errors import ManifestError, VoiceRouterError
 from voice_router.evaluate import (
     SAMPLE_RATE,
     ClipScore,
     ScoreTable,
-    calibrated_routes,
-    calibration_report,
     evaluation_report,
-    fit_calibration,
-    format_calibration,
     format_eval,
     read_manifest,
     route_thresholds,
     score_clips,
-    search_report,
 )
 from voice_router.routes import RouteSet
+from voice_router.search_eval import search_report
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
