@@ -119,54 +119,16 @@ def main() -> int:
         out / "calibrate_speech_commands.json",
         log,
     )
+    noise6 = ["--noise", "pink", "--snr", "6", "--seed", "0"]
+
+    def evaluate(name: str, routes: Path, manifest: Path, extra: list[str], key: str) -> None:
+        cmd = [*cli, "eval", "--routes", _rel(routes), "--data", _rel(manifest), *extra]
+        res[key] = _run([*cmd, *lim, *common], out / f"{key}.json", log)
+
     for name, (routes, manifest) in sets.items():
-        res[f"eval_{name}"] = _run(
-            [*cli, "eval", "--routes", _rel(routes), "--data", _rel(manifest), *lim, *common],
-            out / f"eval_{name}.json",
-            log,
-        )
-    res["eval_speech_commands_test_noise6"] = _run(
-        [
-            *cli,
-            "eval",
-            "--routes",
-            _rel(sc_cal),
-            "--data",
-            _rel(sets["speech_commands_test"][1]),
-            "--noise",
-            "pink",
-            "--snr",
-            "6",
-            "--seed",
-            "0",
-            *lim,
-            *common,
-        ],
-        out / "eval_speech_commands_test_noise6.json",
-        log,
-    )
-    for name in ("rhasspy_en", "ha_commands_en", "wake_phrases"):
-        routes, manifest = sets[name]
-        res[f"eval_{name}_noise6"] = _run(
-            [
-                *cli,
-                "eval",
-                "--routes",
-                _rel(routes),
-                "--data",
-                _rel(manifest),
-                "--noise",
-                "pink",
-                "--snr",
-                "6",
-                "--seed",
-                "0",
-                *lim,
-                *common,
-            ],
-            out / f"eval_{name}_noise6.json",
-            log,
-        )
+        evaluate(name, routes, manifest, [], f"eval_{name}")
+    for name in ("speech_commands_test", "rhasspy_en", "ha_commands_en", "wake_phrases"):
+        evaluate(name, *sets[name], noise6, f"eval_{name}_noise6")
     for name in ("rhasspy_en", "wake_phrases"):
         res[f"search_{name}"] = _run(
             [
