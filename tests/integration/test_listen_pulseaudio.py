@@ -225,29 +225,28 @@ def test_ctrl_c_stops_cleanly_with_a_summary(tmp_path: Path, sig: str) -> None:
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_env()
     )
     err_q: queue.Queue = queue.Queue()
+    out_q: queue.Queue = queue.Queue()
     threading.Thread(target=_reader, args=(proc.stderr, err_q), daemon=True).start()
+    threading.Thread(target=_reader, args=(proc.stdout, out_q), daemon=True).start()
     lines: list[str] = []
+    outs: list[str] = []
     try:
-        deadline = time.monotonic() + 60
-        while not any(x.startswith("listening on") for x in lines):
-            assert time.monotonic() < deadline, lines
-            try:
-                line = err_q.get(timeout=1)
-            except queue.Empty:
-                continue
-            assert line is not None, f"exited early: {lines}"
-            lines.append(line)
-        time.sleep(2.5)  # hear the first command
+        # the signal comes once the first utterance has been routed (its line is on stdout),
+        # however long loading and the first command take on this machine
+        first = out_q.get(timeout=120)
+        assert first is not None, f"exited before routing anything: {list(err_q.queue)}"
+        outs.append(first)
         proc.send_signal(getattr(signal, sig))
-        # communicate() also reads stderr, racing the reader thread: keep what it got
-        out, err_rest = proc.communicate(timeout=20)
+        proc.wait(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     while (line := err_q.get(timeout=5)) is not None:
         lines.append(line)
-    lines += (err_rest or "").splitlines(keepends=True)
+    while (line := out_q.get(timeout=5)) is not None:
+        outs.append(line)
+    out = "".join(outs)
     err = "".join(lines)
     assert proc.returncode == 0, err
     assert "Traceback" not in err

@@ -311,7 +311,10 @@ def test_unreadable_file_as_any_user(tmp_path, real_clip_path, monkeypatch):
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *a, **k)
 
-    monkeypatch.setattr("builtins.open", deny)
+    import voice_router.audio.io
+
+    # `open` as the audio module sees it (its own global shadows the builtin), not process-wide
+    monkeypatch.setattr(voice_router.audio.io, "open", deny, raising=False)
     with pytest.raises(AudioError, match=r"secret.flac: permission denied: make the file readable"):
         load_audio(p)
 

@@ -172,7 +172,10 @@ def test_disk_full_while_writing_the_manifest_is_a_clear_error(tmp_path, hash_mo
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_open(path, mode, *a, **kw)
 
-    monkeypatch.setattr("builtins.open", full_open)
+    import voice_router.store
+
+    # `open` as the store module sees it (its own global shadows the builtin), not process-wide
+    monkeypatch.setattr(voice_router.store, "open", full_open, raising=False)
     with pytest.raises(IndexStoreError, match="disk full"):
         _open(tmp_path, hash_model)
     monkeypatch.undo()

@@ -3,7 +3,6 @@ installed (CI's second venv, .venv-train); skipped in the default venv, which ha
 
 from __future__ import annotations
 
-import builtins
 import importlib
 import sys
 
@@ -147,16 +146,20 @@ def test_rir_decays() -> None:
 
 @pytest.mark.parametrize("error", [ModuleNotFoundError, OSError])
 def test_missing_or_broken_torchaudio_says_how_to_install(monkeypatch, error) -> None:  # noqa: ANN001
-    real_import = builtins.__import__
+    class BrokenTorchaudio:
+        """A meta path finder that fails torchaudio's import the way a broken install does."""
 
-    def fake_import(name, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        if name == "torchaudio" or name.startswith("torchaudio."):
-            # OSError is what PyPI's CUDA torchaudio raises beside the CPU torch
-            raise error("Could not load this library: _torchaudio.abi3.so")
-        return real_import(name, *args, **kwargs)
+        @staticmethod
+        def find_spec(name, path=None, target=None):  # noqa: ANN001, ANN205
+            if name == "torchaudio" or name.startswith("torchaudio."):
+                # OSError is what PyPI's CUDA torchaudio raises beside the CPU torch
+                raise error("Could not load this library: _torchaudio.abi3.so")
+            return None
 
     monkeypatch.delitem(sys.modules, "training.augment")  # restored after the test
-    monkeypatch.setattr(builtins, "__import__", fake_import)
+    for name in [m for m in sys.modules if m == "torchaudio" or m.startswith("torchaudio.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [BrokenTorchaudio(), *sys.meta_path])
     with pytest.raises(ImportError) as info:
         importlib.import_module("training.augment")
     msg = str(info.value)
