@@ -291,3 +291,19 @@ def test_index_list_and_prune(capsys, tmp_path):
     # another model: every route collection of this one goes; the library stays
     code, out, _ = run(capsys, "index", "prune", "--json", "--model", "hash-16", *idx[2:])
     assert [json.loads(ln)["name"] for ln in out.splitlines()] == [f"routes_{fp}_home"]
+
+
+def test_the_readme_exit_code_table_matches_the_errors() -> None:
+    import re
+
+    from voice_router import errors
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| (\d+) \| `(\w+)` \|", readme, flags=re.M))
+    classes = {
+        c.__name__: c.exit_code
+        for c in vars(errors).values()
+        if isinstance(c, type) and issubclass(c, errors.VoiceRouterError) and "exit_code" in vars(c)
+    }
+    classes["VoiceRouterError"] = errors.VoiceRouterError.exit_code
+    assert {name: int(code) for code, name in rows.items()} == classes
