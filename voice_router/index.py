@@ -308,6 +308,16 @@ class RouteIndex:
         hits = self.backend.query(self.collection, vector, limit, {P_KIND: kind})
         return [(str(h.payload.get(P_ROUTE)), h.score) for h in hits]
 
+    def query_payloads(
+        self, vector: np.ndarray, where: Mapping[str, Any], limit: int
+    ) -> list[tuple[float, dict[str, Any]]]:
+        """(cosine, payload) of the `limit` points matching `where` nearest to `vector`, best
+        first (what resolving a route's slots reads)."""
+        if limit <= 0:
+            return []
+        hits = self.backend.query(self.collection, vector, limit, dict(where))
+        return [(float(h.score), h.payload) for h in hits]
+
     def total(self, kind: str) -> int:
         """Points of `kind` after the last sync (plus enrolments since)."""
         return self.counts().get(("", kind), 0)

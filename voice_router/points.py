@@ -12,6 +12,7 @@ plan against a collection and writes the difference.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -30,12 +31,15 @@ from voice_router.store import (
     P_FINGERPRINT,
     P_KIND,
     P_ROUTE,
+    P_SLOTS,
     P_SOURCE,
     P_TEXT,
+    P_VARIES,
     P_VOICE,
     SOURCE_ENROLLED,
     SOURCE_FILE,
     SOURCE_ROUTES,
+    SOURCE_TEMPLATE,
     UPSERT_BATCH,
     PointRecord,
     point_id,
@@ -60,8 +64,10 @@ class PointSpec:
     kind: str  # KIND_TEXT | KIND_AUDIO
     text: str  # the route text, or the audio file / enrolment label
     voice: str  # "" for text; the TTS voice key, "file:<sha>" or "enrolled:<sha>" for audio
-    source: str  # SOURCE_ROUTES | SOURCE_FILE | SOURCE_ENROLLED
+    source: str  # SOURCE_ROUTES | SOURCE_TEMPLATE | SOURCE_FILE | SOURCE_ENROLLED
     audio_path: str | None = None
+    slots: dict[str, Any] | None = None  # a template phrasing's slot values
+    varies: str = ""  # the slot a template phrasing varies ("" for a carrier)
 
 
 def _voice_key(voice: Any) -> str:
@@ -107,7 +113,7 @@ class PointBuilder:
 
     def payload(self, s: PointSpec) -> dict[str, Any]:
         """The payload stored with a point (what routing and checks read back)."""
-        return {
+        out = {
             P_ROUTE: s.route,
             P_KIND: s.kind,
             P_TEXT: s.text,
@@ -115,6 +121,9 @@ class PointBuilder:
             P_SOURCE: s.source,
             P_FINGERPRINT: self.model.fingerprint,
         }
+        if s.slots is not None:
+            out[P_SLOTS], out[P_VARIES] = s.slots, s.varies
+        return out
 
     def plan(self, routes: RouteSet) -> list[PointSpec]:
         """Every point `routes` calls for, with its deterministic id (nothing is embedded)."""
@@ -132,6 +141,21 @@ class PointBuilder:
                     specs.append(
                         PointSpec(point_id(fp, r.name, KIND_AUDIO, text, key), r.name, KIND_AUDIO,
                                   text, key, SOURCE_ROUTES)
+                    )  # fmt: skip
+            if r.sentences:  # template phrasings: text points carrying their slot values
+                from voice_router.templates import expand_templates
+
+                said = set(r.texts())
+                for ph in expand_templates(r.sentences, routes.lists):
+                    if ph.text in said:  # a phrasing equal to an example is that example
+                        continue
+                    # the slot values are part of the id: a list's `out` edited re-writes it
+                    blob = json.dumps([ph.slots, ph.varies], sort_keys=True, default=str)
+                    voice = "slots:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+                    specs.append(
+                        PointSpec(point_id(fp, r.name, KIND_TEXT, ph.text, voice), r.name,
+                                  KIND_TEXT, ph.text, voice, SOURCE_TEMPLATE,
+                                  slots=dict(ph.slots), varies=ph.varies)
                     )  # fmt: skip
             for p in r.examples_audio:
                 path = Path(p)

@@ -19,11 +19,15 @@ File format::
 
     threshold: 0.5          # optional: default minimum cosine score for a match
     margin: 0.05            # optional: minimum lead of the best route over the runner-up
+    lists:                  # optional: slot values for `sentences` templates
+      area: [kitchen, {in: living room, out: living_room}]
+      minutes: {range: {from: 1, to: 60}}
     routes:
       - name: lights_on     # required, letters/digits/_ - .
         description: Turn the lights on.   # required, non-empty
         examples: ["turn on the lights", "lights on please"]
         examples_audio: [clips/lights_on_1.wav]   # relative to this file's folder
+        sentences: ["(turn|switch) on [the] {area} lights"]   # hassil templates
         tool: examples.home_tools:lights_on       # import path or a registered tool name
         args: {room: living room}
         threshold: 0.6      # optional per-route override
@@ -69,6 +73,8 @@ MAX_FILE_BYTES = 1_000_000
 """Largest routes file accepted (a hand-written file with thousands of routes is ~100 KB)."""
 MAX_NODES = 100_000
 """Most YAML nodes a document may have after alias expansion (bounds alias bombs)."""
+MAX_RANGE_VALUES = 200
+"""Most values a numeric range in `lists:` may give (each value becomes phrasings)."""
 MAX_DEPTH = 50
 """Deepest nesting of mappings/sequences accepted (a routes file needs 4)."""
 
@@ -183,6 +189,60 @@ def _set_name(v: Any) -> str | None:
     return v
 
 
+_LIST_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def _list_value(v: Any) -> dict[str, Any]:
+    if isinstance(v, str) and v.strip():
+        return {"in": v.strip(), "out": v.strip()}
+    if isinstance(v, dict) and set(v) <= {"in", "out"} and isinstance(v.get("in"), str):
+        said = v["in"].strip()
+        if said:
+            return {"in": said, "out": v.get("out", said)}
+    raise _Invalid(f"a value must be a phrase or {{in: phrase, out: value}}, not {v!r}")
+
+
+def _lists(v: Any) -> dict[str, dict[str, Any]]:
+    """`lists:` of slot values: name -> [values] | {values: [...]} | {range: {from, to, step}}."""
+    if not isinstance(v, dict):
+        raise _Invalid(f"must be a mapping of list names to values, not {_type_name(v)}")
+    out: dict[str, dict[str, Any]] = {}
+    for name, spec in v.items():
+        if not isinstance(name, str) or not _LIST_NAME_RE.match(name):
+            raise _Invalid(f"{name!r} is not a valid list name (letters, digits, _)")
+        if isinstance(spec, list):
+            spec = {"values": spec}
+        if not isinstance(spec, dict) or len(spec) != 1 or not set(spec) <= {"values", "range"}:
+            raise _Invalid(
+                "must be a list of values, {values: [...]} or {range: {from, to}}", (name,)
+            )
+        if "values" in spec:
+            if not isinstance(spec["values"], list) or not spec["values"]:
+                raise _Invalid("values: must be a non-empty list", (name,))
+            values = []
+            for i, item in enumerate(spec["values"]):
+                try:
+                    values.append(_list_value(item))
+                except _Invalid as e:
+                    raise _Invalid(e.msg, (name, "values", i)) from None
+            out[name] = {"values": values}
+            continue
+        r = spec["range"]
+        if not isinstance(r, dict) or not {"from", "to"} <= set(r) <= {"from", "to", "step"}:
+            raise _Invalid("range: needs from and to (integers), and optionally step", (name,))
+        nums = {k: r[k] for k in r}
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in nums.values()):
+            raise _Invalid("range: from, to and step must be integers", (name,))
+        step = nums.get("step", 1)
+        count = (nums["to"] - nums["from"]) // step + 1 if step > 0 else 0
+        if not 1 <= count <= MAX_RANGE_VALUES:
+            raise _Invalid(
+                f"range: must give 1 to {MAX_RANGE_VALUES} values (from <= to, step > 0)", (name,)
+            )
+        out[name] = {"range": {"from": nums["from"], "to": nums["to"], "step": step}}
+    return out
+
+
 _Check = Callable[[Any], Any]
 _ROUTE_SPEC: dict[str, tuple[_Check, Callable[[], Any] | None]] = {
     # field: (check, default factory; None = required)
@@ -190,6 +250,7 @@ _ROUTE_SPEC: dict[str, tuple[_Check, Callable[[], Any] | None]] = {
     "description": (_description, None),
     "examples": (_strings, list),
     "examples_audio": (_strings, list),
+    "sentences": (_strings, list),
     "tool": (_tool, lambda: None),
     "args": (_args, dict),
     "threshold": (lambda v: None if v is None else _number(v, -1.0, 1.0), lambda: None),
@@ -198,6 +259,7 @@ _SET_SPEC: dict[str, tuple[_Check, Callable[[], Any] | None]] = {
     "name": (_set_name, lambda: None),
     "threshold": (lambda v: _number(v, -1.0, 1.0), lambda: DEFAULT_THRESHOLD),
     "margin": (lambda v: _number(v, 0.0, 2.0), lambda: DEFAULT_MARGIN),
+    "lists": (_lists, dict),
     "routes": (None, None),  # checked by _check_set (its items are Routes)
 }
 
@@ -262,6 +324,15 @@ def _check_set(raw: dict[Any, Any]) -> tuple[dict[str, Any], list[Problem]]:
             )
         seen.add(route.name)
     fields["routes"] = routes
+    lists = fields.get("lists", {})
+    for i, route in enumerate(routes):
+        for j, template in enumerate(route.sentences):  # hassil parses them (imported here only)
+            from voice_router.templates import check_template
+
+            try:
+                check_template(template, lists)
+            except RoutesError as e:
+                problems.append((("routes", i, "sentences", j), str(e)))
     return fields, problems
 
 
@@ -279,7 +350,8 @@ class Route:
 
     Fields (all checked on construction and on assignment; RoutesError says what is wrong):
     `name` (letters, digits, _ - .), `description` (plain-English meaning, embedded as text),
-    `examples` (phrasings), `examples_audio` (clips, relative to the routes file), `tool`
+    `examples` (phrasings), `examples_audio` (clips, relative to the routes file), `sentences`
+    (templates in hassil syntax over the set's `lists:`, see voice_router.templates), `tool`
     (`package.module:attr` or a registered tool name), `args` (given to the tool), `threshold`
     (this route's own minimum score, else the set's).
     """
@@ -350,10 +422,11 @@ class RouteSet:
     compared by `==`. `routes` items may be Routes or mappings.
     """
 
-    __slots__ = ("name", "threshold", "margin", "routes", "source")
+    __slots__ = ("name", "threshold", "margin", "lists", "routes", "source")
     name: str | None
     threshold: float
     margin: float
+    lists: dict[str, dict[str, Any]]
     routes: list[Route]
     source: Path | None
 
@@ -382,6 +455,7 @@ class RouteSet:
             "name": self.name,
             "threshold": self.threshold,
             "margin": self.margin,
+            "lists": copy.deepcopy(self.lists),
             "routes": [r.to_dict() for r in self.routes],
         }
 
@@ -778,15 +852,20 @@ def dump_routes(routes: RouteSet, path: str | os.PathLike[str]) -> None:
     """
     dest = Path(path)
     folder = dest.resolve().parent
-    doc: dict[str, Any] = {"threshold": routes.threshold, "margin": routes.margin, "routes": []}
+    doc: dict[str, Any] = {"threshold": routes.threshold, "margin": routes.margin}
     if routes.name is not None:  # the set's identity in the index
         doc = {"name": routes.name, **doc}
+    if routes.lists:
+        doc["lists"] = routes.lists
+    doc["routes"] = []
     for r in routes.routes:
         item: dict[str, Any] = {"name": r.name, "description": r.description}
         if r.examples:
             item["examples"] = list(r.examples)
         if r.examples_audio:
             item["examples_audio"] = [_relative_to(a, folder) for a in r.examples_audio]
+        if r.sentences:
+            item["sentences"] = list(r.sentences)
         if r.tool is not None:
             item["tool"] = r.tool
         if r.args:

@@ -52,6 +52,7 @@ from voice_router.index import (
 )
 from voice_router.model.base import embed_audio_pooled
 from voice_router.model.loader import resolve_model
+from voice_router.store import P_KIND, P_ROUTE, P_SLOTS
 
 if TYPE_CHECKING:
     from voice_router.model.base import EmbeddingModel
@@ -60,6 +61,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Route sets up to this many points of a kind get every point back from a query (exact).
+MAX_SLOT_POINTS = 512
+"""Most text points of the matched route read back to resolve its slots (one query)."""
 EXACT_TEXT_POINTS = 256
 EXACT_AUDIO_POINTS = 256
 #: Hits per query for larger sets (see the module docstring). Each hit costs (~15 us to read
@@ -78,6 +81,9 @@ class RouteMatch:
     candidates: the top routes as (route, score), best first.
     latency_ms: per stage (decode, embed, search, dispatch, total), milliseconds.
     tool_result / tool_error: the dispatched tool's outcome (None when not dispatched).
+    args: the arguments the route's tool gets (its static `args` with the slot values merged
+        in); slots: per slot of a route with `sentences:`, the value heard, its score and its
+        margin over the best phrasing with another value (see `Router.resolve_slots`).
     """
 
     route: str | None
@@ -90,6 +96,8 @@ class RouteMatch:
     tool_result: Any = None
     tool_error: str | None = None
     file: str | None = None
+    args: dict[str, Any] | None = None  # what the tool gets: the route's args + its slots
+    slots: dict[str, dict[str, Any]] | None = None  # per slot: value, score, margin
 
     @property
     def matched(self) -> bool:
@@ -112,6 +120,10 @@ class RouteMatch:
             tool_result=self.tool_result,
             tool_error=self.tool_error,
         )
+        if self.args is not None:
+            d["args"] = self.args
+        if self.slots is not None:
+            d["slots"] = self.slots
         return d
 
 
@@ -237,7 +249,8 @@ class Router:
             if r.tool:
                 try:
                     tool = self.registry.resolve(r.tool, r.name)
-                    validate_args(tool, r.name, r.args, with_match=True)
+                    validate_args(tool, r.name, {**self._sample_slots(r), **r.args},
+                                  with_match=True)  # fmt: skip
                 except ToolImportBlocked as e:
                     self.tool_problems[r.name] = f"tool not called: {e}"
                 except ToolError as e:
@@ -250,6 +263,19 @@ class Router:
                 len(self.tool_problems),
                 ", ".join(self.tool_problems),
             )
+
+    def _sample_slots(self, r: Any) -> dict[str, Any]:
+        """A value for every slot `r`'s templates can fill (each list's first), so the tool's
+        arguments are checked at start-up as they will be called."""
+        if not r.sentences:
+            return {}
+        from voice_router.templates import expand_templates
+
+        out: dict[str, Any] = {}
+        for ph in expand_templates(r.sentences, self.routes.lists):
+            for name, value in ph.slots.items():
+                out.setdefault(name, value)
+        return out
 
     def _load_vectors(self) -> _ScoringState:
         """Every point as a matrix, for the numpy oracle (`score_matrix`)."""
@@ -465,14 +491,21 @@ class Router:
         if route is not None:
             r = self._by_name[route]
             m.tool = r.tool
+            m.args = dict(r.args)
+            if r.sentences:
+                m.slots = self.resolve_slots(vector, route)
+                m.args.update({name: s["value"] for name, s in m.slots.items()})
             if r.tool and do_dispatch and r.name in self.tool_problems:
                 m.tool_error = self.tool_problems[r.name]
             elif r.tool and do_dispatch:
                 tool = self.registry.resolve(r.tool, r.name)
-                out = invoke_tool(
-                    tool, r.name, r.args, match=m.to_dict(), timeout_s=self.tool_timeout_s
-                )
-                m.tool_result, m.tool_error = out.result, out.error
+                try:
+                    out = invoke_tool(
+                        tool, r.name, m.args, match=m.to_dict(), timeout_s=self.tool_timeout_s
+                    )
+                    m.tool_result, m.tool_error = out.result, out.error
+                except ToolError as e:  # slot values the tool's args_schema refuses
+                    m.tool_error = f"tool not called: {e}"
         t2 = time.perf_counter()
         m.latency_ms = {
             "search": (t1 - t0) * 1e3,
@@ -480,6 +513,45 @@ class Router:
             "total": (t2 - t0) * 1e3,
         }
         return m
+
+    def resolve_slots(self, vector: np.ndarray, route: str) -> dict[str, dict[str, Any]]:
+        """The slot values of `route` heard in `vector`, scored one slot at a time.
+
+        One Qdrant query returns the route's text points (filtered by route; every point up to
+        MAX_SLOT_POINTS) with their payloads. For each slot, the template phrasings that carry it
+        are candidates (they differ from one another in that slot only, the others being at
+        their first value: voice_router.templates); the best one's value is the slot's value,
+        its cosine the slot's score and its lead over the best phrasing with another value the
+        margin. An optional slot that the best phrasing without it beats stays unset.
+        """
+        q = np.asarray(vector, dtype=np.float32).reshape(-1)  # (D,)
+        q = q / max(float(np.linalg.norm(q)), 1e-12)
+        n = self.index.counts().get((route, KIND_TEXT), 0)
+        hits = self.index.query_payloads(q, {P_ROUTE: route, P_KIND: KIND_TEXT},
+                                         min(n, MAX_SLOT_POINTS))  # fmt: skip
+        best: dict[str, tuple[float, Any]] = {}  # slot -> (score, value) of its best phrasing
+        second: dict[str, float] = {}  # slot -> best score of a phrasing with another value
+        without: dict[str, float] = {}  # slot -> best score of a phrasing that lacks it
+        names: set[str] = set()
+        phrasings = [(s, p.get(P_SLOTS)) for s, p in hits if isinstance(p.get(P_SLOTS), dict)]
+        for _, slots in phrasings:
+            names.update(slots)
+        for score, slots in phrasings:  # best first
+            for name in names:
+                if name not in slots:
+                    without.setdefault(name, score)
+                elif name not in best:
+                    best[name] = (score, slots[name])
+                elif name not in second and slots[name] != best[name][1]:
+                    second[name] = score
+        out: dict[str, dict[str, Any]] = {}
+        for name, (score, value) in sorted(best.items()):
+            if without.get(name, -2.0) > score:
+                continue  # optional, and the phrasings without it fit better: not said
+            runner = second.get(name)
+            margin = None if runner is None else round(score - runner, 6)
+            out[name] = {"value": value, "score": round(score, 6), "margin": margin}
+        return out
 
     def route_many(self, audios: Sequence[Any]) -> list[RouteMatch]:
         """Route several clips, one after another."""

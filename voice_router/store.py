@@ -47,6 +47,8 @@ P_TEXT = "text"
 P_VOICE = "voice"
 P_SOURCE = "source"
 P_FINGERPRINT = "fingerprint"
+P_SLOTS = "slots"  # slot values a template phrasing carries ({} for other points)
+P_VARIES = "varies"  # the slot a template phrasing varies ("" for its carriers)
 
 KIND_TEXT = "text"
 KIND_AUDIO = "audio"
@@ -54,6 +56,7 @@ KIND_AUDIO = "audio"
 SOURCE_ROUTES = "routes"  # description/examples text, or TTS of them
 SOURCE_FILE = "examples_audio"  # audio file named in the routes file
 SOURCE_ENROLLED = "enrolled"  # clip added with `voice-router enroll`
+SOURCE_TEMPLATE = "sentences"  # a phrasing expanded from a route's `sentences:` templates
 
 MANIFEST_NAME = "voice-router.json"
 #: A route collection this large gets its HNSW index built after a sync adds points: below it

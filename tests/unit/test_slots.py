@@ -1,0 +1,148 @@
+"""Routes with `sentences:` templates and `lists:`: the templates expand one slot at a time into
+text points carrying their slot values; the matched route's slots are scored from those points
+and reach the tool as validated arguments."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.tools import tool
+
+from voice_router.errors import RoutesError
+from voice_router.points import PointBuilder
+from voice_router.router import VoiceRouter
+from voice_router.routes import dump_routes, load_routes, parse_routes
+from voice_router.templates import expand_templates
+
+ROUTES = """\
+lists:
+  area: [kitchen, office, {in: living room, out: living_room}]
+  minutes: {range: {from: 1, to: 30}}
+routes:
+  - name: lights_on
+    description: turn the lights on
+    sentences: ["(turn|switch) on [the] {area} lights"]
+    tool: lights_on
+  - name: set_timer
+    description: start a countdown timer
+    sentences: ["set a timer [for {minutes} minutes]", "wake me in {minutes} minutes"]
+    tool: set_timer
+    args: {label: kitchen timer}
+"""
+CALLS: list[dict] = []
+
+
+@tool
+def lights_on(area: str) -> str:
+    """Turn the lights on in an area."""
+    CALLS.append({"area": area})
+    return f"lights on in {area}"
+
+
+@tool
+def set_timer(label: str, minutes: int | None = None) -> str:
+    """Start a timer."""
+    CALLS.append({"label": label, "minutes": minutes})
+    return f"{label}: {minutes} min"
+
+
+@pytest.fixture
+def router(hash_model):
+    CALLS.clear()
+    return VoiceRouter(parse_routes(ROUTES), model=hash_model, tools=[lights_on, set_timer],
+                       index=":memory:", exemplar_voices=0)  # fmt: skip
+
+
+def test_expansion_grows_with_the_sum_of_the_lists_not_their_product():
+    lists = parse_routes(ROUTES).lists
+    lists["b"] = {"values": [{"in": f"b{i}", "out": i} for i in range(20)]}
+    lists["c"] = {"values": [{"in": f"c{i}", "out": i} for i in range(20)]}
+    got = expand_templates(["{area} {b} {c}"], lists)
+    assert len(got) == 1 + 2 + 19 + 19  # carrier + the other values of each slot
+    assert {p.varies for p in got} == {"", "area", "b", "c"}
+    assert all(p.slots.keys() == {"area", "b", "c"} for p in got)
+    office = next(p for p in got if p.text == "office b0 c0")
+    assert office.slots == {"area": "office", "b": 0, "c": 0} and office.varies == "area"
+
+
+def test_phrasings_become_text_points_with_their_slot_values(hash_model):
+    specs = PointBuilder(hash_model, exemplar_voices=0).plan(parse_routes(ROUTES))
+    by_text = {s.text: s for s in specs}
+    s = by_text["switch on the living room lights"]
+    assert s.route == "lights_on" and s.slots == {"area": "living_room"}
+    assert by_text["set a timer"].slots == {} and by_text["set a timer"].varies == ""
+    assert by_text["wake me in 7 minutes"].slots == {"minutes": 7}
+
+
+@pytest.mark.parametrize(
+    ("said", "route", "args"),
+    [
+        ("switch on the office lights", "lights_on", {"area": "office"}),
+        ("turn on living room lights", "lights_on", {"area": "living_room"}),
+        ("turn on the kitchen lights", "lights_on", {"area": "kitchen"}),  # a carrier
+        ("wake me in 12 minutes", "set_timer", {"label": "kitchen timer", "minutes": 12}),
+        ("set a timer", "set_timer", {"label": "kitchen timer"}),  # optional slot not said
+    ],
+)
+def test_slot_values_reach_the_tool(router, hash_model, said, route, args):
+    m = router.route_vector(hash_model.embed_text([said])[0])
+    assert m.route == route and m.args == args
+    assert CALLS == [{"minutes": None, **args}] if route == "set_timer" else CALLS == [args]
+    d = m.to_dict()
+    assert d["args"] == args
+    for name, value in args.items():
+        if name in d["slots"]:
+            assert d["slots"][name]["value"] == value and d["slots"][name]["score"] > 0.99
+
+
+def test_a_slot_value_the_tool_refuses_is_a_tool_error_not_a_crash(hash_model):
+    @tool
+    def strict(area: int) -> str:
+        """Takes a number."""
+        return "never"
+
+    text = ROUTES.replace("tool: lights_on", "tool: strict")
+    r = VoiceRouter(parse_routes(text), model=hash_model, tools=[strict, set_timer],
+                    index=":memory:", exemplar_voices=0, strict_tools=False)  # fmt: skip
+    m = r.route_vector(hash_model.embed_text(["switch on the office lights"])[0])
+    assert m.route == "lights_on" and m.args == {"area": "office"}
+    assert "tool not called" in (m.tool_error or "") and "area" in m.tool_error
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (
+            '  - name: x\n    description: y\n    sentences: ["go {nowhere}"]\n',
+            "uses {nowhere}, which `lists:` does not define",
+        ),  # fmt: skip
+        ('  - name: x\n    description: y\n    sentences: ["go (a|b"]\n', "does not parse"),
+        ('  - name: x\n    description: y\n    sentences: ["go <rule>"]\n', "expansion rules"),
+    ],
+)
+def test_bad_templates_name_file_line_route(tmp_path, text, words):
+    p = tmp_path / "r.yaml"
+    p.write_text(ROUTES + text, encoding="utf-8")
+    with pytest.raises(RoutesError) as e:
+        load_routes(p)
+    assert f"{p}:" in str(e.value) and "route 'x': sentences.0:" in str(e.value)
+    assert words in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("lists", "words"),
+    [
+        ("lists: {area: {range: {from: 5, to: 1}}}\n", "range: must give 1 to 200 values"),
+        ("lists: {area: {values: []}}\n", "values: must be a non-empty list"),
+        ("lists: {area: [{out: x}]}\n", "a value must be a phrase"),
+        ("lists: {1a: [x]}\n", "not a valid list name"),
+    ],
+)
+def test_bad_lists_are_errors(lists, words):
+    with pytest.raises(RoutesError, match=words):
+        parse_routes(lists + "routes:\n  - name: a\n    description: b\n")
+
+
+def test_templates_and_lists_round_trip_through_a_file(tmp_path):
+    rs = parse_routes(ROUTES)
+    dump_routes(rs, tmp_path / "r.yaml")
+    assert load_routes(tmp_path / "r.yaml") == rs
