@@ -18,12 +18,16 @@ scores, with the router's rule: take the best-scoring route; it matches only if 
 
 Manifest format (CSV with a header): `path` (absolute, or relative to the manifest's folder) and
 `label` (the route that should match; empty, or a name that is not a route, means nothing should
-match). Other columns are ignored, except `text`, which `eval-search` uses as the caption.
+match). Optional: `args`, a JSON object of the argument values the route's tool should get
+(slots of routes with `sentences:`): the report then adds command accuracy (route and every
+expected argument right), per-argument accuracy and the slot confusions. Other columns are
+ignored, except `text`, which `eval-search` uses as the caption.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import sys
 import time
@@ -76,6 +80,9 @@ class ManifestRow:
     """The `text` column, stripped ("" when absent)."""
     speaker: str = ""
     """The `speaker` column, stripped ("" when absent); used to split folds by speaker."""
+    args: dict[str, Any] | None = None
+    """The `args` column: a JSON object of the argument values the route's tool should get
+    (its slots); None when absent or empty."""
 
 
 def read_manifest(
@@ -107,11 +114,22 @@ def read_manifest(
                     f"{', '.join(required)}"
                 )
             rows = []
-            for rec in reader:
+            for line, rec in enumerate(reader, start=2):
                 rec = {(k or "").strip(): (v or "").strip() for k, v in rec.items()}
                 if not rec.get("path"):
                     continue
                 clip = Path(rec["path"])
+                args = None
+                if rec.get("args"):
+                    try:
+                        args = json.loads(rec["args"])
+                    except json.JSONDecodeError as e:
+                        raise ManifestError(f"{p}:{line}: args is not JSON ({e})") from None
+                    if not isinstance(args, dict):
+                        raise ManifestError(
+                            f"{p}:{line}: args must be a JSON object such as "
+                            '{"minutes": 5}, not ' + type(args).__name__
+                        )
                 rows.append(
                     ManifestRow(
                         path=clip if clip.is_absolute() else (p.parent / clip),
@@ -119,6 +137,7 @@ def read_manifest(
                         label=rec.get("label", ""),
                         text=rec.get("text", ""),
                         speaker=rec.get("speaker", ""),
+                        args=args,
                     )
                 )
     except UnicodeDecodeError as e:
@@ -153,6 +172,8 @@ class ClipScore:
     latency_ms: float | None = None
     duration_s: float | None = None
     error: str | None = None
+    expected_args: dict[str, Any] | None = None  # the manifest's `args`
+    slots: dict[str, Any] | None = None  # slot values resolved for the best-scoring route
 
 
 def score_clips(
@@ -174,6 +195,11 @@ def score_clips(
         def loader(path: Path) -> np.ndarray:
             return load_audio(path, target_rate=SAMPLE_RATE)
 
+    # routes whose slots are resolved too (routes with templates, when the scorer can)
+    routes = getattr(scorer, "routes", None)
+    slot_routes = set()
+    if routes is not None and hasattr(scorer, "resolve_slots"):
+        slot_routes = {r.name for r in routes.routes if getattr(r, "sentences", None)}
     out: list[ClipScore] = []
     for row in progress_bar(rows, progress, "scoring clips"):
         try:
@@ -184,7 +210,16 @@ def score_clips(
             out.append(ClipScore(row.display, row.label, None, error=str(e)))
             continue
         t0 = time.perf_counter()
-        scores = scorer.scores((audio, SAMPLE_RATE))
+        slots = None
+        if slot_routes:  # the Router: embed once, score, resolve the best route's slots
+            vector = scorer.embed((audio, SAMPLE_RATE))  # type: ignore[attr-defined]
+            scores = scorer.scores_vector(vector)  # type: ignore[attr-defined]
+            best = min(scores, key=lambda r: (-scores[r], r))  # the decision rule's tie order
+            if best in slot_routes:
+                resolved = scorer.resolve_slots(vector, best)  # type: ignore[attr-defined]
+                slots = {name: s["value"] for name, s in resolved.items()}
+        else:
+            scores = scorer.scores((audio, SAMPLE_RATE))
         dt = (time.perf_counter() - t0) * 1000.0
         out.append(
             ClipScore(
@@ -193,6 +228,8 @@ def score_clips(
                 {k: float(v) for k, v in scores.items()},
                 latency_ms=dt,
                 duration_s=audio.size / SAMPLE_RATE,
+                expected_args=row.args,
+                slots=slots,
             )
         )
     return out
@@ -403,9 +440,58 @@ def evaluation_report(
         "margin": rounded(float(routes.margin)),
         "failures": failures(table, predicted),
     }
+    if any(c.expected_args for c in ok):
+        report.update(argument_metrics(table, predicted, ok, routes))
     if extra:
         report.update(extra)
     return report
+
+
+def argument_metrics(
+    table: ScoreTable, predicted: np.ndarray, clips: Sequence[ClipScore], routes: RouteSet
+) -> dict[str, Any]:
+    """Slot metrics over the clips whose manifest row gives `args`:
+
+    - command_accuracy: the route is right AND every expected argument has the expected value
+      (the tool's args: the route's static `args` with its resolved slots), as Picovoice's
+      benchmark counts "command acceptance";
+    - slot_accuracy: per argument name, the share of clips expecting it (with the right route)
+      that got its value;
+    - slot_confusions: (argument, expected, got, count), most frequent first.
+    """
+    by_name = {r.name: r for r in routes.routes}
+    n_cmd = right_cmd = 0
+    per: dict[str, list[int]] = {}
+    confusions: Counter[tuple[str, str, str]] = Counter()
+    for i, c in enumerate(clips):  # `clips` are the readable ones, in the table's order
+        want = c.expected_args
+        if not want:
+            continue
+        n_cmd += 1
+        route_ok = table.expected[i] >= 0 and predicted[i] == table.expected[i]
+        got: dict[str, Any] = {}
+        if predicted[i] >= 0:
+            got = {**by_name[table.routes[int(predicted[i])]].args, **(c.slots or {})}
+        all_ok = route_ok
+        for name, value in want.items():
+            hit = route_ok and got.get(name) == value
+            per.setdefault(name, [0, 0])
+            per[name][0] += int(hit)
+            per[name][1] += int(route_ok)
+            all_ok &= hit
+            if route_ok and not hit:
+                key = (name, json.dumps(value, default=str), json.dumps(got.get(name), default=str))
+                confusions[key] += 1
+        right_cmd += int(all_ok)
+    return {
+        "n_with_args": n_cmd,
+        "command_accuracy": rounded(right_cmd / n_cmd) if n_cmd else None,
+        "slot_accuracy": {k: rounded(h / n) if n else None for k, (h, n) in sorted(per.items())},
+        "slot_confusions": [
+            {"arg": a, "expected": json.loads(e), "got": json.loads(g), "count": k}
+            for (a, e, g), k in confusions.most_common(20)
+        ],
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,6 +534,17 @@ def format_eval(rep: Mapping[str, Any]) -> str:
             f"{fmt_score(rep['thresholds'][name])}"
         )
     lines.append(f"margin: {fmt_score(rep['margin'])}")
+    if rep.get("n_with_args"):
+        lines += [
+            "",
+            f"command accuracy  {fmt_score(rep['command_accuracy'])}   (route and every "
+            f"expected argument right, {rep['n_with_args']} clips with args)",
+        ]
+        lines += [f"  {k:<16}{fmt_score(v)}" for k, v in rep["slot_accuracy"].items()]
+        lines += [
+            f"  {c['arg']}: expected {c['expected']!r}, got {c['got']!r} x{c['count']}"
+            for c in rep["slot_confusions"]
+        ]
     lines += ["", "confusion (rows: expected, columns: predicted)"]
     lines += _format_confusion(rep["confusion"])
     if rep["unreadable"]:

@@ -146,3 +146,53 @@ def test_templates_and_lists_round_trip_through_a_file(tmp_path):
     rs = parse_routes(ROUTES)
     dump_routes(rs, tmp_path / "r.yaml")
     assert load_routes(tmp_path / "r.yaml") == rs
+
+
+def test_eval_counts_command_accuracy_from_the_args_column(tmp_path, hash_model):
+    import numpy as np
+    import soundfile as sf
+
+    from voice_router.audio.io import load_audio
+    from voice_router.evaluate import evaluation_report, format_eval, read_manifest, score_clips
+
+    said = {  # clip -> what the fake model hears
+        "a.wav": "switch on the office lights",
+        "b.wav": "turn on the kitchen lights",
+        "c.wav": "wake me in 12 minutes",
+    }
+    for i, (name, text) in enumerate(said.items()):
+        clip = np.random.default_rng(i).uniform(-0.3, 0.3, 16000).astype(np.float32)
+        sf.write(tmp_path / name, clip, 16000)
+        decoded = load_audio(tmp_path / name)
+        hash_model.register_audio(decoded, text)
+        hash_model.register_audio(load_audio((decoded, 16000)), text)  # as the router decodes
+    (tmp_path / "m.csv").write_text(
+        "path,label,args\n"
+        'a.wav,lights_on,"{""area"": ""office""}"\n'
+        'b.wav,lights_on,"{""area"": ""office""}"\n'  # heard kitchen: route right, slot wrong
+        'c.wav,set_timer,"{""minutes"": 12, ""label"": ""kitchen timer""}"\n',
+        encoding="utf-8",
+    )
+    router = VoiceRouter(parse_routes(ROUTES), model=hash_model, index=":memory:",
+                         exemplar_voices=0, dispatch=False)  # fmt: skip
+    clips = score_clips(router, read_manifest(tmp_path / "m.csv"))
+    rep = evaluation_report(clips, router.routes)
+    assert rep["accuracy"] == 1.0 and rep["n_with_args"] == 3
+    assert rep["command_accuracy"] == pytest.approx(2 / 3, abs=1e-4)
+    assert rep["slot_accuracy"] == {"area": 0.5, "label": 1.0, "minutes": 1.0}
+    assert rep["slot_confusions"] == [
+        {"arg": "area", "expected": "office", "got": "kitchen", "count": 1}
+    ]
+    assert "command accuracy  0.667" in format_eval(rep)
+
+
+def test_a_bad_args_cell_names_its_line(tmp_path):
+    from voice_router.errors import ManifestError
+    from voice_router.evaluate import read_manifest
+
+    (tmp_path / "m.csv").write_text("path,label,args\na.wav,x,{nope\nb.wav,x,[1]\n")
+    with pytest.raises(ManifestError, match=r"m.csv:2: args is not JSON"):
+        read_manifest(tmp_path / "m.csv")
+    (tmp_path / "m.csv").write_text("path,label,args\nb.wav,x,[1]\n")
+    with pytest.raises(ManifestError, match=r"m.csv:2: args must be a JSON object"):
+        read_manifest(tmp_path / "m.csv")
