@@ -10,6 +10,13 @@ Formats:
   llm, score_threshold, metadata}]`). Each route keeps its name (made a valid route name),
   its description (else its first utterance) and its utterances as `examples`. Score
   thresholds are not carried over: they are cosines of another encoder (calibrate instead).
+- `rhino`: a Picovoice Rhino context (YAML: `context:` with `expressions:` per intent,
+  `slots:` lists and `macros:`). Each intent becomes a route whose `sentences:` are its
+  expressions translated to hassil syntax (`[a, b]` -> `(a|b)`, `(optional)` -> `[optional]`,
+  `$type:name` -> `{type:name}`, `@macro` -> its alternatives); each slot type becomes a list
+  whose values keep their text. Rhino's built-in number slots become numeric ranges
+  (`pv.SingleDigitInteger` 0-9, `pv.TwoDigitInteger` 0-99, `pv.Percent` 0-100); an expression
+  that uses another built-in slot is skipped, with a note.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import yaml
 from voice_router.errors import RoutesError
 from voice_router.routes import MAX_FILE_BYTES, RouteSet, validate_routes
 
-__all__ = ["FORMATS", "Imported", "import_routes", "import_semantic_router"]
+__all__ = ["FORMATS", "Imported", "import_rhino", "import_routes", "import_semantic_router"]
 
 
 @dataclass
@@ -129,8 +136,123 @@ def import_semantic_router(path: str | os.PathLike[str]) -> Imported:
     return Imported(rs, notes)
 
 
+_RHINO_NUMBERS = {
+    "pv.SingleDigitInteger": ("pv_single_digit_integer", 0, 9),
+    "pv.TwoDigitInteger": ("pv_two_digit_integer", 0, 99),
+    "pv.Percent": ("pv_percent", 0, 100),
+}
+_RHINO_TOKEN = re.compile(
+    r"\$([A-Za-z0-9_.]+):([A-Za-z0-9_]+)|@([A-Za-z0-9_]+)|([\[\](),])|([^\[\](),$@]+)"
+)
+
+
+class _Unsupported(Exception):
+    """An expression part with no voice-router equivalent (the expression is skipped)."""
+
+
+def _rhino_to_hassil(
+    expression: str, macros: dict[str, list[str]], slot_types: dict[str, str], depth: int = 0
+) -> str:
+    """One Rhino expression in hassil template syntax (see the module docstring)."""
+    if depth > 5:
+        raise _Unsupported("macros nested more than 5 deep")
+    out: list[str] = []
+    stack: list[str] = []  # open brackets: "[" (choice) or "(" (optional)
+    for m in _RHINO_TOKEN.finditer(expression):
+        slot_type, slot_name, macro, punct, text = m.groups()
+        if slot_type is not None:
+            if slot_type.startswith("pv."):
+                if slot_type not in _RHINO_NUMBERS:
+                    raise _Unsupported(f"built-in slot {slot_type}")
+                slot_types[slot_type] = _RHINO_NUMBERS[slot_type][0]
+            else:
+                slot_types[slot_type] = slot_type
+            out.append(f"{{{slot_types[slot_type]}:{slot_name}}}")
+        elif macro is not None:
+            if macro not in macros:
+                raise _Unsupported(f"macro @{macro} is not defined")
+            alts = [_rhino_to_hassil(a, macros, slot_types, depth + 1) for a in macros[macro]]
+            out.append("(" + "|".join(alts) + ")")
+        elif punct == "[":
+            stack.append("[")
+            out.append("(")
+        elif punct == "(":
+            stack.append("(")
+            out.append("[")
+        elif punct in ("]", ")"):
+            if not stack or stack.pop() != ("[" if punct == "]" else "("):
+                raise _Unsupported(f"unbalanced {punct!r}")
+            out.append(")" if punct == "]" else "]")
+        elif punct == ",":
+            if not stack or stack[-1] != "[":
+                raise _Unsupported("',' outside a [choice]")
+            out.append("|")
+        else:
+            out.append(text)
+    if stack:
+        raise _Unsupported("unclosed bracket")
+    return re.sub(r"\s*\|\s*", "|", "".join(out)).strip()
+
+
+def import_rhino(path: str | os.PathLike[str]) -> Imported:
+    """A Picovoice Rhino context file -> routes with templates and lists (module docstring)."""
+    from voice_router.templates import expand_templates
+
+    p = Path(path)
+    data = _read_structured(p)
+    ctx = data.get("context") if isinstance(data, dict) else None
+    if not isinstance(ctx, dict) or not isinstance(ctx.get("expressions"), dict):
+        raise RoutesError(
+            f"{p}: not a Rhino context: expected `context:` with an `expressions:` mapping of "
+            "intents to expression lists"
+        )
+    slots = ctx.get("slots") or {}
+    macros = ctx.get("macros") or {}
+    if not isinstance(slots, dict) or not isinstance(macros, dict):
+        raise RoutesError(f"{p}: `slots:` and `macros:` must be mappings of names to lists")
+    for kind, table in (("slot", slots), ("macro", macros)):
+        for name, values in table.items():
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise RoutesError(f"{p}: {kind} {name!r} must be a list of phrases")
+    notes: list[str] = []
+    used: dict[str, str] = {}  # Rhino slot type -> list name
+    routes: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    for intent, expressions in ctx["expressions"].items():
+        if not isinstance(expressions, list) or not expressions:
+            raise RoutesError(f"{p}: intent {intent!r} needs a list of expressions")
+        sentences = []
+        for e in expressions:
+            try:
+                sentences.append(_rhino_to_hassil(str(e), macros, used))
+            except _Unsupported as why:
+                notes.append(f"intent {intent!r}: expression {e!r} skipped ({why})")
+        if not sentences:
+            notes.append(f"intent {intent!r}: skipped (no expression could be imported)")
+            continue
+        name = _route_name(str(intent), taken)
+        taken.add(name)
+        routes.append({"name": name, "sentences": sentences})
+    lists: dict[str, Any] = {}
+    for slot_type, list_name in sorted(used.items()):
+        if slot_type in _RHINO_NUMBERS:
+            _, lo, hi = _RHINO_NUMBERS[slot_type]
+            lists[list_name] = {"range": {"from": lo, "to": hi}}
+        elif slot_type not in slots:
+            raise RoutesError(f"{p}: slot type {slot_type!r} is used but not defined in slots:")
+        else:
+            lists[list_name] = {"values": [{"in": v, "out": v} for v in slots[slot_type]]}
+    if not routes:
+        raise RoutesError(f"{p}: no intent could be imported")
+    for r in routes:  # a route is described by its first phrasing, in plain words
+        r["description"] = expand_templates(r["sentences"][:1], lists)[0].text
+    rs = validate_routes({"lists": lists, "routes": routes}, str(p))
+    return Imported(rs, notes)
+
+
 FORMATS: dict[str, Callable[[str | os.PathLike[str]], Imported]] = {
     "semantic-router": import_semantic_router,
+    "rhino": import_rhino,
 }
 """Importer per format name (`voice-router routes import FORMAT SOURCE`)."""
 

@@ -11,8 +11,10 @@ thousands of sentences), so it is never enumerated. Expansion is one slot at a t
 - carriers: every slot at its first value, alternatives and optionals expanded;
 - for each slot: the slot through all its values, every other slot at its first value.
 So the phrasings grow with the SUM of the list sizes, not their product, and each phrasing says
-which slot it varies (`varies`), which is what scoring a slot's value separately needs. Each
-pass is capped (MAX_PER_PASS phrasings, in hassil's order).
+which slot it varies (`varies`), which is what scoring a slot's value separately needs. A slot's
+pass first sweeps every value of its list (up to MAX_SWEEP) in the template's first wording,
+then adds other wordings (alternatives, optionals) up to MAX_PER_PASS phrasings; the carrier
+pass is capped at MAX_PER_PASS too.
 
 hassil is imported only when a route set has templates (its import costs ~0.2 s).
 """
@@ -28,7 +30,9 @@ from typing import Any
 from voice_router.errors import RoutesError
 
 MAX_PER_PASS = 48
-"""Phrasings kept per expansion pass (the carriers, or one slot's values) of one template."""
+"""Phrasings per expansion pass of one template, besides a slot's sweep of its values."""
+MAX_SWEEP = 500
+"""Most values of one list swept per template (longer lists are cut, with the first values)."""
 
 __all__ = ["MAX_PER_PASS", "Phrasing", "check_template", "expand_templates", "list_values"]
 
@@ -85,9 +89,10 @@ def list_values(spec: Mapping[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _expand(
-    expr: Any, lists: Mapping[str, list[tuple[str, Any]]], varying: str | None
+    expr: Any, lists: Mapping[str, list[tuple[str, Any]]], varying: str | None, first: bool = False
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(text, slots) of `expr`; lists other than `varying` take their first value only."""
+    """(text, slots) of `expr`; lists other than `varying` take their first value only, and with
+    `first` every alternative and optional takes its first wording."""
     from hassil.expression import (
         Alternative,
         ListReference,
@@ -106,21 +111,27 @@ def _expand(
         for said, value in values if expr.list_name == varying else values[:1]:
             yield said, {slot: value}
     elif isinstance(expr, Alternative):
-        for item in expr.items:
-            yield from _expand(item, lists, varying)
+        for item in expr.items[:1] if first else expr.items:
+            yield from _expand(item, lists, varying, first)
     elif isinstance(expr, Permutation):
-        for order in itertools.permutations(expr.items):
-            yield from _product(order, lists, varying, sep=" ")
+        orders = itertools.permutations(expr.items)
+        for order in itertools.islice(orders, 1) if first else orders:
+            yield from _product(order, lists, varying, " ", first)
     elif isinstance(expr, Seq):
-        yield from _product(expr.items, lists, varying, sep="")
+        yield from _product(expr.items, lists, varying, "", first)
     else:  # a rule reference: refused by check_template
         raise RoutesError(f"unsupported template part {type(expr).__name__}")
 
 
 def _product(
-    items: Sequence[Any], lists: Mapping[str, list[tuple[str, Any]]], varying: str | None, sep: str
+    items: Sequence[Any],
+    lists: Mapping[str, list[tuple[str, Any]]],
+    varying: str | None,
+    sep: str,
+    first: bool,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    parts = [list(itertools.islice(_expand(i, lists, varying), MAX_PER_PASS)) for i in items]
+    cap = MAX_SWEEP if first else MAX_PER_PASS
+    parts = [list(itertools.islice(_expand(i, lists, varying, first), cap)) for i in items]
     for combo in itertools.product(*parts):
         slots: dict[str, Any] = {}
         for _, s in combo:
@@ -146,9 +157,11 @@ def expand_templates(templates: Sequence[str], lists: Mapping[str, Any]) -> list
         names = list(
             dict.fromkeys(n.list_name for n in _walk(expr) if isinstance(n, ListReference))
         )
-        passes: list[str | None] = [None, *names]
-        for varying in passes:
-            for text, slots in itertools.islice(_expand(expr, values, varying), MAX_PER_PASS):
+        passes: list[tuple[str | None, bool, int]] = [(None, False, MAX_PER_PASS)]
+        for name in names:  # a slot: every value once, then other wordings
+            passes += [(name, True, MAX_SWEEP), (name, False, MAX_PER_PASS)]
+        for varying, first, cap in passes:
+            for text, slots in itertools.islice(_expand(expr, values, varying, first), cap):
                 text = _clean(text)
                 if not text or text in seen:
                     continue

@@ -82,3 +82,75 @@ def test_cli_writes_a_routes_file_that_loads_and_never_overwrites(tmp_path, caps
     assert main(argv) == 4  # exists: refused, untouched
     assert "pass --force" in capsys.readouterr().err and out.read_bytes() == before
     assert main([*argv, "--force"]) == 0
+
+
+RHINO = Path(__file__).resolve().parents[1] / "data" / "rhino_smart_lighting.yml"
+
+
+def test_rhino_context_becomes_routes_with_templates_and_lists():
+    from voice_router.importers import import_rhino
+
+    got = import_rhino(RHINO)
+    rs = got.routes
+    assert rs.names == ["changeColor", "changeBrightness", "setTemperature", "turnOff", "setScene"]
+    color = rs.get("changeColor")
+    assert color.sentences[0] == "(turn|make) [the] {location:location} lights {color:color}"
+    assert color.sentences[2].endswith("(please|thanks)")  # the @please macro
+    assert color.description == "turn the kitchen lights blue"
+    assert rs.lists["location"]["values"][1] == {"in": "living room", "out": "living room"}
+    assert rs.lists["pv_two_digit_integer"] == {"range": {"from": 0, "to": 99, "step": 1}}
+    assert got.notes == []
+
+
+def test_rhino_routes_fill_their_slots(hash_model):
+    from voice_router.importers import import_rhino
+    from voice_router.router import VoiceRouter
+
+    r = VoiceRouter(import_rhino(RHINO).routes, model=hash_model, index=":memory:",
+                    exemplar_voices=0, dispatch=False)  # fmt: skip
+    # the fake model matches only stored phrasings: one slot away from the first values
+    m = r.route_vector(hash_model.embed_text(["set the kitchen temperature to 87 degrees"])[0])
+    assert m.route == "setTemperature" and m.args == {"location": "kitchen", "degrees": 87}
+    m = r.route_vector(hash_model.embed_text(["switch the bedroom lights off thanks"])[0])
+    assert m.route == "turnOff" and m.args == {"location": "bedroom", "device": "lights"}
+
+
+def test_rhino_parts_without_an_equivalent_are_named(tmp_path):
+    from voice_router.importers import import_rhino
+
+    p = tmp_path / "ctx.yml"
+    p.write_text(
+        "context:\n  expressions:\n    spell:\n      - 'spell $pv.Alphabetic:letter'\n"
+        "    go:\n      - 'go [left, right'\n      - 'go $dir:d'\n"
+        "  slots:\n    dir: [left, right]\n",
+        encoding="utf-8",
+    )
+    got = import_rhino(p)
+    assert got.routes.names == ["go"] and got.routes.get("go").sentences == ["go {dir:d}"]
+    assert any("built-in slot pv.Alphabetic" in n for n in got.notes)
+    assert any("'go [left, right'" in n and "unclosed" in n for n in got.notes)
+    assert any("intent 'spell': skipped" in n for n in got.notes)
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("routes: []\n", "not a Rhino context"),
+        ("context:\n  expressions:\n    a: ['go $dir:d']\n", "slot type 'dir' is used but not"),
+        ("context:\n  expressions:\n    a: []\n", "intent 'a' needs a list of expressions"),
+    ],
+)
+def test_bad_rhino_contexts_say_what_is_wrong(tmp_path, content, words):
+    from voice_router.importers import import_rhino
+
+    p = tmp_path / "ctx.yml"
+    p.write_text(content, encoding="utf-8")
+    with pytest.raises(RoutesError, match=words):
+        import_rhino(p)
+
+
+def test_cli_imports_a_rhino_context(tmp_path, capsys):
+    out = tmp_path / "lighting.yaml"
+    assert main(["routes", "import", "rhino", str(RHINO), "--out", str(out)]) == 0
+    assert "5 routes" in capsys.readouterr().out
+    assert load_routes(out).get("setScene").sentences[1] == "it's {scene:scene} time"

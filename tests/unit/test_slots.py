@@ -196,3 +196,10 @@ def test_a_bad_args_cell_names_its_line(tmp_path):
     (tmp_path / "m.csv").write_text("path,label,args\nb.wav,x,[1]\n")
     with pytest.raises(ManifestError, match=r"m.csv:2: args must be a JSON object"):
         read_manifest(tmp_path / "m.csv")
+
+
+def test_every_value_of_a_long_list_is_phrased_despite_alternatives():
+    lists = {"minutes": {"range": {"from": 1, "to": 150, "step": 1}}}
+    got = expand_templates(["(set|start) [a] timer for {minutes} (minutes|mins) [please]"], lists)
+    assert {p.slots["minutes"] for p in got} == set(range(1, 151))
+    assert len(got) <= 1 + 48 + 150 + 48  # carriers, the sweep, other wordings: bounded

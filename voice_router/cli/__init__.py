@@ -454,12 +454,14 @@ def build_parser(optional: bool = True) -> argparse.ArgumentParser:
         "routes file. Whatever has no equivalent here (another encoder's thresholds, function "
         "schemas, ...) is listed on stderr, never dropped silently.",
         epilog="formats:\n  semantic-router  a semantic-router route layer (JSON or YAML, as "
-        "RouterConfig.to_file writes it)\n\nexample:\n  voice-router routes import "
-        "semantic-router layer.json --out routes/assistant.yaml",
+        "RouterConfig.to_file writes it)\n  rhino            a Picovoice Rhino context (YAML): "
+        "intents -> routes with sentences:, slots -> lists:\n\nexamples:\n  voice-router "
+        "routes import semantic-router layer.json --out routes/assistant.yaml\n  voice-router "
+        "routes import rhino smart_lighting.yml --out routes/lighting.yaml",
         formatter_class=_FMT,
     )
-    ri.add_argument("format", metavar="FORMAT", choices=("semantic-router",),
-                    help="the source's format: semantic-router")  # fmt: skip
+    ri.add_argument("format", metavar="FORMAT", choices=("semantic-router", "rhino"),
+                    help="the source's format: semantic-router or rhino")  # fmt: skip
     ri.add_argument("source", metavar="SOURCE", help="the file to import")
     ri.add_argument("--out", required=True, metavar="ROUTES.yaml", help="routes file to write")
     ri.add_argument("--force", action="store_true", help="overwrite --out if it exists")

@@ -39,7 +39,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         metavar="MANIFEST",
         help="manifest CSV with a header: path (absolute or relative to the CSV), label "
         "(route name; empty or not a route = nothing should match), optionally args (a JSON "
-        "object of the tool arguments expected, e.g. {\"minutes\": 5}: adds command accuracy)",
+        'object of the tool arguments expected, e.g. {"minutes": 5}: adds command accuracy)',
     )
     p.add_argument("--limit", type=int, default=None, help="use N rows spread over the file")
     p.add_argument(
