@@ -455,11 +455,13 @@ def argument_metrics(
     - command_accuracy: the route is right AND every expected argument has the expected value
       (the tool's args: the route's static `args` with its resolved slots), as Picovoice's
       benchmark counts "command acceptance";
-    - slot_accuracy: per argument name, the share of clips expecting it (with the right route)
-      that got its value;
-    - slot_confusions: (argument, expected, got, count), most frequent first.
+    - slot_accuracy: per argument name, over the clips expecting it whose BEST route is right
+      (thresholds aside: slots are resolved for the best route), the share that got its value;
+      slot_n: how many clips that is;
+    - slot_confusions: (argument, expected, got, count) among those, most frequent first.
     """
     by_name = {r.name: r for r in routes.routes}
+    best, s1, _ = table.top()
     n_cmd = right_cmd = 0
     per: dict[str, list[int]] = {}
     confusions: Counter[tuple[str, str, str]] = Counter()
@@ -469,17 +471,18 @@ def argument_metrics(
             continue
         n_cmd += 1
         route_ok = table.expected[i] >= 0 and predicted[i] == table.expected[i]
+        top_ok = table.expected[i] >= 0 and best[i] == table.expected[i] and np.isfinite(s1[i])
         got: dict[str, Any] = {}
-        if predicted[i] >= 0:
-            got = {**by_name[table.routes[int(predicted[i])]].args, **(c.slots or {})}
+        if top_ok:
+            got = {**by_name[table.routes[int(best[i])]].args, **(c.slots or {})}
         all_ok = route_ok
         for name, value in want.items():
-            hit = route_ok and got.get(name) == value
+            hit = top_ok and got.get(name) == value
             per.setdefault(name, [0, 0])
             per[name][0] += int(hit)
-            per[name][1] += int(route_ok)
+            per[name][1] += int(top_ok)
             all_ok &= hit
-            if route_ok and not hit:
+            if top_ok and not hit:
                 key = (name, json.dumps(value, default=str), json.dumps(got.get(name), default=str))
                 confusions[key] += 1
         right_cmd += int(all_ok)
@@ -487,6 +490,7 @@ def argument_metrics(
         "n_with_args": n_cmd,
         "command_accuracy": rounded(right_cmd / n_cmd) if n_cmd else None,
         "slot_accuracy": {k: rounded(h / n) if n else None for k, (h, n) in sorted(per.items())},
+        "slot_n": {k: n for k, (_, n) in sorted(per.items())},
         "slot_confusions": [
             {"arg": a, "expected": json.loads(e), "got": json.loads(g), "count": k}
             for (a, e, g), k in confusions.most_common(20)
