@@ -17,6 +17,14 @@ Formats:
   whose values keep their text. Rhino's built-in number slots become numeric ranges
   (`pv.SingleDigitInteger` 0-9, `pv.TwoDigitInteger` 0-99, `pv.Percent` 0-100); an expression
   that uses another built-in slot is skipped, with a note.
+- `home-assistant`: the intents of the installed `home-assistant-intents` package (Home
+  Assistant Assist's English sentences, hassil templates). Each intent becomes a route with
+  its templates as `sentences:` (expansion rules such as `<turn>` written out), the package's
+  lists as `lists:`, and the entity lists Home Assistant fills at run time (`name`, `area`,
+  `floor`) from `--lists` (a YAML file with a `lists:` mapping in the routes-file format) or
+  small defaults. Templates that need a wildcard list (free text such as a shopping-list item
+  or a search query) cannot be said against fixed phrasings: they are skipped and counted in
+  the notes, as are each intent's fixed slots and context requirements.
 """
 
 from __future__ import annotations
@@ -250,9 +258,131 @@ def import_rhino(path: str | os.PathLike[str]) -> Imported:
     return Imported(rs, notes)
 
 
+#: Home Assistant fills these from the user's devices and areas at run time.
+HA_ENTITY_LISTS: dict[str, list[str]] = {
+    "area": ["living room", "kitchen", "bedroom", "office", "garage"],
+    "floor": ["upstairs", "downstairs", "ground floor"],
+    "name": ["ceiling light", "standing light", "tv", "front door", "garage door"],
+}
+
+
+def _ha_value_text(said: str) -> str:
+    """A list value's spoken form (values may themselves be templates: their first wording)."""
+    if not re.search(r"[\[\](){}<>|]", said):
+        return said
+    from voice_router.templates import expand_templates
+
+    return expand_templates([said], {})[0].text
+
+
+def import_home_assistant(
+    source: str | os.PathLike[str] = "en", lists: str | os.PathLike[str] | None = None
+) -> Imported:
+    """Home Assistant's intents for a language (`source`: a language code such as "en") ->
+    routes with templates and lists (see the module docstring); `lists`: a YAML file of the
+    user's entity lists."""
+    from voice_router.routes import MAX_RANGE_VALUES
+
+    try:
+        import home_assistant_intents as hai
+    except ImportError:
+        raise RoutesError(
+            "the home-assistant-intents package is not installed: pip install "
+            "home-assistant-intents"
+        ) from None
+    language = str(source)
+    data = hai.get_intents(language)
+    if not data:
+        raise RoutesError(f"home-assistant-intents has no language {language!r}")
+    rules: dict[str, str] = data.get("expansion_rules", {})
+    notes: list[str] = []
+    user_lists: dict[str, Any] = {}
+    if lists is not None:
+        raw = _read_structured(Path(lists))
+        if not isinstance(raw, dict) or not isinstance(raw.get("lists", raw), dict):
+            raise RoutesError(f"{lists}: expected a `lists:` mapping of names to values")
+        user_lists = raw.get("lists", raw)
+    out_lists: dict[str, Any] = {}
+    wildcards = set()
+    for name, spec in data.get("lists", {}).items():
+        if spec.get("wildcard"):
+            wildcards.add(name)
+        elif "range" in spec:
+            r = spec["range"]
+            lo, hi, step = int(r["from"]), int(r["to"]), int(r.get("step", 1))
+            while (hi - lo) // step + 1 > MAX_RANGE_VALUES:
+                step *= 2
+            if step != r.get("step", 1):
+                notes.append(f"list {name!r}: range {lo}-{hi} in steps of {step}")
+            out_lists[name] = {"range": {"from": lo, "to": hi, "step": step}}
+        elif "values" in spec:
+            vals = []
+            for v in spec["values"]:
+                said = v["in"] if isinstance(v, dict) else str(v)
+                out = v.get("out", said) if isinstance(v, dict) else said
+                vals.append({"in": _ha_value_text(said), "out": out})
+            out_lists[name] = {"values": vals}
+    for name, default in HA_ENTITY_LISTS.items():
+        if name in user_lists:
+            out_lists[name] = user_lists[name]
+        else:
+            out_lists[name] = list(default)
+            notes.append(f"list {name!r}: default values {default} (pass --lists for yours)")
+    for name, values in user_lists.items():
+        out_lists.setdefault(name, values)
+
+    def write_rules(t: str, depth: int = 0) -> str:
+        if depth > 10:
+            raise _Unsupported("expansion rules nested more than 10 deep")
+
+        def one(m: re.Match[str]) -> str:
+            if m.group(1) not in rules:
+                raise _Unsupported(f"unknown rule <{m.group(1)}>")
+            return "(" + write_rules(rules[m.group(1)], depth + 1) + ")"
+
+        return re.sub(r"<([A-Za-z0-9_]+)>", one, t)
+
+    routes: list[dict[str, Any]] = []
+    for intent, body in data["intents"].items():
+        sentences: list[str] = []
+        skipped_wild = 0
+        fixed = False
+        for block in body.get("data", []):
+            fixed |= bool(block.get("slots") or block.get("requires_context")
+                          or block.get("excludes_context"))  # fmt: skip
+            for s in block.get("sentences", []):
+                used = set(re.findall(r"\{([A-Za-z0-9_]+)", s))
+                if used & wildcards:
+                    skipped_wild += 1
+                    continue
+                try:
+                    sentences.append(write_rules(s))
+                except _Unsupported as why:
+                    notes.append(f"intent {intent!r}: sentence {s!r} skipped ({why})")
+        if skipped_wild:
+            notes.append(f"intent {intent!r}: {skipped_wild} sentence(s) with a wildcard list "
+                         "skipped (free text cannot be matched without a transcript)")  # fmt: skip
+        if fixed:
+            notes.append(f"intent {intent!r}: fixed slots and context requirements not kept")
+        if not sentences:
+            notes.append(f"intent {intent!r}: skipped (every sentence needs a wildcard)")
+            continue
+        routes.append({"name": intent, "sentences": list(dict.fromkeys(sentences))})
+    rs_lists = validate_routes(
+        {"lists": out_lists, "routes": [{"name": "x", "description": "x"}]}, "home-assistant"
+    ).lists
+    from voice_router.templates import expand_templates
+
+    for r in routes:  # described by its first phrasing, in plain words
+        r["description"] = expand_templates(r["sentences"][:1], rs_lists, budget=1)[0].text
+    return Imported(validate_routes({"lists": out_lists, "routes": routes}, "home-assistant"),
+                    notes)  # fmt: skip
+
+
 FORMATS: dict[str, Callable[[str | os.PathLike[str]], Imported]] = {
     "semantic-router": import_semantic_router,
     "rhino": import_rhino,
+    "home-assistant": import_home_assistant,
 }
 """Importer per format name (`voice-router routes import FORMAT SOURCE`)."""
 

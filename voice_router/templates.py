@@ -33,6 +33,8 @@ MAX_PER_PASS = 48
 """Phrasings per expansion pass of one template, besides a slot's sweep of its values."""
 MAX_SWEEP = 500
 """Most values of one list swept per template (longer lists are cut, with the first values)."""
+MAX_ROUTE_PHRASINGS = 400
+"""Most phrasings one route's templates give (in priority order: see `expand_templates`)."""
 
 __all__ = ["MAX_PER_PASS", "Phrasing", "check_template", "expand_templates", "list_values"]
 
@@ -43,7 +45,7 @@ class Phrasing:
 
     text: str
     slots: dict[str, Any] = field(default_factory=dict)
-    varies: str = ""  # "" for a carrier
+    varies: str = ""  # the list this phrasing's pass varies; "" for a carrier
 
 
 def _parse(template: str) -> Any:
@@ -143,28 +145,63 @@ def _clean(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def expand_templates(templates: Sequence[str], lists: Mapping[str, Any]) -> list[Phrasing]:
-    """The phrasings of `templates` (see the module docstring), without duplicates, in a
-    stable order: per template its carriers, then one pass per slot."""
+def _run(
+    expr: Any, values: Mapping[str, list[tuple[str, Any]]], varying: str | None, first: bool,
+    cap: int,
+) -> list[Phrasing]:  # fmt: skip
+    """One expansion pass of a parsed template (see the module docstring)."""
+    out = []
+    for text, slots in itertools.islice(_expand(expr, values, varying, first), cap):
+        out.append(Phrasing(_clean(text), slots, varying or ""))
+    return out
+
+
+def expand_templates(
+    templates: Sequence[str], lists: Mapping[str, Any], budget: int | None = MAX_ROUTE_PHRASINGS
+) -> list[Phrasing]:
+    """The phrasings of `templates` (see the module docstring), without duplicates.
+
+    With many templates (an imported intent has dozens) the phrasings are kept in priority
+    order up to `budget`, taking the templates in turn within each tier: each template's first
+    carrier; each value of each slot once (from whichever template reaches it first); the other
+    carriers; the other phrasings of the slot sweeps; the other wordings of each slot. So a
+    budget cut loses wordings before it loses a template or a slot value.
+    """
     from hassil.expression import ListReference
 
     values = {name: list_values(spec) for name, spec in lists.items()}
-    out: list[Phrasing] = []
-    seen: set[str] = set()
+    tiers: list[list[list[Phrasing]]] = [[], [], [], []]  # tier -> per template -> phrasings
     for template in templates:
         check_template(template, lists)
         expr = _parse(template).expression
         names = list(
             dict.fromkeys(n.list_name for n in _walk(expr) if isinstance(n, ListReference))
         )
-        passes: list[tuple[str | None, bool, int]] = [(None, False, MAX_PER_PASS)]
-        for name in names:  # a slot: every value once, then other wordings
-            passes += [(name, True, MAX_SWEEP), (name, False, MAX_PER_PASS)]
-        for varying, first, cap in passes:
-            for text, slots in itertools.islice(_expand(expr, values, varying, first), cap):
-                text = _clean(text)
-                if not text or text in seen:
-                    continue
-                seen.add(text)
-                out.append(Phrasing(text, slots, varying or ""))
+
+        carriers = _run(expr, values, None, False, MAX_PER_PASS)
+        tiers[0].append(carriers[:1])
+        tiers[2].append(carriers[1:])
+        tiers[1].append([p for n in names for p in _run(expr, values, n, True, MAX_SWEEP)])
+        tiers[3].append([p for n in names for p in _run(expr, values, n, False, MAX_PER_PASS)])
+
+    def turns(tier: list[list[Phrasing]]) -> Iterator[Phrasing]:
+        for group in itertools.zip_longest(*tier):  # the templates in turn
+            yield from (p for p in group if p is not None)
+
+    covered: set[tuple[str, str]] = set()  # (slot, value) phrased at least once
+    first_values, rest = [], []
+    for p in turns(tiers[1]):
+        key = (p.varies, repr(sorted(p.slots.items())))
+        (rest if key in covered else first_values).append(p)
+        covered.add(key)
+    order = itertools.chain(turns(tiers[0]), first_values, turns(tiers[2]), rest, turns(tiers[3]))
+    out: list[Phrasing] = []
+    seen: set[str] = set()
+    for p in order:
+        if not p.text or p.text in seen:
+            continue
+        if budget is not None and len(out) >= budget:
+            break
+        seen.add(p.text)
+        out.append(p)
     return out

@@ -154,3 +154,36 @@ def test_cli_imports_a_rhino_context(tmp_path, capsys):
     assert main(["routes", "import", "rhino", str(RHINO), "--out", str(out)]) == 0
     assert "5 routes" in capsys.readouterr().out
     assert load_routes(out).get("setScene").sentences[1] == "it's {scene:scene} time"
+
+
+def test_home_assistant_intents_become_routes_with_the_users_names(tmp_path):
+    pytest.importorskip("home_assistant_intents")
+    from voice_router.importers import import_home_assistant
+
+    lists = tmp_path / "names.yaml"
+    lists.write_text("lists:\n  name: [Bed Light, Front Door]\n  area: [Office]\n")
+    got = import_home_assistant("en", lists)
+    rs = got.routes
+    assert {"HassTurnOn", "HassTurnOff", "HassStartTimer", "HassGetWeather"} <= set(rs.names)
+    assert rs.lists["name"]["values"][0] == {"in": "Bed Light", "out": "Bed Light"}
+    assert rs.lists["timer_minutes"]["range"]["from"] == 1
+    assert all("<" not in s for r in rs.routes for s in r.sentences)  # rules written out
+    notes = "\n".join(got.notes)
+    assert "with a wildcard list skipped" in notes  # free-text lists are reported, not dropped
+    assert "intent 'HassBroadcast': skipped" in notes
+    assert "list 'floor': default values" in notes and "list 'name'" not in notes
+
+
+def test_home_assistant_routes_fill_their_slots(hash_model):
+    pytest.importorskip("home_assistant_intents")
+    from voice_router.importers import import_home_assistant
+    from voice_router.router import VoiceRouter
+    from voice_router.templates import expand_templates
+
+    rs = import_home_assistant("en").routes
+    timer = rs.get("HassStartTimer")
+    ph = next(p for p in expand_templates(timer.sentences, rs.lists)
+              if p.slots.get("minutes") == 25 and set(p.slots) == {"minutes"})  # fmt: skip
+    r = VoiceRouter(rs, model=hash_model, index=":memory:", exemplar_voices=0, dispatch=False)
+    m = r.route_vector(hash_model.embed_text([ph.text])[0])
+    assert m.route == "HassStartTimer" and m.args == {"minutes": 25}, ph.text

@@ -203,3 +203,12 @@ def test_every_value_of_a_long_list_is_phrased_despite_alternatives():
     got = expand_templates(["(set|start) [a] timer for {minutes} (minutes|mins) [please]"], lists)
     assert {p.slots["minutes"] for p in got} == set(range(1, 151))
     assert len(got) <= 1 + 48 + 150 + 48  # carriers, the sweep, other wordings: bounded
+
+
+def test_a_budget_cut_keeps_every_template_and_every_value_before_wordings():
+    lists = {"m": {"range": {"from": 1, "to": 100, "step": 1}}}
+    templates = [f"(do|run) task {i} for {{m}} [minutes]" for i in range(40)]
+    got = expand_templates(templates, lists, budget=400)
+    assert len(got) == 400
+    assert {p.slots["m"] for p in got} == set(range(1, 101))  # every value once
+    assert all(any(f"task {i} " in p.text for p in got) for i in range(40))  # every template

@@ -210,7 +210,14 @@ def cmd_routes_import(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise RoutesError(f"{out} exists; pass --force to overwrite it or choose another --out")
-    imported = import_routes(args.format, args.source)
+    if args.format == "home-assistant":
+        from voice_router.importers import import_home_assistant
+
+        imported = import_home_assistant(args.language, args.lists)
+    elif args.source is None:
+        raise RoutesError(f"routes import {args.format}: give the SOURCE file to import")
+    else:
+        imported = import_routes(args.format, args.source)
     dump_routes(imported.routes, out)
     written = load_routes(out)  # what was written reads back as a valid routes file
     for note in imported.notes:
@@ -218,7 +225,8 @@ def cmd_routes_import(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"out": str(out), "routes": written.names, "notes": imported.notes})
     else:
-        print(f"{out}: {len(written.routes)} routes from {args.source} ({args.format})")
+        source = args.source or f"home-assistant-intents ({args.language})"
+        print(f"{out}: {len(written.routes)} routes from {source} ({args.format})")
     return 0
 
 
@@ -455,14 +463,23 @@ def build_parser(optional: bool = True) -> argparse.ArgumentParser:
         "schemas, ...) is listed on stderr, never dropped silently.",
         epilog="formats:\n  semantic-router  a semantic-router route layer (JSON or YAML, as "
         "RouterConfig.to_file writes it)\n  rhino            a Picovoice Rhino context (YAML): "
-        "intents -> routes with sentences:, slots -> lists:\n\nexamples:\n  voice-router "
+        "intents -> routes with sentences:, slots -> lists:\n  home-assistant   the intents "
+        "of the installed home-assistant-intents package (Assist's sentences)\n\n"
+        "examples:\n  voice-router "
         "routes import semantic-router layer.json --out routes/assistant.yaml\n  voice-router "
-        "routes import rhino smart_lighting.yml --out routes/lighting.yaml",
+        "routes import rhino smart_lighting.yml --out routes/lighting.yaml\n  voice-router "
+        "routes import home-assistant --language en --lists my_names.yaml --out routes/ha.yaml",
         formatter_class=_FMT,
     )
-    ri.add_argument("format", metavar="FORMAT", choices=("semantic-router", "rhino"),
-                    help="the source's format: semantic-router or rhino")  # fmt: skip
-    ri.add_argument("source", metavar="SOURCE", help="the file to import")
+    ri.add_argument("format", metavar="FORMAT", choices=("semantic-router", "rhino",
+                    "home-assistant"), help="semantic-router, rhino or home-assistant")  # fmt: skip
+    ri.add_argument("source", metavar="SOURCE", nargs="?",
+                    help="the file to import (home-assistant: none, see --language)")  # fmt: skip
+    ri.add_argument("--language", default="en",
+                    help="home-assistant: the intents' language [en]")  # fmt: skip
+    ri.add_argument("--lists", metavar="LISTS.yaml", default=None,
+                    help="home-assistant: your entity names and areas, a YAML `lists:` mapping "
+                    "(name, area, floor) in the routes-file format")  # fmt: skip
     ri.add_argument("--out", required=True, metavar="ROUTES.yaml", help="routes file to write")
     ri.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     ri.add_argument("--json", action="store_true", help="print a JSON summary")
