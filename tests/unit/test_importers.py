@@ -187,3 +187,13 @@ def test_home_assistant_routes_fill_their_slots(hash_model):
     r = VoiceRouter(rs, model=hash_model, index=":memory:", exemplar_voices=0, dispatch=False)
     m = r.route_vector(hash_model.embed_text([ph.text])[0])
     assert m.route == "HassStartTimer" and m.args == {"minutes": 25}, ph.text
+
+
+def test_cli_home_assistant_and_a_missing_source(tmp_path, capsys):
+    pytest.importorskip("home_assistant_intents")
+    out = tmp_path / "ha.yaml"
+    assert main(["routes", "import", "home-assistant", "--language", "en", "--out", str(out)]) == 0
+    assert "routes from home-assistant-intents (en)" in capsys.readouterr().out
+    assert "HassStartTimer" in load_routes(out).names
+    assert main(["routes", "import", "rhino", "--out", str(tmp_path / "x.yaml")]) == 4
+    assert "give the SOURCE file to import" in capsys.readouterr().err
