@@ -143,10 +143,10 @@ class PointBuilder:
                                   text, key, SOURCE_ROUTES)
                     )  # fmt: skip
             if r.sentences:  # template phrasings: text points carrying their slot values
-                from voice_router.templates import expand_templates
+                from voice_router.templates import phrasings
 
                 said = set(r.texts())
-                for ph in expand_templates(r.sentences, routes.lists):
+                for ph in phrasings(r.sentences, routes.lists):  # cached after the first run
                     if ph.text in said:  # a phrasing equal to an example is that example
                         continue
                     # the slot values are part of the id: a list's `out` edited re-writes it

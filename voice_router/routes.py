@@ -326,9 +326,13 @@ def _check_set(raw: dict[Any, Any]) -> tuple[dict[str, Any], list[Problem]]:
     fields["routes"] = routes
     lists = fields.get("lists", {})
     for i, route in enumerate(routes):
-        for j, template in enumerate(route.sentences):  # hassil parses them (imported here only)
-            from voice_router.templates import check_template
+        if not route.sentences:
+            continue
+        from voice_router.templates import cached_phrasings, check_template
 
+        if cached_phrasings(route.sentences, lists) is not None:
+            continue  # expanded before, so they parse: no need to import hassil again
+        for j, template in enumerate(route.sentences):  # hassil parses them
             try:
                 check_template(template, lists)
             except RoutesError as e:

@@ -269,10 +269,10 @@ class Router:
         arguments are checked at start-up as they will be called."""
         if not r.sentences:
             return {}
-        from voice_router.templates import expand_templates
+        from voice_router.templates import phrasings
 
         out: dict[str, Any] = {}
-        for ph in expand_templates(r.sentences, self.routes.lists):
+        for ph in phrasings(r.sentences, self.routes.lists):
             for name, value in ph.slots.items():
                 out.setdefault(name, value)
         return out

@@ -36,7 +36,15 @@ MAX_SWEEP = 500
 MAX_ROUTE_PHRASINGS = 400
 """Most phrasings one route's templates give (in priority order: see `expand_templates`)."""
 
-__all__ = ["MAX_PER_PASS", "Phrasing", "check_template", "expand_templates", "list_values"]
+__all__ = [
+    "MAX_PER_PASS",
+    "Phrasing",
+    "cached_phrasings",
+    "check_template",
+    "expand_templates",
+    "list_values",
+    "phrasings",
+]
 
 
 @dataclass(frozen=True)
@@ -204,4 +212,70 @@ def expand_templates(
             break
         seen.add(p.text)
         out.append(p)
+    return out
+
+
+# --------------------------------------------------------------------------- cache
+#
+# Expanding templates needs hassil (~0.2 s to import) and some milliseconds per template; a
+# routes file's templates rarely change, and every `voice-router route` call plans its points.
+# The phrasings are kept in the user cache folder, keyed by the templates, the lists and the
+# expansion rules' version: a warm start reads a JSON file and never imports hassil.
+
+_CACHE_VERSION = "1"
+
+
+def _cache_file(templates: Sequence[str], lists: Mapping[str, Any], budget: int | None) -> Any:
+    import hashlib
+    import json
+    import os
+    from pathlib import Path
+
+    if os.environ.get("VOICE_ROUTER_TEMPLATE_CACHE", "1") == "0":
+        return None
+    from platformdirs import user_cache_dir
+
+    blob = json.dumps([_CACHE_VERSION, MAX_PER_PASS, MAX_SWEEP, budget, list(templates), lists],
+                      sort_keys=True, default=str)  # fmt: skip
+    key = hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return Path(user_cache_dir("voice-router")) / "phrasings" / f"{key}.json"
+
+
+def cached_phrasings(
+    templates: Sequence[str], lists: Mapping[str, Any], budget: int | None = MAX_ROUTE_PHRASINGS
+) -> list[Phrasing] | None:
+    """The phrasings `expand_templates` gave these templates and lists before, or None."""
+    import json
+
+    path = _cache_file(templates, lists, budget)
+    if path is None or not path.is_file():
+        return None
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        return [Phrasing(t, dict(s), v) for t, s, v in rows]
+    except (OSError, ValueError, TypeError):
+        return None  # unreadable or damaged: expanded again
+
+
+def phrasings(
+    templates: Sequence[str], lists: Mapping[str, Any], budget: int | None = MAX_ROUTE_PHRASINGS
+) -> list[Phrasing]:
+    """`expand_templates`, through the cache (a damaged or unwritable cache only costs time)."""
+    import json
+    import os
+
+    got = cached_phrasings(templates, lists, budget)
+    if got is not None:
+        return got
+    out = expand_templates(templates, lists, budget)
+    path = _cache_file(templates, lists, budget)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps([[p.text, p.slots, p.varies] for p in out], default=str),
+                           encoding="utf-8")  # fmt: skip
+            tmp.replace(path)
+        except OSError:
+            pass
     return out

@@ -212,3 +212,30 @@ def test_a_budget_cut_keeps_every_template_and_every_value_before_wordings():
     assert len(got) == 400
     assert {p.slots["m"] for p in got} == set(range(1, 101))  # every value once
     assert all(any(f"task {i} " in p.text for p in got) for i in range(40))  # every template
+
+
+def test_a_warm_start_reads_cached_phrasings_without_importing_hassil(tmp_path):
+    """Planning a template route set twice: the second process never imports hassil."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "r.yaml").write_text(ROUTES, encoding="utf-8")
+    code = (
+        "import sys\n"
+        "from voice_router.routes import load_routes\n"
+        "from voice_router.points import PointBuilder\n"
+        "from voice_router.model.fake import HashEmbeddingModel\n"
+        f"rs = load_routes({str(tmp_path / 'r.yaml')!r})\n"
+        "n = len(PointBuilder(HashEmbeddingModel(8), exemplar_voices=0).plan(rs))\n"
+        "print(n, 'hassil' in sys.modules)\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    run = [sys.executable, "-c", code]
+    first = subprocess.run(run, env=env, capture_output=True, text=True, check=True).stdout
+    second = subprocess.run(run, env=env, capture_output=True, text=True, check=True).stdout
+    assert first.split()[1] == "True" and second.split() == [first.split()[0], "False"]
+    for f in (tmp_path / "cache").rglob("*.json"):
+        f.write_text("{damaged")  # a damaged entry is expanded again, same points
+    third = subprocess.run(run, env=env, capture_output=True, text=True, check=True).stdout
+    assert third.split() == [first.split()[0], "True"]
