@@ -214,7 +214,9 @@ def score_clips(
         if slot_routes:  # the Router: embed once, score, resolve the best route's slots
             vector = scorer.embed((audio, SAMPLE_RATE))  # type: ignore[attr-defined]
             scores = scorer.scores_vector(vector)  # type: ignore[attr-defined]
-            best = min(scores, key=lambda r: (-scores[r], r))  # the decision rule's tie order
+            names = list(scores)
+            top, _, _ = top_two(np.array([[scores[n] for n in names]]), names)  # (1,)
+            best = names[int(top[0])]  # the decision rule's route, ties included
             if best in slot_routes:
                 resolved = scorer.resolve_slots(vector, best)  # type: ignore[attr-defined]
                 slots = {name: s["value"] for name, s in resolved.items()}

@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from voice_router.errors import RoutesError
-from voice_router.routes import MAX_FILE_BYTES, RouteSet, validate_routes
+from voice_router.routes import MAX_FILE_BYTES, RouteSet, validate_lists, validate_routes
 
 __all__ = ["FORMATS", "Imported", "import_rhino", "import_routes", "import_semantic_router"]
 
@@ -204,8 +204,6 @@ def _rhino_to_hassil(
 
 def import_rhino(path: str | os.PathLike[str]) -> Imported:
     """A Picovoice Rhino context file -> routes with templates and lists (module docstring)."""
-    from voice_router.templates import expand_templates
-
     p = Path(path)
     data = _read_structured(p)
     ctx = data.get("context") if isinstance(data, dict) else None
@@ -249,13 +247,20 @@ def import_rhino(path: str | os.PathLike[str]) -> Imported:
         elif slot_type not in slots:
             raise RoutesError(f"{p}: slot type {slot_type!r} is used but not defined in slots:")
         else:
-            lists[list_name] = {"values": [{"in": v, "out": v} for v in slots[slot_type]]}
+            lists[list_name] = {"values": list(slots[slot_type])}
     if not routes:
         raise RoutesError(f"{p}: no intent could be imported")
-    for r in routes:  # a route is described by its first phrasing, in plain words
-        r["description"] = expand_templates(r["sentences"][:1], lists)[0].text
-    rs = validate_routes({"lists": lists, "routes": routes}, str(p))
-    return Imported(rs, notes)
+    return Imported(_with_descriptions(routes, lists, str(p)), notes)
+
+
+def _with_descriptions(routes: list[dict[str, Any]], lists: Any, source: str) -> RouteSet:
+    """The imported routes, each described by its first phrasing in plain words, validated."""
+    from voice_router.templates import expand_templates
+
+    checked = validate_lists(lists, source)
+    for r in routes:
+        r["description"] = expand_templates(r["sentences"][:1], checked, budget=1)[0].text
+    return validate_routes({"lists": checked, "routes": routes}, source)
 
 
 #: Home Assistant fills these from the user's devices and areas at run time.
@@ -368,15 +373,7 @@ def import_home_assistant(
             notes.append(f"intent {intent!r}: skipped (every sentence needs a wildcard)")
             continue
         routes.append({"name": intent, "sentences": list(dict.fromkeys(sentences))})
-    rs_lists = validate_routes(
-        {"lists": out_lists, "routes": [{"name": "x", "description": "x"}]}, "home-assistant"
-    ).lists
-    from voice_router.templates import expand_templates
-
-    for r in routes:  # described by its first phrasing, in plain words
-        r["description"] = expand_templates(r["sentences"][:1], rs_lists, budget=1)[0].text
-    return Imported(validate_routes({"lists": out_lists, "routes": routes}, "home-assistant"),
-                    notes)  # fmt: skip
+    return Imported(_with_descriptions(routes, out_lists, "home-assistant"), notes)
 
 
 FORMATS: dict[str, Callable[[str | os.PathLike[str]], Imported]] = {

@@ -761,6 +761,16 @@ def _parse(data: bytes, where: str, base: Path | None) -> RouteSet:
     return _validate(raw, lines, where, base)
 
 
+def validate_lists(data: Any, source: str = "<dict>") -> dict[str, dict[str, Any]]:
+    """A `lists:` mapping checked and normalised as a routes file's (values as {in, out},
+    ranges with their step), without a route set around it; RoutesError says what is wrong."""
+    try:
+        return _lists(data)
+    except _Invalid as e:
+        field = ".".join(str(p) for p in ("lists", *e.loc))
+        raise RoutesError(f"{source}: {field}: {e.msg}") from None
+
+
 def validate_routes(data: Any, source: str = "<dict>") -> RouteSet:
     """Validate routes already parsed into Python (e.g. a dict built in code or read from
     JSON): the same checks and RoutesError messages as `parse_routes`, without line numbers."""
