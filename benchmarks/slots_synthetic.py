@@ -20,7 +20,6 @@ import argparse
 import csv
 import json
 import random
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -30,22 +29,16 @@ CONTEXT = REPO / "tests" / "data" / "rhino_smart_lighting.yml"
 
 
 def _fill(template: str, lists: dict, rng: random.Random) -> tuple[str, dict]:
-    """Say `template` (hassil syntax) with random wordings and a random value per slot."""
-    from voice_router.templates import list_values
+    """Say `template` with a random value for every slot and a random wording: the template
+    expanded (voice_router.templates, hassil) over lists cut to the one drawn value each."""
+    from voice_router.templates import expand_templates, list_values
 
-    slots: dict = {}
-
-    def slot(m: re.Match) -> str:
-        list_name, _, slot_name = m.group(1).partition(":")
-        said, value = rng.choice(list_values(lists[list_name]))
-        slots[slot_name or list_name] = value
-        return said
-
-    text = re.sub(r"\{([^}]+)\}", slot, template)
-    for _ in range(5):  # innermost groups first
-        text = re.sub(r"\(([^()\[\]]*)\)", lambda m: rng.choice(m.group(1).split("|")), text)
-        text = re.sub(r"\[([^()\[\]]*)\]", lambda m: rng.choice([m.group(1), ""]), text)
-    return re.sub(r"\s+", " ", text).strip(), slots
+    drawn = {}
+    for name, spec in lists.items():
+        said, value = rng.choice(list_values(spec))
+        drawn[name] = {"values": [{"in": said, "out": value}]}
+    phrasing = rng.choice(expand_templates([template], drawn, budget=None))
+    return phrasing.text, phrasing.slots
 
 
 def main(argv: list[str] | None = None) -> int:
