@@ -15,10 +15,13 @@ install from PyPI and run offline:
 3. A route's score is its best cosine over its texts; the decision uses the same rule as the
    router (best route, score >= threshold, lead over the runner-up >= margin), applied by
    `voice_router.evaluate` to the stored scores. An empty transcript scores no route.
+4. Slots (routes with `sentences:` over `lists:`): exact matching of the slot values in the
+   transcript (`match_slot_values`), what a transcript-based assistant does after recognition.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -153,7 +156,8 @@ class MiniLMEmbedder:
 
 
 class TextRouter:
-    """Scores a transcript against every route's texts (description + examples).
+    """Scores a transcript against every route's texts (description + examples, and the
+    phrasings of its `sentences:` templates).
 
     Route texts are embedded once at construction; a route's score is its best cosine.
     """
@@ -164,7 +168,12 @@ class TextRouter:
         texts: list[str] = []
         owner: list[int] = []
         for i, r in enumerate(routes.routes):
-            for t in r.texts():
+            said = list(r.texts())
+            if r.sentences:  # the same phrasings the router stores as text points
+                from voice_router.templates import phrasings
+
+                said += [p.text for p in phrasings(r.sentences, routes.lists)]
+            for t in said:
                 texts.append(t)
                 owner.append(i)
         self._owner = np.asarray(owner)  # (M,) route index of each text
@@ -182,6 +191,89 @@ class TextRouter:
         return out
 
 
+_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+          "fifteen sixteen seventeen eighteen nineteen").split()  # fmt: skip
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def _words(text: str) -> str:
+    """Lower case, "%" said as "percent", punctuation out (apostrophes kept), single spaces."""
+    text = text.lower().replace("%", " percent ").replace("-", " ")
+    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text).split())
+
+
+def numbers_in(text: str) -> list[int]:
+    """Whole numbers said in `text`, in order: digits ("5", "30") and English number words up to
+    "nine hundred ninety nine" ("twenty five", "a hundred")."""
+    out: list[int] = []
+    value: int | None = None
+    for w in _words(text).split():
+        if w.isdigit():
+            if value is not None:
+                out.append(value)
+            out.append(int(w))
+            value = None
+        elif w in _UNITS or w in _TENS:
+            n = _UNITS.index(w) if w in _UNITS else 20 + 10 * _TENS.index(w)
+            if value is not None and value % 100 >= 20 and value % 10 == 0 and n < 10:
+                value += n  # "twenty" + "five"
+            elif value is not None and value % 100 == 0 and value >= 100:
+                value += n  # "two hundred" + "five"
+            else:
+                if value is not None:
+                    out.append(value)
+                value = n
+        elif w == "hundred":
+            value = (value or 1) * 100
+        elif w == "and" and value is not None and value >= 100:
+            continue  # "one hundred and five"
+        elif value is not None:
+            out.append(value)
+            value = None
+    if value is not None:
+        out.append(value)
+    return out
+
+
+def match_slot_values(
+    transcript: str, slots: Mapping[str, str], lists: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Slot name -> value, by exact matching in the transcript: a list of values gives the
+    value whose spoken form occurs as whole words (the longest, when several do; each value
+    once); a numeric range gives the next number said in the transcript that lies in the range.
+    A slot with no match stays unset. `slots` maps slot names to list names
+    (`voice_router.templates.template_slots`)."""
+    from voice_router.templates import list_values
+
+    said = f" {_words(transcript)} "
+    numbers = numbers_in(transcript)
+    out: dict[str, Any] = {}
+    used: set[str] = set()
+    for slot, list_name in slots.items():
+        spec = lists.get(list_name)
+        if spec is None:
+            continue
+        if "range" in spec:
+            r = spec["range"]
+            allowed = set(range(r["from"], r["to"] + 1, r.get("step", 1)))
+            for i, n in enumerate(numbers):
+                if n in allowed:
+                    out[slot] = n
+                    del numbers[i]
+                    break
+            continue
+        found = [
+            (len(form), form, value)
+            for form, value in ((_words(s), v) for s, v in list_values(spec))
+            if form and form not in used and f" {form} " in said
+        ]
+        if found:
+            _, form, value = max(found, key=lambda f: f[0])
+            out[slot] = value
+            used.add(form)
+    return out
+
+
 class CascadeRouter:
     """Transcribe, then route the transcript: the same `.scores(audio)` interface as
     `VoiceRouter`, so `voice_router.evaluate.score_clips` measures both alike.
@@ -197,15 +289,37 @@ class CascadeRouter:
         transcriber: Transcriber | None = None,
         embedder: Any | None = None,
     ) -> None:
+        self.routes = routes
         self.transcriber = transcriber or PocketSphinxTranscriber()
         self.text_router = TextRouter(routes, embedder or MiniLMEmbedder())
         self.transcripts: list[str] = []
+        self._slots: dict[str, dict[str, str]] = {}
+        if any(r.sentences for r in routes.routes):
+            from voice_router.templates import template_slots
+
+            self._slots = {r.name: template_slots(r.sentences) for r in routes.routes}
 
     def scores(self, audio: Any) -> Mapping[str, float]:
         """Per-route scores of a `(array, 16000)` clip; records the transcript."""
+        return self.scores_vector(self.embed(audio))
+
+    # The router's two-step interface (`voice_router.evaluate.score_clips` uses it for routes
+    # with slots): here the "vector" is the transcript.
+    def embed(self, audio: Any) -> str:
+        """The transcript of a `(array, 16000)` clip (recorded in `transcripts`)."""
         array, rate = audio if isinstance(audio, tuple) else (audio, SAMPLE_RATE)
         if rate != SAMPLE_RATE:
             raise ModelError(f"the cascade takes {SAMPLE_RATE} Hz audio, not {rate}")
         text = self.transcriber.transcribe(array)
         self.transcripts.append(text)
-        return self.text_router.scores(text)
+        return text
+
+    def scores_vector(self, transcript: str) -> dict[str, float]:
+        """Per-route scores of a transcript."""
+        return self.text_router.scores(transcript)
+
+    def resolve_slots(self, transcript: str, route: str) -> dict[str, dict[str, Any]]:
+        """Slot values of `route` found in the transcript by exact matching, as
+        `Router.resolve_slots` reports them ({slot: {"value": ...}})."""
+        found = match_slot_values(transcript, self._slots.get(route, {}), self.routes.lists)
+        return {name: {"value": value} for name, value in found.items()}

@@ -10,8 +10,12 @@ exemplars do not use (voices 13-24 of `tts.default_exemplar_voices`), and evalua
 the route and every slot value are right.
 
     python benchmarks/slots_synthetic.py --n 100 --json
+    python benchmarks/slots_synthetic.py --n 100 --systems voice-router,whisper-cascade
 
-Needs espeak-ng. The clips are written to a temporary folder (or `--keep DIR`).
+`--systems whisper-cascade` scores the same clips with the transcription cascade
+(benchmarks/cascade.py: Whisper tiny.en transcript, MiniLM routing over the same route texts
+and phrasings, slot values by exact matching in the transcript; `bench` extra). Needs
+espeak-ng. The clips are written to a temporary folder (or `--keep DIR`).
 """
 
 from __future__ import annotations
@@ -49,7 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, default=None, help="write the clips and manifest here")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    ap.add_argument(
+        "--systems",
+        default="voice-router",
+        help="comma list of voice-router, whisper-cascade [voice-router]",
+    )
     a = ap.parse_args(argv)
+    systems = [x.strip() for x in a.systems.split(",") if x.strip()]
+    unknown = sorted(set(systems) - {"voice-router", "whisper-cascade"})
+    if unknown or not systems:
+        ap.error(f"--systems: unknown {', '.join(unknown) or '(none given)'}; "
+                 "choose from voice-router, whisper-cascade")  # fmt: skip
 
     from voice_router import tts
     from voice_router.evaluate import evaluation_report, read_manifest, score_clips
@@ -79,19 +93,35 @@ def main(argv: list[str] | None = None) -> int:
             w = csv.DictWriter(f, ["path", "label", "text", "args", "speaker"])
             w.writeheader()
             w.writerows(rows)
-        router = Router(routes, model=a.model, index=str(Path(tmp) / "index"), dispatch=False)
-        try:
-            clips = score_clips(router, read_manifest(folder / "manifest.csv"), progress=True)
-        finally:
-            router.close()
-        rep = evaluation_report(clips, routes, extra={"context": str(a.context), "n": a.n})
+        reports = {}
+        for system in systems:
+            if system == "voice-router":
+                scorer = Router(routes, model=a.model, index=str(Path(tmp) / "index"),
+                                dispatch=False)  # fmt: skip
+            else:
+                sys.path.insert(0, str(REPO / "benchmarks"))
+                from cascade import CascadeRouter, MiniLMEmbedder, WhisperTranscriber
+
+                scorer = CascadeRouter(routes, WhisperTranscriber(threads=1), MiniLMEmbedder())
+            try:
+                clips = score_clips(scorer, read_manifest(folder / "manifest.csv"), progress=True)
+            finally:
+                getattr(scorer, "close", lambda: None)()
+            reports[system] = evaluation_report(
+                clips, routes, extra={"context": str(a.context), "n": a.n, "system": system}
+            )
     keep = ("n", "accuracy", "top1_accuracy", "command_accuracy", "slot_accuracy", "slot_n",
             "slot_confusions", "latency_ms")  # fmt: skip
-    out = {k: rep.get(k) for k in keep}
-    out["slot_confusions"] = (out["slot_confusions"] or [])[:8]
-    print(json.dumps(out, indent=2) if a.json else
-          f"{a.n} commands: route {rep['top1_accuracy']} (top-1), command accuracy "
-          f"{rep['command_accuracy']}; per slot {rep['slot_accuracy']}")  # fmt: skip
+    out = {}
+    for system, rep in reports.items():
+        out[system] = {k: rep.get(k) for k in keep}
+        out[system]["slot_confusions"] = (out[system]["slot_confusions"] or [])[:8]
+        if not a.json:
+            print(f"{system}: {a.n} commands: route {rep['top1_accuracy']} (top-1), "
+                  f"command accuracy {rep['command_accuracy']}; "
+                  f"per slot {rep['slot_accuracy']}")  # fmt: skip
+    if a.json:
+        print(json.dumps(out, indent=2))  # {system: report}
     return 0
 
 

@@ -84,6 +84,19 @@ def check_template(template: str, lists: Mapping[str, Any]) -> None:
             )
 
 
+def template_slots(templates: Sequence[str]) -> dict[str, str]:
+    """Slot name -> list name of every `{list}` (or `{list:slot}`) reference in `templates`, in
+    order of first use: what a route's tool can receive as arguments."""
+    from hassil.expression import ListReference
+
+    out: dict[str, str] = {}
+    for template in templates:
+        for node in _walk(_parse(template).expression):
+            if isinstance(node, ListReference):
+                out.setdefault(node.slot_name, node.list_name)
+    return out
+
+
 def _walk(expr: Any) -> Iterator[Any]:
     yield expr
     for item in getattr(expr, "items", ()) or ():

@@ -35,6 +35,8 @@ from cascade import (  # noqa: E402
     TextRouter,
     Transcriber,
     WhisperTranscriber,
+    match_slot_values,
+    numbers_in,
     whisper_tiny_en_path,
 )
 from route_vs_cascade import SYSTEMS, _folds, _summarise  # noqa: E402
@@ -327,3 +329,67 @@ def test_minilm_cascade_end_to_end_on_real_speech() -> None:
     got = score_clips(cascade, rows)
     assert cascade.transcripts == ["yes"]
     assert max(got[0].scores, key=got[0].scores.get) == "yes"
+
+
+SLOTTED = parse_routes(
+    """
+lists:
+  room: [kitchen, living room, {in: office, out: study}]
+  minutes: {range: {from: 1, to: 90}}
+routes:
+  - name: lights
+    description: turn on the lights
+    sentences: ["turn on the lights in the {room}"]
+  - name: timer
+    description: set a timer
+    sentences: ["set a timer for {minutes} minutes", "(start|set) a {minutes:length} minute timer"]
+"""
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "numbers"),
+    [
+        ("Set a timer for 5 minutes.", [5]),
+        ("set a timer for twenty five minutes", [25]),
+        ("one hundred and five, then 7", [105, 7]),
+        ("a hundred percent", [100]),
+        ("set brightness to 50%", [50]),
+        ("no numbers here", []),
+    ],
+)
+def test_numbers_in_reads_digits_and_number_words(text: str, numbers: list[int]) -> None:
+    assert numbers_in(text) == numbers
+
+
+def test_exact_slot_matching_takes_whole_words_and_in_range_numbers() -> None:
+    slots = {"room": "room", "minutes": "minutes"}
+    lists = SLOTTED.lists
+    assert match_slot_values("Turn on the lights in the Living Room.", slots, lists) == {
+        "room": "living room"
+    }
+    assert match_slot_values("lights in the office please", slots, lists) == {"room": "study"}
+    # "kitchenette" is not "kitchen"; 120 is out of the range, 12 is in it
+    assert match_slot_values("the kitchenette for 120 or 12 minutes", slots, lists) == {
+        "minutes": 12
+    }
+    assert match_slot_values("", slots, lists) == {}
+
+
+def test_cascade_resolves_slots_through_evaluate() -> None:
+    """The cascade plugs into `score_clips`' slot path: the transcript is its "vector", its
+    route comes from text routing, its slot values from exact matching."""
+    transcripts = ["set a timer for 12 minutes", "turn on the lights in the kitchen",
+                   "set a timer for minutes"]  # fmt: skip
+    cascade = CascadeRouter(SLOTTED, GivenTranscripts(transcripts), HashText())
+    rows = [("timer", '{"minutes": 12}'), ("lights", '{"room": "kitchen"}'),
+            ("timer", '{"minutes": 5}')]  # fmt: skip
+    manifest = [
+        ManifestRow(Path(f"c{i}.wav"), f"c{i}.wav", lab, "", args=json.loads(a))
+        for i, (lab, a) in enumerate(rows)
+    ]
+    got = score_clips(cascade, manifest, loader=lambda p: np.zeros(800, np.float32))
+    assert [c.slots for c in got] == [{"minutes": 12}, {"room": "kitchen"}, {}]
+    rep = evaluation_report(got, SLOTTED)
+    assert rep["top1_accuracy"] == 1.0
+    assert rep["command_accuracy"] == pytest.approx(2 / 3, abs=1e-4)  # reports round to 4

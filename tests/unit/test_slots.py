@@ -11,7 +11,7 @@ from voice_router.errors import RoutesError
 from voice_router.points import PointBuilder
 from voice_router.router import VoiceRouter
 from voice_router.routes import dump_routes, load_routes, parse_routes
-from voice_router.templates import expand_templates
+from voice_router.templates import expand_templates, template_slots
 
 ROUTES = """\
 lists:
@@ -239,3 +239,13 @@ def test_a_warm_start_reads_cached_phrasings_without_importing_hassil(tmp_path):
         f.write_text("{damaged")  # a damaged entry is expanded again, same points
     third = subprocess.run(run, env=env, capture_output=True, text=True, check=True).stdout
     assert third.split() == [first.split()[0], "True"]
+
+
+def test_template_slots_names_each_slot_and_its_list_once():
+    got = template_slots(
+        ["set a timer for {minutes} minutes", "(start|set) a {minutes:length} minute timer",
+         "[please] dim the {area} lights", "set a timer for {minutes} minutes in the {area}"]
+    )  # fmt: skip
+    assert got == {"minutes": "minutes", "length": "minutes", "area": "area"}
+    assert list(got) == ["minutes", "length", "area"]  # order of first use
+    assert template_slots(["no slots here"]) == {}
