@@ -123,7 +123,8 @@ def multi_positive_nce(
     hard: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Bidirectional InfoNCE where every pair with the same text id is a positive; `hard`
-    (H, D) are extra text negatives (one-word swaps) in the audio->text direction only."""
+    (H, D) are extra text negatives (one-word swaps, other training texts) in the audio->text
+    direction only."""
     sim = scale * a @ t.T  # (B, B)
     pos = tid[:, None] == tid[None, :]  # (B, B)
     neg_inf = torch.finfo(sim.dtype).min
@@ -136,6 +137,15 @@ def multi_positive_nce(
         a2t = torch.cat([sim, scale * a @ hard.T], 1)  # (B, B + H)
         a2t_pos = torch.cat([pos, pos.new_zeros(len(a), len(hard))], 1)
     return (one_way(a2t, a2t_pos) + one_way(sim.T, pos.T)) / 2
+
+
+def draw_text_negatives(
+    rng: np.random.Generator, pool: np.ndarray, batch: np.ndarray, n: int
+) -> np.ndarray:
+    """Up to `n` distinct text ids from `pool` (the training texts), none of them a text of the
+    batch (`batch`): extra audio->text negatives for one step."""
+    draw = rng.choice(pool, size=min(n, len(pool)), replace=False)
+    return draw[~np.isin(draw, batch)]
 
 
 def evaluate_cached(
@@ -200,6 +210,8 @@ def train(args: argparse.Namespace) -> None:
                 neg_texts += negs
         print(f"hard negatives: {len(neg_texts)} texts for {len(neg_of)} transcripts")
     nvec = torch.from_numpy(text_vectors(neg_texts)) if neg_texts else None  # (N, 384)
+    # texts of training clips only: the pool of random extra negatives (--text-negatives)
+    train_tids = np.unique(tid[split == "train"])
 
     model = AudioTextEmbedder(config).train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -245,6 +257,12 @@ def train(args: argparse.Namespace) -> None:
             rows = sorted({j for i in tid[idx].tolist() for j in neg_of.get(i, [])})
             if rows:
                 hard = F.normalize(model.head(nvec[rows]), dim=-1)  # (H, D)
+        if args.text_negatives:
+            # other training texts as audio->text negatives: the batch alone (96 texts) is an
+            # easy task; routing picks one text among many
+            extra = draw_text_negatives(rng, train_tids, tid[idx], args.text_negatives)
+            ev = F.normalize(model.head(tvec[torch.from_numpy(extra)]), dim=-1)  # (E, D)
+            hard = ev if hard is None else torch.cat([hard, ev])  # (H + E, D)
         nce = multi_positive_nce(a, t, ids, scale, hard)
         distill = (1 - (a * target).sum(-1)).mean()
         loss = nce + w_distill * distill
@@ -327,6 +345,12 @@ def main(argv: list[str] | None = None) -> int:
         "--hard-negatives",
         action="store_true",
         help="add one-word-swap texts (on/off, up/down, ...) as audio->text negatives",
+    )
+    t.add_argument(
+        "--text-negatives",
+        type=int,
+        default=0,
+        help="random other training texts added as audio->text negatives per step [0]",
     )
     t.add_argument(
         "--init", help="start a new run from this checkpoint's weights (fresh optimiser)"

@@ -540,3 +540,32 @@ def test_hard_negatives_only_add_to_the_audio_to_text_side() -> None:
     assert torch.allclose(multi_positive_nce(a, t, ids, scale, t[:0]), base)
     # a negative equal to clip 0's own text is the hardest one: the loss must rise
     assert multi_positive_nce(a, t, ids, scale, t[:1]) > base
+
+
+def test_text_negatives_come_from_the_pool_and_never_from_the_batch() -> None:
+    rng = np.random.default_rng(0)
+    pool = np.arange(10, 30)
+    for _ in range(20):
+        batch = rng.choice(np.arange(0, 40), size=8)
+        got = sh.draw_text_negatives(rng, pool, batch, 12)
+        assert len(set(got.tolist())) == len(got) <= 12
+        assert set(got.tolist()) <= set(pool.tolist())
+        assert not set(got.tolist()) & set(batch.tolist())
+    assert len(sh.draw_text_negatives(rng, pool, np.array([]), 100)) == 20  # capped at the pool
+
+
+def test_train_with_text_negatives(world: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--text-negatives adds the drawn texts to the audio->text side of the InfoNCE."""
+    monkeypatch.setattr(sh, "text_vectors", _fake_text_vectors)
+    seen: list[int] = []
+    real = sh.multi_positive_nce
+
+    def spy(a, t, tid, scale, hard=None):  # noqa: ANN001, ANN202
+        seen.append(0 if hard is None else len(hard))
+        return real(a, t, tid, scale, hard)
+
+    monkeypatch.setattr(sh, "multi_positive_nce", spy)
+    run = world["root"] / "textneg"
+    assert _train(run, world, "--steps", "2", "--eval-every", "2", "--text-negatives", "3") == 0
+    assert len(seen) == 2 and all(n >= 1 for n in seen)
+    assert all(np.isfinite(r["loss"]) for r in _rows(run))
