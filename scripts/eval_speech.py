@@ -11,6 +11,8 @@ Sets (../shared/data; never trained on):
   ha_commands    benchmarks/manifests/ha_commands_en.yaml (Home Assistant's own intent
                  descriptions): top-1 over the 31 commands; the 4 unrelated sentences'
                  best score against the lowest correct score
+  ha_plain       the same clips, benchmarks/manifests/ha_commands_plain.yaml (one plain
+                 sentence per intent, as a user would write it)
   rhasspy        benchmarks/manifests/rhasspy_en.yaml: top-1
   speech_commands  the 10 words (speech_commands_test.csv speakers): top-1; unknown words
                  falsely accepted at the threshold that keeps 95% of the known right
@@ -43,6 +45,7 @@ FRAMES = REPO / "cache" / "eval_frames"
 
 SETS = {
     "ha_commands": (DATA / "ha_commands_en" / "manifest.csv", MAN / "ha_commands_en.yaml"),
+    "ha_plain": (DATA / "ha_commands_en" / "manifest.csv", MAN / "ha_commands_plain.yaml"),
     "rhasspy": (DATA / "rhasspy_en" / "manifest.csv", MAN / "rhasspy_en.yaml"),
     "speech_commands": (MAN / "speech_commands_test.csv", MAN / "speech_commands.yaml"),
     "wake_phrases": (DATA / "wake_phrases" / "manifest.csv", MAN / "wake_phrases.yaml"),
