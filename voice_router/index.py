@@ -194,7 +194,7 @@ class RouteIndex:
         # points per (route, kind), known after a sync: what a query-scored decision needs to
         # tell "not among the hits" from "has no such points"
         self._counts: dict[tuple[str, str], int] | None = None
-        self._route_of: dict[str, str] = {}  # point id -> route, from the same sync
+        self._route_of: dict[str, tuple[str, str]] = {}  # point id -> (route, kind), same sync
         self.backend.open_collection(self.collection, int(model.dim), model.fingerprint, "routes")
 
     @property
@@ -265,9 +265,11 @@ class RouteIndex:
                 counts[("", key[1])] = counts.get(("", key[1]), 0) + 1  # per kind
             self._counts = counts
             self._route_of = {
-                pid: str(pl.get(P_ROUTE)) for pid, pl in existing.items() if pid not in gone
+                pid: (str(pl.get(P_ROUTE)), str(pl.get(P_KIND)))
+                for pid, pl in existing.items()
+                if pid not in gone
             }
-            self._route_of.update((s.id, s.route) for s in missing)
+            self._route_of.update((s.id, (s.route, s.kind)) for s in missing)
             self._vectors = None
             return report
 
@@ -283,7 +285,7 @@ class RouteIndex:
             if self._counts is not None:
                 for key in ((route, KIND_AUDIO), ("", KIND_AUDIO)):
                     self._counts[key] = self._counts.get(key, 0) + len(pts) - len(known)
-                self._route_of.update((p.id, route) for p in pts)
+                self._route_of.update((p.id, (route, KIND_AUDIO)) for p in pts)
         return len(pts)
 
     # -- reading ------------------------------------------------------------------------------
@@ -302,11 +304,24 @@ class RouteIndex:
         with self._lock:
             route_of = self._route_of
             try:
-                return [(route_of[h.id], h.score) for h in hits]
+                return [(route_of[h.id][0], h.score) for h in hits]
             except KeyError:  # a point another process wrote since: read the routes
                 pass
         hits = self.backend.query(self.collection, vector, limit, {P_KIND: kind})
         return [(str(h.payload.get(P_ROUTE)), h.score) for h in hits]
+
+    def query_all(self, vector: np.ndarray, limit: int) -> list[tuple[str, str, float]]:
+        """(route, kind, cosine) of the `limit` points of any kind nearest to `vector`, best
+        first: one query without a filter (cheaper than one filtered query per kind)."""
+        hits = self.backend.query(self.collection, vector, limit, None, False)
+        with self._lock:
+            route_of = self._route_of
+            try:
+                return [(*route_of[h.id], h.score) for h in hits]
+            except KeyError:  # a point another process wrote since: read its payload
+                pass
+        hits = self.backend.query(self.collection, vector, limit, None)
+        return [(str(h.payload.get(P_ROUTE)), str(h.payload.get(P_KIND)), h.score) for h in hits]
 
     def query_payloads(
         self, vector: np.ndarray, where: Mapping[str, Any], limit: int

@@ -1,8 +1,9 @@
 """Router: audio (or a precomputed vector) in, `RouteMatch` out, tool dispatched.
 
-Routing is a Qdrant query: per utterance, one query for the nearest text points and one for
-the nearest audio-exemplar points of the route set's collection (payload-indexed filter on the
-point kind), on Qdrant Edge or a Qdrant server alike. Scoring, per route, from those hits:
+Routing is a Qdrant query: per utterance, the nearest text points and audio-exemplar points of
+the route set's collection (one filtered query per kind for small sets, one query for both in
+large ones; see below), on Qdrant Edge or a Qdrant server alike. Scoring, per route, from
+those hits:
 - text score  = max over its text points (description, examples);
 - audio score = mean of the top-k over its audio exemplar points (TTS voices, enrolment clips);
 - fused score = `Fusion.combine(text, audio)`; a route without audio points uses its text score.
@@ -11,10 +12,11 @@ runner-up >= the route set's margin. The router then calls the route's tool (see
 
 Up to EXACT_TEXT_POINTS text and EXACT_AUDIO_POINTS audio points every point is returned, and
 the scores are exactly those of the numpy oracle (`score_matrix`, which reads every vector).
-Larger sets take the best TEXT_HITS / AUDIO_HITS points: a decision is made among the routes
-that have a point among them (a route missing from one of the two lists gets that list's lowest
-cosine, an upper bound of its own), and `scores_vector` gives every other route those bounds
-too, so only routes far from the utterance are approximated.
+Larger sets take the best TEXT_HITS + AUDIO_HITS points of either kind in ONE query without a
+filter (a kind too rare among them gets its own filtered query): a decision is made among the
+routes that have a point among them (a route missing from the text or the audio hits gets the
+lowest cosine returned, an upper bound of its own), and `scores_vector` gives every other route
+those bounds too, so only routes far from the utterance are approximated.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ EXACT_AUDIO_POINTS = 256
 #: back); the decision needs a few points of the leading routes, which are the nearest ones.
 TEXT_HITS = 32
 AUDIO_HITS = 64
+#: Fewest hits of a kind that the one unfiltered query of a large set must bring back; below
+#: it that kind gets its own filtered query.
+MIN_KIND_HITS = 8
 
 
 @dataclass
@@ -362,15 +367,13 @@ class Router:
         known = self._known
         k = self.fusion.top_k
         best_text: dict[str, float] = {}
-        hits, t_floor = self._hits(q, KIND_TEXT, EXACT_TEXT_POINTS, TEXT_HITS)
-        for route, score in hits:  # best first: the first hit of a route is its text score
+        text_hits, t_floor, audio_hits, a_floor = self._query(q)
+        for route, score in text_hits:  # best first: the first hit of a route is its text score
             if route not in best_text and route in known:
                 best_text[route] = score
         top_audio: dict[str, list[float]] = {}
-        a_floor = -1.0
         if self.fusion.mode != "text":
-            hits, a_floor = self._hits(q, KIND_AUDIO, EXACT_AUDIO_POINTS, AUDIO_HITS)
-            for route, score in hits:  # a stale point of a removed route is never a candidate
+            for route, score in audio_hits:  # a stale point of a removed route never counts
                 got = top_audio.get(route)
                 if got is None:
                     if route in known:
@@ -393,6 +396,42 @@ class Router:
                     want = min(k, n_audio)  # the missing ones are below the cut: at most a_floor
                     audio[name] = (sum(got) + a_floor * (want - len(got))) / want
         return text, audio
+
+    def _query(
+        self, q: np.ndarray
+    ) -> tuple[list[tuple[str, float]], float, list[tuple[str, float]], float]:
+        """(text hits, text floor, audio hits, audio floor) of one utterance. Sets with few
+        points of a kind get every point of it back (one filtered query per kind: exact).
+        Larger sets with both kinds take one unfiltered query of TEXT_HITS + AUDIO_HITS points
+        split by kind: its last score bounds every point not returned, of either kind. A kind
+        with fewer than MIN_KIND_HITS points among them gets its own filtered query instead.
+        Measured at 10,000 routes (40,000 points, benchmarks/route_scale.py's set, one run):
+        2.6-2.8 ms against 4.1-4.6 ms for a filtered query per kind, and on 100 utterances
+        near a route the nearest route agreed with the exact numpy oracle for 93 against 66
+        (Qdrant's HNSW search finds the true neighbours better without a filter)."""
+        with_audio = self.fusion.mode != "text"
+        total = self.index.total
+        if (
+            with_audio
+            and total(KIND_TEXT) > EXACT_TEXT_POINTS
+            and total(KIND_AUDIO) > (EXACT_AUDIO_POINTS)
+        ):
+            limit = TEXT_HITS + AUDIO_HITS
+            hits = self.index.query_all(q, limit)  # [(route, kind, cosine)], best first
+            floor = float(hits[-1][2]) if len(hits) >= limit else -1.0
+            text = [(r, s) for r, k, s in hits if k == KIND_TEXT]
+            audio = [(r, s) for r, k, s in hits if k == KIND_AUDIO]
+            t_floor = a_floor = floor
+            if len(text) < MIN_KIND_HITS:
+                text, t_floor = self._hits(q, KIND_TEXT, EXACT_TEXT_POINTS, TEXT_HITS)
+            if len(audio) < MIN_KIND_HITS:
+                audio, a_floor = self._hits(q, KIND_AUDIO, EXACT_AUDIO_POINTS, AUDIO_HITS)
+            return text, t_floor, audio, a_floor
+        text, t_floor = self._hits(q, KIND_TEXT, EXACT_TEXT_POINTS, TEXT_HITS)
+        if not with_audio:
+            return text, t_floor, [], -1.0
+        audio, a_floor = self._hits(q, KIND_AUDIO, EXACT_AUDIO_POINTS, AUDIO_HITS)
+        return text, t_floor, audio, a_floor
 
     def _hits(
         self, q: np.ndarray, kind: str, exact_up_to: int, approx: int

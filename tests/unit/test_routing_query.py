@@ -66,15 +66,49 @@ def test_a_point_changed_in_the_store_changes_the_decision(router, hash_model) -
     assert m.route == target and m.score == pytest.approx(1.0, abs=1e-5)
 
 
-def test_a_cut_at_the_best_hits_keeps_the_winner(router, hash_model, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    ("hits", "min_kind_hits"),
+    [((12, 6), 1), ((6, 3), 100)],
+    ids=["one-query", "per-kind-fallback"],
+)
+def test_a_cut_at_the_best_hits_keeps_the_winner(
+    router, hash_model, monkeypatch, hits, min_kind_hits
+) -> None:
+    """Past the exact sizes: one unfiltered query for both kinds (here half of the 36 points),
+    or (a kind too rare among its hits) a filtered query per kind; either way the nearest route
+    is the exact one (its score may be a bound: an exemplar below the cut counts at the cut)."""
     qs = _queries(hash_model, 30)
-    exact = [router.decide(router.scores_vector(q))[3] for q in qs]  # nearest route
+    exact = [router.route_vector(q) for q in qs]
     monkeypatch.setattr(routing, "EXACT_TEXT_POINTS", 4)
     monkeypatch.setattr(routing, "EXACT_AUDIO_POINTS", 2)
-    monkeypatch.setattr(routing, "TEXT_HITS", 6)
-    monkeypatch.setattr(routing, "AUDIO_HITS", 3)
-    cut = [router.decide(router.scores_vector(q))[3] for q in qs]
-    assert cut == exact
+    monkeypatch.setattr(routing, "TEXT_HITS", hits[0])
+    monkeypatch.setattr(routing, "AUDIO_HITS", hits[1])
+    monkeypatch.setattr(routing, "MIN_KIND_HITS", min_kind_hits)
+    cut = [router.route_vector(q) for q in qs]
+    assert [m.nearest for m in cut] == [m.nearest for m in exact]
+
+
+def test_a_large_set_is_one_query_without_a_filter(router, hash_model, monkeypatch) -> None:
+    monkeypatch.setattr(routing, "EXACT_TEXT_POINTS", 4)
+    monkeypatch.setattr(routing, "EXACT_AUDIO_POINTS", 2)
+    monkeypatch.setattr(routing, "MIN_KIND_HITS", 1)
+    store = router.index.backend
+    calls: list[tuple[int, object]] = []
+    real = store.query
+
+    def spy(name, vector, limit, where=None, with_payload=True):  # noqa: ANN001, ANN202
+        calls.append((limit, where))
+        return real(name, vector, limit, where, with_payload)
+
+    monkeypatch.setattr(store, "query", spy)
+    for q in _queries(hash_model):
+        calls.clear()
+        router.route_vector(q)
+        assert calls == [(routing.TEXT_HITS + routing.AUDIO_HITS, None)]
+    monkeypatch.setattr(routing, "EXACT_TEXT_POINTS", 256)  # a small set: per kind, filtered
+    calls.clear()
+    router.route_vector(_queries(hash_model)[0])
+    assert sorted(w[P_KIND] for _, w in calls) == ["audio", "text"]
 
 
 def test_points_written_by_another_process_are_read_with_their_payload(router, hash_model):
