@@ -120,3 +120,21 @@ def test_points_written_by_another_process_are_read_with_their_payload(router, h
     payload = {**hit.payload, P_ROUTE: "r6", "text": "written elsewhere"}
     store.upsert(name, [PointRecord("00000000-0000-4000-8000-000000000001", q, payload)])
     assert router.route_vector(q).route == "r6"
+
+
+def test_route_query_ab_benchmark_runs_both_strategies(capsys) -> None:
+    """benchmarks/route_query_ab.py on a set past the exact sizes (300 routes, 1,200 points):
+    near a route, with little noise, both strategies find the exact nearest route."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from route_query_ab import main
+
+    argv = ["--routes", "300", "--queries", "5", "--near", "10", "--noise", "0.01"]
+    assert main([*argv, "--rounds", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["points"] == 1200
+    assert out["nearest_agrees_with_oracle"] == {"per_kind": 10, "one_query": 10}
+    assert set(out["route_ms_p50_rounds"][0]) == {"per_kind_ms", "one_query_ms"}
