@@ -22,6 +22,7 @@ text, cvR@5 text->audio over its transcripts) from the cache.
 
 Usage:
     python -m training.speech_head train --run runs/whisper_attn --steps 4000
+    python -m training.speech_head average --a A.pt --b B.pt --weight 0.5 --run runs/soup
     python -m training.speech_head export --run runs/whisper_attn \
         --out voice_router/weights/whisper_tiny
 """
@@ -305,6 +306,29 @@ def load_run(run: str | Path, ckpt: str | Path | None = None) -> tuple[Any, Path
     return model.eval(), ckpt
 
 
+def average(args: argparse.Namespace) -> None:
+    """Write a checkpoint whose weights are `weight` * B + (1 - weight) * A (WiSE-FT style
+    interpolation of two checkpoints of the same model, e.g. a fine-tuned run and the one it
+    started from), into `--run` with B's run config, so `export` and eval_speech take it."""
+    a = torch.load(args.a, map_location="cpu")
+    b = torch.load(args.b, map_location="cpu")
+    if set(a["model"]) != set(b["model"]):
+        raise SystemExit("the two checkpoints hold different parameters: not the same model")
+    w = float(args.weight)
+    mixed = {
+        k: (w * b["model"][k].float() + (1 - w) * v.float()).to(v.dtype)
+        if v.is_floating_point()
+        else b["model"][k]
+        for k, v in a["model"].items()
+    }
+    run = Path(args.run)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text((Path(args.b).parent / "config.json").read_text())
+    out = run / f"step{int(b['step']):06d}.pt"
+    torch.save({"model": mixed, "step": int(b["step"]), "averaged": [args.a, args.b, w]}, out)
+    print(f"wrote {out}: {w:g} x {args.b} + {1 - w:g} x {args.a}")
+
+
 def export(args: argparse.Namespace) -> None:
     """Save the run's last (or `--ckpt`) checkpoint as a model folder (float16 weights)."""
     model, ckpt = load_run(args.run, args.ckpt)
@@ -367,8 +391,13 @@ def main(argv: list[str] | None = None) -> int:
         help="also write the graphs of the torch-free ONNX runtime (as `voice-router "
         "export-onnx` does) [on]",
     )
+    v = sub.add_parser("average", help="interpolate two checkpoints (WiSE-FT) into a run")
+    v.add_argument("--a", required=True, help="checkpoint A (e.g. the starting point)")
+    v.add_argument("--b", required=True, help="checkpoint B (e.g. the fine-tuned one)")
+    v.add_argument("--weight", type=float, default=0.5, help="weight of B [0.5]")
+    v.add_argument("--run", required=True, help="run folder to write the checkpoint into")
     args = ap.parse_args(argv)
-    train(args) if args.cmd == "train" else export(args)
+    {"train": train, "export": export, "average": average}[args.cmd](args)
     return 0
 
 

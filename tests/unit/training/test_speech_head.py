@@ -569,3 +569,17 @@ def test_train_with_text_negatives(world: dict, monkeypatch: pytest.MonkeyPatch)
     assert _train(run, world, "--steps", "2", "--eval-every", "2", "--text-negatives", "3") == 0
     assert len(seen) == 2 and all(n >= 1 for n in seen)
     assert all(np.isfinite(r["loss"]) for r in _rows(run))
+
+
+def test_average_interpolates_two_checkpoints(world: dict, tmp_path: Path) -> None:
+    a, b = world["run"] / "step000002.pt", world["run"] / "step000004.pt"
+    args = ["average", "--a", str(a), "--b", str(b), "--weight", "0.25", "--run", str(tmp_path)]
+    assert sh.main(args) == 0
+    got = torch.load(tmp_path / "step000004.pt", map_location="cpu")
+    sa, sb = (torch.load(p, map_location="cpu")["model"] for p in (a, b))
+    assert set(got["model"]) == set(sa)
+    for k, v in got["model"].items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, 0.25 * sb[k] + 0.75 * sa[k])
+    assert any(not torch.equal(sa[k], sb[k]) for k in sa)  # the two differ: a real mix
+    assert (tmp_path / "config.json").read_text() == (world["run"] / "config.json").read_text()
