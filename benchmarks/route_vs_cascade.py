@@ -27,6 +27,11 @@ every clip once; all metrics are computed here from the stored per-route scores:
 - latency_ms p50/p95: per clip, processing only (voice-router: embedding + routing; cascades:
   transcription + text embedding + routing); decoding the file is excluded for every system.
 - real_time_factor: total processing time / total audio duration (lower is faster).
+- command_top1_accuracy (when the manifest has an `args` column and the routes have
+  `sentences:`): over the clips with expected arguments, the best route is right and every
+  argument has its value; command_accuracy_file_thresholds, slot_accuracy and slot_n as
+  `voice-router eval` reports them. The cascades find slot values by exact matching in the
+  transcript (benchmarks/cascade.py).
 - peak_rss_mb: peak resident memory of the system's process; setup_s: loading models and
   building the route index (voice-router's includes synthesising TTS exemplars when enabled).
 - --threads applies to every system: torch's threads, and CTranslate2's `cpu_threads` for
@@ -180,6 +185,18 @@ def _summarise(result: dict[str, Any], routes: Any, rows: list[Any], max_fa: flo
             n: v["recall"] for n, v in cross["per_route"].items() if v["recall"] is not None
         },
     }
+    if rep.get("command_accuracy") is not None:  # the manifest has an `args` column
+        by_name = {r.name: r for r in routes.routes}
+        with_args = [c for c in ok if c.expected_args]
+        right = 0
+        for c in with_args:  # the best route (no threshold) and every expected argument
+            best = max(c.scores, key=c.scores.get) if c.scores else None
+            got = {**by_name[best].args, **(c.slots or {})} if best == c.label else {}
+            right += best == c.label and all(got.get(k) == v for k, v in c.expected_args.items())
+        out["command_top1_accuracy"] = round(right / len(with_args), 4)
+        out["command_accuracy_file_thresholds"] = rep["command_accuracy"]
+        out["slot_accuracy"] = rep["slot_accuracy"]  # given the best route is right
+        out["slot_n"] = rep["slot_n"]
     if "transcripts" in result:
         out["transcript_examples"] = dict(list(result["transcripts"].items())[:5])
     return out

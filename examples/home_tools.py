@@ -93,7 +93,7 @@ def media_control(
 
 @tool
 def set_timer(minutes: float = 5.0, match: dict | None = None) -> str:
-    """Start a timer for some minutes (default 5: the route carries no number)."""
+    """Start a timer for some minutes (5 when the request said no duration)."""
     _state["timer_min"] = minutes
     _record("set_timer", minutes=minutes, route=_route(match))
     return f"Timer set for {minutes:g} minutes."

@@ -191,3 +191,25 @@ def test_home_yaml_is_valid_and_complete():
     assert actions == {"play", "pause", "next", "volume_up", "volume_down"}
     changes = {r.args["change"] for r in rs.routes if r.tool.endswith(":set_thermostat")}
     assert changes == {"up", "down"}
+
+
+def test_home_yaml_slots_are_arguments_of_their_tools():
+    """routes/home.yaml's templates name lists of the file, and every slot is an argument of
+    the route's tool (so the value said reaches it): the timer's minutes, shopping items."""
+    from examples import home_tools
+    from voice_router.templates import template_slots
+
+    rs = load_routes(REPO / "routes" / "home.yaml")
+    assert set(rs.lists) == {"minutes", "item"}
+    slotted = {}
+    for r in rs.routes:
+        if not r.sentences:
+            continue
+        slots = template_slots(r.sentences)
+        tool = getattr(home_tools, r.tool.split(":")[1])
+        assert set(slots) <= set(tool.args_schema.model_fields), (r.name, slots)
+        slotted[r.name] = slots
+    assert slotted == {
+        "set_timer": {"minutes": "minutes"},
+        "shopping_list": {"item": "item"},
+    }
