@@ -405,17 +405,13 @@ class Router:
         Larger sets with both kinds take one unfiltered query of TEXT_HITS + AUDIO_HITS points
         split by kind: its last score bounds every point not returned, of either kind. A kind
         with fewer than MIN_KIND_HITS points among them gets its own filtered query instead.
-        Measured at 10,000 routes (40,000 points, benchmarks/route_scale.py's set, one run):
-        2.6-2.8 ms against 4.1-4.6 ms for a filtered query per kind, and on 100 utterances
-        near a route the nearest route agreed with the exact numpy oracle for 93 against 66
-        (Qdrant's HNSW search finds the true neighbours better without a filter)."""
+        Faster than a filtered query per kind, and closer to the exact numpy scores (Qdrant's
+        HNSW search finds the true neighbours better without a filter): see
+        benchmarks/route_query_ab.py and the README's figures."""
         with_audio = self.fusion.mode != "text"
         total = self.index.total
-        if (
-            with_audio
-            and total(KIND_TEXT) > EXACT_TEXT_POINTS
-            and total(KIND_AUDIO) > (EXACT_AUDIO_POINTS)
-        ):
+        large = total(KIND_TEXT) > EXACT_TEXT_POINTS and total(KIND_AUDIO) > EXACT_AUDIO_POINTS
+        if with_audio and large:
             limit = TEXT_HITS + AUDIO_HITS
             hits = self.index.query_all(q, limit)  # [(route, kind, cosine)], best first
             floor = float(hits[-1][2]) if len(hits) >= limit else -1.0
