@@ -456,7 +456,8 @@ def argument_metrics(
 
     - command_accuracy: the route is right AND every expected argument has the expected value
       (the tool's args: the route's static `args` with its resolved slots), as Picovoice's
-      benchmark counts "command acceptance";
+      benchmark counts "command acceptance"; command_top1_accuracy: the same with the BEST
+      route instead of the decision (no threshold, as top1_accuracy);
     - slot_accuracy: per argument name, over the clips expecting it whose BEST route is right
       (thresholds aside: slots are resolved for the best route), the share that got its value;
       slot_n: how many clips that is;
@@ -464,7 +465,7 @@ def argument_metrics(
     """
     by_name = {r.name: r for r in routes.routes}
     best, s1, _ = table.top()
-    n_cmd = right_cmd = 0
+    n_cmd = right_cmd = right_top1 = 0
     per: dict[str, list[int]] = {}
     confusions: Counter[tuple[str, str, str]] = Counter()
     for i, c in enumerate(clips):  # `clips` are the readable ones, in the table's order
@@ -477,20 +478,22 @@ def argument_metrics(
         got: dict[str, Any] = {}
         if top_ok:
             got = {**by_name[table.routes[int(best[i])]].args, **(c.slots or {})}
-        all_ok = route_ok
+        args_ok = True
         for name, value in want.items():
             hit = top_ok and got.get(name) == value
             per.setdefault(name, [0, 0])
             per[name][0] += int(hit)
             per[name][1] += int(top_ok)
-            all_ok &= hit
+            args_ok &= hit
             if top_ok and not hit:
                 key = (name, json.dumps(value, default=str), json.dumps(got.get(name), default=str))
                 confusions[key] += 1
-        right_cmd += int(all_ok)
+        right_cmd += int(route_ok and args_ok)
+        right_top1 += int(top_ok and args_ok)
     return {
         "n_with_args": n_cmd,
         "command_accuracy": rounded(right_cmd / n_cmd) if n_cmd else None,
+        "command_top1_accuracy": rounded(right_top1 / n_cmd) if n_cmd else None,
         "slot_accuracy": {k: rounded(h / n) if n else None for k, (h, n) in sorted(per.items())},
         "slot_n": {k: n for k, (_, n) in sorted(per.items())},
         "slot_confusions": [

@@ -179,6 +179,7 @@ def test_eval_counts_command_accuracy_from_the_args_column(tmp_path, hash_model)
     rep = evaluation_report(clips, router.routes)
     assert rep["accuracy"] == 1.0 and rep["n_with_args"] == 3
     assert rep["command_accuracy"] == pytest.approx(2 / 3, abs=1e-4)
+    assert rep["command_top1_accuracy"] == pytest.approx(2 / 3, abs=1e-4)
     assert rep["slot_accuracy"] == {"area": 0.5, "label": 1.0, "minutes": 1.0}
     assert rep["slot_confusions"] == [
         {"arg": "area", "expected": "office", "got": "kitchen", "count": 1}
@@ -249,3 +250,26 @@ def test_template_slots_names_each_slot_and_its_list_once():
     assert got == {"minutes": "minutes", "length": "minutes", "area": "area"}
     assert list(got) == ["minutes", "length", "area"]  # order of first use
     assert template_slots(["no slots here"]) == {}
+
+
+def test_command_top1_accuracy_takes_the_best_route_without_the_threshold():
+    """A clip whose best route is right with every argument, but under the threshold: a
+    command at top-1, not an accepted command."""
+    from voice_router.evaluate import ClipScore, evaluation_report
+
+    routes = parse_routes(
+        "threshold: 0.7\nlists:\n  minutes: {range: {from: 1, to: 60}}\nroutes:\n"
+        "  - {name: timer, description: set a timer, sentences: ['timer for {minutes}']}\n"
+        "  - {name: lights, description: lights on}\n"
+    )
+    clips = [
+        ClipScore("a.wav", "timer", {"timer": 0.5, "lights": 0.1}, expected_args={"minutes": 12},
+                  slots={"minutes": 12}),
+        ClipScore("b.wav", "timer", {"timer": 0.9, "lights": 0.1}, expected_args={"minutes": 5},
+                  slots={"minutes": 5}),
+        ClipScore("c.wav", "timer", {"timer": 0.9, "lights": 0.1}, expected_args={"minutes": 7},
+                  slots={"minutes": 9}),
+    ]  # fmt: skip
+    rep = evaluation_report(clips, routes)
+    assert rep["command_accuracy"] == pytest.approx(1 / 3, abs=1e-4)
+    assert rep["command_top1_accuracy"] == pytest.approx(2 / 3, abs=1e-4)
