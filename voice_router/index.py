@@ -300,27 +300,27 @@ class RouteIndex:
         `vector`, best first: one Qdrant query (payload-indexed filter on the kind) returning
         ids and scores; routes come from the id -> route map of the last sync, and a point
         this process has not seen (written by another one since) is read with its payload."""
-        hits = self.backend.query(self.collection, vector, limit, {P_KIND: kind}, False)
-        with self._lock:
-            route_of = self._route_of
-            try:
-                return [(route_of[h.id][0], h.score) for h in hits]
-            except KeyError:  # a point another process wrote since: read the routes
-                pass
-        hits = self.backend.query(self.collection, vector, limit, {P_KIND: kind})
-        return [(str(h.payload.get(P_ROUTE)), h.score) for h in hits]
+        return [(route, score) for route, _, score in self._nearest(vector, limit, {P_KIND: kind})]
 
     def query_all(self, vector: np.ndarray, limit: int) -> list[tuple[str, str, float]]:
         """(route, kind, cosine) of the `limit` points of any kind nearest to `vector`, best
         first: one query without a filter (cheaper than one filtered query per kind)."""
-        hits = self.backend.query(self.collection, vector, limit, None, False)
+        return self._nearest(vector, limit, None)
+
+    def _nearest(
+        self, vector: np.ndarray, limit: int, where: Mapping[str, Any] | None
+    ) -> list[tuple[str, str, float]]:
+        """(route, kind, cosine) of the nearest points matching `where`: ids and scores from
+        the store, routes and kinds from the id map of the last sync; a point this process has
+        not seen (written by another one since) makes it read the payloads instead."""
+        hits = self.backend.query(self.collection, vector, limit, where, False)
         with self._lock:
             route_of = self._route_of
             try:
                 return [(*route_of[h.id], h.score) for h in hits]
-            except KeyError:  # a point another process wrote since: read its payload
+            except KeyError:
                 pass
-        hits = self.backend.query(self.collection, vector, limit, None)
+        hits = self.backend.query(self.collection, vector, limit, where)
         return [(str(h.payload.get(P_ROUTE)), str(h.payload.get(P_KIND)), h.score) for h in hits]
 
     def query_payloads(
