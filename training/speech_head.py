@@ -48,6 +48,30 @@ CONFIGS = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIGS / "whisper_tiny_attn.json"
 DEFAULT_MIX = {"so762-train": 0.3, "tts": 0.6, "tts-short": 0.1}
 
+
+def parse_mix(spec: str | None) -> dict[str, float]:
+    """The batch mix over training sources: "so762-train=0.3,tts=0.5,tts-short=0.2" (weights
+    are renormalised; a source left out is not drawn). None gives DEFAULT_MIX."""
+    if not spec:
+        return dict(DEFAULT_MIX)
+    mix: dict[str, float] = {}
+    for part in spec.split(","):
+        name, sep, w = part.strip().partition("=")
+        if not sep or name not in DEFAULT_MIX:
+            raise SystemExit(
+                f"--mix: {part!r} is not SOURCE=WEIGHT with SOURCE one of {', '.join(DEFAULT_MIX)}"
+            )
+        try:
+            mix[name] = float(w)
+        except ValueError:
+            raise SystemExit(f"--mix: weight {w!r} of {name} is not a number") from None
+        if mix[name] < 0:
+            raise SystemExit(f"--mix: weight of {name} is negative ({w})")
+    if sum(mix.values()) <= 0:
+        raise SystemExit("--mix: the weights sum to zero; give at least one positive weight")
+    return mix
+
+
 # Words whose swap turns a command into its opposite while MiniLM barely moves ("turn the
 # lights on" / "... off": cosine ~0.9). A transcript with one of them gets hard-negative texts
 # (the same sentence with that one word swapped) in the audio->text InfoNCE.
@@ -184,6 +208,9 @@ def train(args: argparse.Namespace) -> None:
     config = json.loads(Path(args.config).read_text())
     tcfg = config.pop("train", {})
     (run / "config.json").write_text(json.dumps({**config, "train": tcfg}, indent=2))
+    mix = parse_mix(getattr(args, "mix", None))
+    # the command line of this (latest) invocation, so a run folder says how it was made
+    (run / "args.json").write_text(json.dumps({**vars(args), "mix": mix}, indent=2, default=str))
     cache = load_cache(Path(args.cache))
     texts = sorted({m["text"] for m in cache.meta})
     text_id = {t: i for i, t in enumerate(texts)}
@@ -192,9 +219,9 @@ def train(args: argparse.Namespace) -> None:
     src = np.array([m["source"] for m in cache.meta])
     split = np.array([m["split"] for m in cache.meta])
     version = np.array([m["version"] for m in cache.meta])
-    pools = {s: np.nonzero((src == s) & (split == "train"))[0] for s in DEFAULT_MIX}
+    pools = {s: np.nonzero((src == s) & (split == "train"))[0] for s in mix if mix[s] > 0}
     pools = {s: p for s, p in pools.items() if p.size}
-    weights = np.array([DEFAULT_MIX[s] for s in pools])
+    weights = np.array([mix[s] for s in pools])
     weights /= weights.sum()
     test_idx = np.nonzero((src == "so762-test") & (version == 0))[0]
     print({s: int(p.size) for s, p in pools.items()}, "test", test_idx.size, "texts", len(texts))
@@ -375,6 +402,11 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=0,
         help="random other training texts added as audio->text negatives per step [0]",
+    )
+    t.add_argument(
+        "--mix",
+        help="batch mix over sources, e.g. so762-train=0.3,tts=0.5,tts-short=0.2 "
+        f"[{','.join(f'{k}={v:g}' for k, v in DEFAULT_MIX.items())}]",
     )
     t.add_argument(
         "--init", help="start a new run from this checkpoint's weights (fresh optimiser)"

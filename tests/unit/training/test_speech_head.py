@@ -571,6 +571,39 @@ def test_train_with_text_negatives(world: dict, monkeypatch: pytest.MonkeyPatch)
     assert all(np.isfinite(r["loss"]) for r in _rows(run))
 
 
+def test_parse_mix_reads_weights_and_rejects_bad_specs() -> None:
+    assert sh.parse_mix(None) == sh.DEFAULT_MIX
+    assert sh.parse_mix("tts=2, tts-short=1") == {"tts": 2.0, "tts-short": 1.0}
+    for bad, said in [
+        ("tts", "SOURCE=WEIGHT"),
+        ("speech=1", "SOURCE=WEIGHT"),
+        ("tts=lots", "not a number"),
+        ("tts=-1", "negative"),
+        ("tts=0", "sum to zero"),
+    ]:
+        with pytest.raises(SystemExit, match=said):
+            sh.parse_mix(bad)
+
+
+def test_train_draws_only_the_mixed_sources(world: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--mix so762-train=1 draws every training clip from speechocean762 and records itself."""
+    monkeypatch.setattr(sh, "text_vectors", _fake_text_vectors)
+    drawn: list[int] = []
+    real_pad = sh.pad
+
+    def logging_pad(cache, idx, max_frames):  # noqa: ANN001, ANN202
+        if max_frames == 400:
+            drawn.extend(map(int, idx))
+        return real_pad(cache, idx, max_frames)
+
+    monkeypatch.setattr(sh, "pad", logging_pad)
+    run = world["root"] / "mixed"
+    assert _train(run, world, "--steps", "2", "--eval-every", "2", "--mix", "so762-train=1") == 0
+    assert len(drawn) == 8
+    assert {world["meta"][i]["source"] for i in drawn} == {"so762-train"}
+    assert json.loads((run / "args.json").read_text())["mix"] == {"so762-train": 1.0}
+
+
 def test_average_interpolates_two_checkpoints(world: dict, tmp_path: Path) -> None:
     a, b = world["run"] / "step000002.pt", world["run"] / "step000004.pt"
     args = ["average", "--a", str(a), "--b", str(b), "--weight", "0.25", "--run", str(tmp_path)]
