@@ -147,7 +147,11 @@ def exemplar_scores(audio: np.ndarray, ex: list[np.ndarray], k: int = 3) -> np.n
     return np.stack(cols, 1)
 
 
-def evaluate(model, exemplars: bool = False) -> dict[str, dict[str, float]]:  # noqa: ANN001
+def evaluate(
+    model,  # noqa: ANN001
+    exemplars: bool = False,
+    weights: tuple[float, ...] = (0.0, 0.2, 0.5, 0.8),
+) -> dict[str, dict[str, float]]:
     model.eval()
     res: dict[str, dict[str, float]] = {}
     for name, (manifest, routes_yaml) in SETS.items():
@@ -172,7 +176,7 @@ def evaluate(model, exemplars: bool = False) -> dict[str, dict[str, float]]:  # 
             from voice_router.decision import Fusion  # the router's fusion
 
             ex = exemplar_scores(a, exemplar_vectors(model, routes_yaml))
-            for w in (0.0, 0.2, 0.5, 0.8):
+            for w in weights:
                 fused = Fusion(w_text=w, w_audio=1 - w).combine_matrix(s, ex)
                 hit = np.array(names)[fused.argmax(1)] == labels
                 r[f"top1_fused_w{w:g}"] = float(hit[known].mean())
@@ -210,7 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--exemplars", action="store_true", help="also score TTS exemplars and fused w*text"
     )
+    ap.add_argument(
+        "--weights",
+        default="0,0.2,0.5,0.8",
+        help="text weights w of the fused scores (w*text + (1-w)*exemplars) [0,0.2,0.5,0.8]",
+    )
     args = ap.parse_args(argv)
+    try:
+        weights = tuple(float(w) for w in args.weights.split(","))
+    except ValueError:
+        ap.error(f"--weights: {args.weights!r} is not a comma-separated list of numbers")
+    if not all(0 <= w <= 1 for w in weights):
+        ap.error(f"--weights: every weight must be in [0, 1], got {args.weights}")
     torch.set_num_threads(args.threads)
     from voice_router.model import load_embedder
 
@@ -223,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"checkpoint {ckpt}", file=sys.stderr)
     else:
         ap.error("give --model or --run")
-    print(json.dumps(evaluate(model, args.exemplars), indent=1))
+    print(json.dumps(evaluate(model, args.exemplars, weights), indent=1))
     return 0
 
 
