@@ -14,6 +14,11 @@ Sources (each a list of clip specs, in chunk files of `--chunk` clips, resumable
   accents x 71 variants), flite and festival voices, each clean + `--n-aug` augmented versions
   (training/augment.py: speed, pitch, room, noise 0-30 dB, band-limiting). Texts of the real
   evaluation sets (ha_commands_en, rhasspy_en) are removed, so those stay zero-shot.
+- `tts-short`: single words and wake-like phrases (training/texts.py), 8 voices each.
+- `tts-phrases`: random short phrases of command-text words ("paper window", "hey tulip",
+  "sunbox"), 2 voices each: routes are often names of one or two words, and a head trained on
+  a few hundred short texts maps an unseen one poorly. No phrase shares a word with a wake
+  phrase of the evaluation set, or equals one of its Speech Commands words.
 
 Each chunk stores per sample: clip id, version (0 = clean), text, source, speaker, split, and
 the encoder frames (T, 384) float16 at 50 frames/s, concatenated.
@@ -54,7 +59,7 @@ DATA = Path(
     os.environ.get("VR_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data")
 )
 SPEECH_CACHE = CACHE / "speech"
-SOURCES = ("so762-train", "so762-test", "tts-short", "tts")
+SOURCES = ("so762-train", "so762-test", "tts-short", "tts", "tts-phrases")
 
 CARRIERS = (
     "please {t}",
@@ -149,6 +154,78 @@ def short_items(voices: int = 8, seed: int = 1) -> list[Item]:
             )
             items.append(
                 Item(cid, text, "tts-short", f"{engine}:{voice}", split, spec=asdict(spec))
+            )
+    return items
+
+
+# Words too common to name anything; left out of the phrase vocabulary.
+_STOPWORDS = frozenset(
+    """the and for you your are was what with from that this can please have how there
+    when will about which would could should them they their its it's into than then also
+    any some just not but our out get got did does yes""".split()
+)
+
+
+def manifest_texts(name: str) -> set[str]:
+    """Normalised, non-empty transcripts of one evaluation set under ../shared/data (empty
+    when the set is not there)."""
+    p = DATA / name / "manifest.csv"
+    if not p.exists():
+        return set()
+    with p.open(newline="", encoding="utf-8") as f:
+        return {normalise(r["text"]) for r in csv.DictReader(f) if r["text"].strip()}
+
+
+def phrase_vocabulary(min_count: int = 3) -> list[str]:
+    """Content words of the command texts (>= 3 letters, >= `min_count` uses), sorted."""
+    counts: dict[str, int] = {}
+    for text, _ in read_command_texts():
+        for w in text.split():
+            if len(w) >= 3 and w.isalpha() and w not in _STOPWORDS:
+                counts[w] = counts.get(w, 0) + 1
+    return sorted(w for w, c in counts.items() if c >= min_count)
+
+
+def phrase_items(n_texts: int = 4000, voices: int = 2, seed: int = 2) -> list[Item]:
+    """`n_texts` random short phrases of command-text words, `voices` voices each: one word
+    (30%), two words (40%), three words (10%), "hey"/"okay" + a word (10%), or two short words
+    run together as a made-up name (10%). No phrase shares a word with a wake phrase of the
+    evaluation set or equals a Speech Commands word, so those sets stay zero-shot."""
+    rng = random.Random(seed)
+    wake, words = manifest_texts("wake_phrases"), manifest_texts("speech_commands_dev")
+    wake_words = {w for t in wake for w in t.split()}
+    vocab = [w for w in phrase_vocabulary() if w not in wake_words]
+    little = [w for w in vocab if len(w) <= 5]
+    banned = eval_texts() | wake | words
+    texts: list[str] = []
+    seen: set[str] = set()
+    while len(texts) < n_texts and vocab:
+        r = rng.random()
+        if r < 0.3:
+            t = rng.choice(vocab)
+        elif r < 0.7:
+            t = " ".join(rng.sample(vocab, 2))
+        elif r < 0.8:
+            t = " ".join(rng.sample(vocab, 3))
+        elif r < 0.9:
+            t = f"{rng.choice(('hey', 'okay'))} {rng.choice(vocab)}"
+        else:
+            t = "".join(rng.sample(little, 2))
+        if t in seen or t in banned:
+            continue
+        seen.add(t)
+        texts.append(t)
+    items = []
+    for k, text in enumerate(texts):
+        for v in range(voices):
+            engine, voice, rate, pitch = _voice(rng)
+            split = "val" if voice.split("+")[-1] in HOLDOUT_VARIANTS else "train"
+            cid = f"phrase-{k:05d}-{v}"
+            spec = ClipSpec(
+                cid, text, f"phrase-{k:05d}", "phrase", "", engine, voice, rate, pitch, split
+            )
+            items.append(
+                Item(cid, text, "tts-phrases", f"{engine}:{voice}", split, spec=asdict(spec))
             )
     return items
 
@@ -288,6 +365,8 @@ def build(sources: list[str], n_tts: int, n_aug: int, workers: int, chunk: int, 
             items = tts_items(n_tts)
         elif src == "tts-short":
             items = short_items()
+        elif src == "tts-phrases":
+            items = phrase_items()
         else:
             raise SystemExit(f"unknown source {src!r}; known: {', '.join(SOURCES)}")
         for k in range(0, len(items), chunk):

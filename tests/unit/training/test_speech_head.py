@@ -169,6 +169,50 @@ def test_short_items_keep_eval_texts_out(command_world: list[str]) -> None:
     assert not {it.text for it in sc.short_items(voices=1)} & sc.eval_texts()
 
 
+@pytest.fixture
+def phrase_world(command_world: list[str], monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
+    """command_world plus wake-phrase and Speech Commands manifests, over a word list that
+    holds a wake word ("mirror"), a command word ("left") and stopwords."""
+    sets = {"wake_phrases": ["Smart Mirror", "Snowboy"], "speech_commands_dev": ["left", ""]}
+    for name, texts in sets.items():
+        d = sc.DATA / name
+        d.mkdir()
+        rows = ["path,text,label,speaker"] + [f"a{i}.flac,{t},L,s" for i, t in enumerate(texts)]
+        (d / "manifest.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    words = """mirror left the please pear plum window tulip garden lamp candle river stone
+    cloud maple copper violet harbour""".split()
+    rows = [(f"{a} {b} {c}", "x:y") for a in words for b in words for c in words[:3]]
+    monkeypatch.setattr(sc, "read_command_texts", lambda: rows)
+    return {"words": words}
+
+
+def test_phrase_vocabulary_drops_stopwords_and_rare_words(phrase_world: dict) -> None:
+    vocab = sc.phrase_vocabulary()
+    assert vocab == sorted(set(phrase_world["words"]) - {"the", "please"})
+    assert sc.phrase_vocabulary(min_count=10**6) == []
+
+
+def test_phrase_items_never_say_an_evaluation_phrase_or_wake_word(phrase_world: dict) -> None:
+    items = sc.phrase_items(n_texts=300, voices=2, seed=0)
+    texts = [it.text for it in items]
+    assert len(items) == 600 and Counter(Counter(texts).values()) == {2: 300}
+    assert not any({"mirror", "smart", "snowboy"} & set(t.split()) for t in texts)
+    assert "left" not in texts and not set(texts) & sc.eval_texts()
+    assert "left" in {w for t in texts for w in t.split()}  # a command word may be part of one
+    sizes = Counter(len(t.split()) for t in texts)
+    assert sizes[1] and sizes[2] and sizes[3]
+    assert any(t.split()[0] in ("hey", "okay") for t in texts)
+    vocab = set(sc.phrase_vocabulary())
+    assert any(len(t.split()) == 1 and t not in vocab for t in texts)  # made-up names
+    ids = [it.clip_id for it in items]
+    assert len(set(ids)) == len(ids) and not any("/" in i for i in ids)
+    for it in items:
+        assert it.source == "tts-phrases" and it.spec is not None and it.spec["text"] == it.text
+        held = it.spec["voice"].split("+")[-1] in HOLDOUT_VARIANTS
+        assert it.split == ("val" if held else "train")
+    assert items == sc.phrase_items(n_texts=300, voices=2, seed=0)
+
+
 # ------------------------------------------------------------------ chunks and the loader
 
 
