@@ -208,7 +208,7 @@ def train(args: argparse.Namespace) -> None:
     config = json.loads(Path(args.config).read_text())
     tcfg = config.pop("train", {})
     (run / "config.json").write_text(json.dumps({**config, "train": tcfg}, indent=2))
-    mix = parse_mix(getattr(args, "mix", None))
+    mix = parse_mix(args.mix)
     # the command line of this (latest) invocation, so a run folder says how it was made
     (run / "args.json").write_text(json.dumps({**vars(args), "mix": mix}, indent=2, default=str))
     cache = load_cache(Path(args.cache))
@@ -224,6 +224,11 @@ def train(args: argparse.Namespace) -> None:
     if missing:
         print(f"warning: no training clips of {', '.join(missing)} in the cache; not drawn")
     pools = {s: p for s, p in pools.items() if p.size}
+    if not pools:
+        raise SystemExit(
+            f"--mix {','.join(mix)}: the cache in {args.cache} has no training clips of these "
+            "sources; build them (python -m training.speech_cache build --sources ...)"
+        )
     weights = np.array([mix[s] for s in pools])
     weights /= weights.sum()
     test_idx = np.nonzero((src == "so762-test") & (version == 0))[0]

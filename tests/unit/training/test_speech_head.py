@@ -646,6 +646,9 @@ def test_train_draws_only_the_mixed_sources(world: dict, monkeypatch: pytest.Mon
     assert len(drawn) == 8
     assert {world["meta"][i]["source"] for i in drawn} == {"so762-train"}
     assert json.loads((run / "args.json").read_text())["mix"] == {"so762-train": 1.0}
+    # a mix of sources the cache does not hold says so instead of training on nothing
+    with pytest.raises(SystemExit, match="no training clips of these sources"):
+        _train(world["root"] / "nothing", world, "--steps", "2", "--mix", "tts-phrases=1")
 
 
 def test_average_interpolates_two_checkpoints(world: dict, tmp_path: Path) -> None:
