@@ -197,9 +197,16 @@ def phrase_items(n_texts: int = 4000, voices: int = 2, seed: int = 2) -> list[It
     vocab = [w for w in phrase_vocabulary() if w not in wake_words]
     little = [w for w in vocab if len(w) <= 5]
     banned = eval_texts() | wake | words
+    if len(vocab) < 3 or len(little) < 2:
+        raise SystemExit(
+            f"phrase vocabulary too small ({len(vocab)} words, {len(little)} of <= 5 letters): "
+            "are the command texts in ../shared/data/text_intents?"
+        )
     texts: list[str] = []
     seen: set[str] = set()
-    while len(texts) < n_texts and vocab:
+    for _ in range(50 * n_texts):  # bounded: a small vocabulary may not have n_texts phrases
+        if len(texts) == n_texts:
+            break
         r = rng.random()
         if r < 0.3:
             t = rng.choice(vocab)

@@ -213,6 +213,18 @@ def test_phrase_items_never_say_an_evaluation_phrase_or_wake_word(phrase_world: 
     assert items == sc.phrase_items(n_texts=300, voices=2, seed=0)
 
 
+def test_phrase_items_stop_when_the_vocabulary_runs_out(
+    phrase_world: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    few = [("pear plum", "x:y")] * 3 + [("window", "x:y")] * 3
+    monkeypatch.setattr(sc, "read_command_texts", lambda: few)
+    texts = {it.text for it in sc.phrase_items(n_texts=1000, voices=1)}
+    assert 0 < len(texts) < 1000 and {"pear", "plum", "window"} <= texts
+    monkeypatch.setattr(sc, "read_command_texts", lambda: few[:3])
+    with pytest.raises(SystemExit, match="vocabulary too small"):
+        sc.phrase_items(n_texts=10)
+
+
 # ------------------------------------------------------------------ chunks and the loader
 
 
