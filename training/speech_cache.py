@@ -96,15 +96,19 @@ def _h(s: str) -> float:
     return int.from_bytes(hashlib.sha1(s.encode()).digest()[:8], "big") / 2**64
 
 
+def manifest_texts(name: str) -> set[str]:
+    """Normalised, non-empty transcripts of one evaluation set under ../shared/data (empty
+    when the set is not there)."""
+    p = DATA / name / "manifest.csv"
+    if not p.exists():
+        return set()
+    with p.open(newline="", encoding="utf-8") as f:
+        return {normalise(r["text"]) for r in csv.DictReader(f) if r["text"].strip()}
+
+
 def eval_texts() -> set[str]:
     """Normalised transcripts of the real evaluation sets that must stay unseen."""
-    out: set[str] = set()
-    for name in ("ha_commands_en", "rhasspy_en"):
-        p = DATA / name / "manifest.csv"
-        if p.exists():
-            with p.open(newline="", encoding="utf-8") as f:
-                out |= {normalise(r["text"]) for r in csv.DictReader(f) if r["text"]}
-    return out
+    return manifest_texts("ha_commands_en") | manifest_texts("rhasspy_en")
 
 
 def so762_items(split: str) -> list[Item]:
@@ -143,18 +147,23 @@ def short_items(voices: int = 8, seed: int = 1) -> list[Item]:
 
     rng = random.Random(seed)
     texts = sorted((set(ESSENTIAL_WORDS) | set(_WAKE_LIKE)) - eval_texts())
+    return _voiced_items(texts, voices, rng, "short-{k:04d}", "essential", "tts-short")
+
+
+def _voiced_items(
+    texts: list[str], voices: int, rng: random.Random, group: str, kind: str, source: str
+) -> list[Item]:
+    """Every text in `voices` random voices; a clip's split follows its voice (held-out
+    espeak-ng variants are "val"). `group` formats the text's number k into its group id."""
     items = []
     for k, text in enumerate(texts):
+        gid = group.format(k=k)
         for v in range(voices):
             engine, voice, rate, pitch = _voice(rng)
             split = "val" if voice.split("+")[-1] in HOLDOUT_VARIANTS else "train"
-            cid = f"short-{k:04d}-{v}"
-            spec = ClipSpec(
-                cid, text, f"short-{k:04d}", "essential", "", engine, voice, rate, pitch, split
-            )
-            items.append(
-                Item(cid, text, "tts-short", f"{engine}:{voice}", split, spec=asdict(spec))
-            )
+            cid = f"{gid}-{v}"
+            spec = ClipSpec(cid, text, gid, kind, "", engine, voice, rate, pitch, split)
+            items.append(Item(cid, text, source, f"{engine}:{voice}", split, spec=asdict(spec)))
     return items
 
 
@@ -164,16 +173,6 @@ _STOPWORDS = frozenset(
     when will about which would could should them they their its it's into than then also
     any some just not but our out get got did does yes""".split()
 )
-
-
-def manifest_texts(name: str) -> set[str]:
-    """Normalised, non-empty transcripts of one evaluation set under ../shared/data (empty
-    when the set is not there)."""
-    p = DATA / name / "manifest.csv"
-    if not p.exists():
-        return set()
-    with p.open(newline="", encoding="utf-8") as f:
-        return {normalise(r["text"]) for r in csv.DictReader(f) if r["text"].strip()}
 
 
 def phrase_vocabulary(min_count: int = 3) -> list[str]:
@@ -222,19 +221,7 @@ def phrase_items(n_texts: int = 4000, voices: int = 2, seed: int = 2) -> list[It
             continue
         seen.add(t)
         texts.append(t)
-    items = []
-    for k, text in enumerate(texts):
-        for v in range(voices):
-            engine, voice, rate, pitch = _voice(rng)
-            split = "val" if voice.split("+")[-1] in HOLDOUT_VARIANTS else "train"
-            cid = f"phrase-{k:05d}-{v}"
-            spec = ClipSpec(
-                cid, text, f"phrase-{k:05d}", "phrase", "", engine, voice, rate, pitch, split
-            )
-            items.append(
-                Item(cid, text, "tts-phrases", f"{engine}:{voice}", split, spec=asdict(spec))
-            )
-    return items
+    return _voiced_items(texts, voices, rng, "phrase-{k:05d}", "phrase", "tts-phrases")
 
 
 def tts_items(n_texts: int, seed: int = 0, p_carrier: float = 0.35) -> list[Item]:
