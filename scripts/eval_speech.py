@@ -147,10 +147,20 @@ def exemplar_scores(audio: np.ndarray, ex: list[np.ndarray], k: int = 3) -> np.n
     return np.stack(cols, 1)
 
 
+def _confusions(want: np.ndarray, got: np.ndarray) -> list[list]:
+    """[expected, predicted, count] of every misroute, most frequent first."""
+    from collections import Counter
+
+    bad = want != got
+    wrong = Counter(zip(want[bad].tolist(), got[bad].tolist(), strict=True))
+    return [[e, g, n] for (e, g), n in wrong.most_common()]
+
+
 def evaluate(
     model,  # noqa: ANN001
     exemplars: bool = False,
     weights: tuple[float, ...] = (0.0, 0.2, 0.5, 0.8),
+    confusions: bool = False,
 ) -> dict[str, dict[str, float]]:
     model.eval()
     res: dict[str, dict[str, float]] = {}
@@ -163,6 +173,9 @@ def evaluate(
         known = labels != "unknown"
         pred = np.array(names)[s.argmax(1)]
         r: dict[str, float] = {"top1": float((pred == labels)[known].mean()), "n": int(known.sum())}
+        mixed: dict[str, list] = {}  # the misroutes of each scoring, when asked for
+        if confusions:
+            mixed["confusions"] = _confusions(labels[known], pred[known])
         said = [rw["text"] for rw in rows]
         if all(said[i] for i in np.nonzero(known)[0]):
             # the ceiling of routing by this model's text side: the TRUE transcripts as queries,
@@ -178,8 +191,10 @@ def evaluate(
             ex = exemplar_scores(a, exemplar_vectors(model, routes_yaml))
             for w in weights:
                 fused = Fusion(w_text=w, w_audio=1 - w).combine_matrix(s, ex)
-                hit = np.array(names)[fused.argmax(1)] == labels
-                r[f"top1_fused_w{w:g}"] = float(hit[known].mean())
+                fpred = np.array(names)[fused.argmax(1)]
+                r[f"top1_fused_w{w:g}"] = float((fpred == labels)[known].mean())
+                if confusions:
+                    mixed[f"confusions_fused_w{w:g}"] = _confusions(labels[known], fpred[known])
         if (~known).any():
             best = s.max(1)
             ok = best[known & (pred == labels)]
@@ -187,7 +202,7 @@ def evaluate(
             r["unknown_accepted_at_p5_correct"] = float((best[~known] >= thr).mean())
             r["unknown_max"] = float(best[~known].max())
             r["correct_min"] = float(ok.min()) if ok.size else float("nan")
-        res[name] = {k: round(v, 4) for k, v in r.items()}
+        res[name] = {**{k: round(v, 4) for k, v in r.items()}, **mixed}
     rows = so762_test_rows()
     a = embed(model, cached_frames(model, "so762_test", rows))
     texts = sorted({r["text"] for r in rows})
@@ -219,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         default="0,0.2,0.5,0.8",
         help="text weights w of the fused scores (w*text + (1-w)*exemplars) [0,0.2,0.5,0.8]",
     )
+    ap.add_argument(
+        "--confusions",
+        action="store_true",
+        help="also list each set's misroutes [expected, predicted, count], text only and fused",
+    )
     args = ap.parse_args(argv)
     try:
         weights = tuple(float(w) for w in args.weights.split(","))
@@ -238,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"checkpoint {ckpt}", file=sys.stderr)
     else:
         ap.error("give --model or --run")
-    print(json.dumps(evaluate(model, args.exemplars, weights), indent=1))
+    print(json.dumps(evaluate(model, args.exemplars, weights, args.confusions), indent=1))
     return 0
 
 
