@@ -366,10 +366,22 @@ def average(args: argparse.Namespace) -> None:
 
 def export(args: argparse.Namespace) -> None:
     """Save the run's last (or `--ckpt`) checkpoint as a model folder (float16 weights)."""
+    if args.fusion is not None:
+        from voice_router.decision import Fusion
+        from voice_router.errors import VoiceRouterError
+
+        try:
+            Fusion.parse(args.fusion)
+        except VoiceRouterError as e:
+            raise SystemExit(f"--fusion: {e}") from None
     model, ckpt = load_run(args.run, args.ckpt)
     card = json.loads(Path(args.card).read_text()) if args.card else {}
     out = save_model(model.eval(), args.out, dtype="float16", card=card)
     print(f"saved {out} from {ckpt}")
+    if args.fusion is not None:
+        from voice_router.model.routing_defaults import write_fusion
+
+        print(f"wrote {write_fusion(out, args.fusion, args.fusion_note)}")
     if args.onnx:
         # the graphs of the torch-free runtime, over the float16-rounded weights the folder holds
         from voice_router.model.onnx_export import export_onnx
@@ -424,6 +436,15 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--ckpt", help="checkpoint file (default: the last)")
     e.add_argument("--out", required=True, help="model folder to write")
     e.add_argument("--card", help="JSON of extra model-card facts")
+    e.add_argument(
+        "--fusion",
+        metavar="SPEC",
+        help="the model's default fusion, written to the folder's routing.json (e.g. "
+        "'weighted:0.3,0.7;k=3'; choose it on held-out clips: scripts/eval_speech.py --split dev)",
+    )
+    e.add_argument(
+        "--fusion-note", default="", help="how --fusion was chosen (data, command), for the file"
+    )
     e.add_argument(
         "--onnx",
         action=argparse.BooleanOptionalAction,

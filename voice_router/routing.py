@@ -42,6 +42,7 @@ from voice_router.errors import (
     RoutesError,
     ToolError,
     ToolImportBlocked,
+    VoiceRouterError,
 )
 from voice_router.index import (
     KIND_AUDIO,
@@ -160,6 +161,20 @@ class _ScoringState:
     audio_rows: list[np.ndarray]
 
 
+def model_fusion(model: EmbeddingModel) -> Fusion:
+    """The model's routing default (`model.fusion`, an optional attribute: its folder's
+    routing.json), else `Fusion()`; a bad default names the model it came from."""
+    spec = getattr(model, "fusion", None)
+    try:
+        return Fusion.parse(spec)
+    except VoiceRouterError as e:
+        raise ModelError(
+            f"model {getattr(model, 'name', model)!r} declares the default fusion {spec!r} "
+            f"(its folder's routing.json), which is not valid: {e}. Fix that file, or pass "
+            "fusion= / --fusion"
+        ) from None
+
+
 class Router:
     """Routes spoken audio to the routes of a `RouteSet` and calls their tools.
 
@@ -174,7 +189,9 @@ class Router:
         index: a `RouteIndex`, a `VectorBackend`, a folder (Qdrant Edge), ":memory:" or a
             Qdrant URL (qdrant-client); None = Qdrant Edge in the user data folder.
         allow_import: let routes name tools as `package.module:attr` (imports that code).
-        fusion: how text and audio-exemplar scores combine (`Fusion` or a spec string).
+        fusion: how text and audio-exemplar scores combine (`Fusion` or a spec string); None =
+            the model's own default (its folder's routing.json, exposed as `model.fusion`),
+            else `Fusion()`.
         exemplar_voices: TTS voices per route text (0 = none; None = 12 when espeak-ng exists).
         dispatch: call the matched route's tool (False = decide only).
         strict_tools: True (default) raises `ToolError` at construction when a route's tool
@@ -206,7 +223,7 @@ class Router:
         self.routes = resolve_routes(routes)
         if not self.routes.routes:
             raise RoutesError("the route set has no routes; add at least one")
-        self.fusion = Fusion.parse(fusion)
+        explicit = None if fusion is None else Fusion.parse(fusion)  # bad specs fail first
         self.dispatch = dispatch
         self.tool_timeout_s = tool_timeout_s
         self.top_candidates = top_candidates
@@ -235,6 +252,12 @@ class Router:
                 backend.close()
                 raise
             owned = True
+        try:
+            self.fusion = explicit or model_fusion(self.model)
+        except BaseException:
+            if owned:
+                self.index.close()
+            raise
         self._route_names = [r.name for r in self.routes.routes]
         self._by_name = {r.name: r for r in self.routes.routes}
         self._known = self._by_name.keys()

@@ -10,7 +10,7 @@ import soundfile as sf
 from langchain_core.tools import tool
 
 from voice_router.audio.io import load_audio
-from voice_router.errors import AudioError, ToolError, VoiceRouterError
+from voice_router.errors import AudioError, ModelError, ToolError, VoiceRouterError
 from voice_router.index import ClientBackend, RouteIndex
 from voice_router.router import Fusion, RouteMatch, VoiceRouter
 from voice_router.routes import parse_routes
@@ -206,6 +206,20 @@ def test_fusion_parse_and_combine():
             Fusion.parse(bad)
 
 
+def test_the_models_own_fusion_is_the_default_and_an_argument_overrides_it(
+    hash_model, route_set, monkeypatch
+):
+    kw = dict(model=hash_model, index=":memory:", exemplar_voices=0, dispatch=False)
+    assert VoiceRouter(route_set, **kw).fusion == Fusion()  # a model without one
+    monkeypatch.setattr(hash_model, "fusion", "weighted:0.3,0.7;k=2", raising=False)
+    assert VoiceRouter(route_set, **kw).fusion == Fusion(w_text=0.3, w_audio=0.7, top_k=2)
+    assert VoiceRouter(route_set, fusion="max", **kw).fusion == Fusion(mode="max")
+    monkeypatch.setattr(hash_model, "fusion", "weighted:2", raising=False)
+    with pytest.raises(ModelError, match="routing.json"):
+        VoiceRouter(route_set, **kw)
+    assert VoiceRouter(route_set, fusion="text", **kw).fusion.mode == "text"  # overridden
+
+
 def test_audio_score_is_mean_of_top_k_exemplars_and_fuses(hash_model, route_set):
     r = VoiceRouter(
         route_set,
@@ -231,8 +245,6 @@ def test_audio_score_is_mean_of_top_k_exemplars_and_fuses(hash_model, route_set)
 
 
 def test_wrong_vector_dimension_is_refused(router):
-    from voice_router.errors import ModelError
-
     with pytest.raises(ModelError, match="dimension"):
         router.route_vector(np.ones(7, np.float32))
 

@@ -76,7 +76,8 @@ def add_router_args(parser: argparse.ArgumentParser, *, routes_required: bool = 
         default=None,
         metavar="SPEC",
         help="combine text and audio-exemplar scores: weighted[:W_TEXT,W_AUDIO], max, text or "
-        "audio, optionally ';k=N' (top-k exemplars averaged) [default: weighted:0.5,0.5;k=3]",
+        "audio, optionally ';k=N' (top-k exemplars averaged) [default: the model's routing.json, "
+        "else weighted:0.5,0.5;k=3]",
     )
     parser.add_argument(
         "--exemplar-voices",

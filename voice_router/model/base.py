@@ -25,6 +25,10 @@ class EmbeddingModel(Protocol):
         max_seconds: the longest clip embedded in one pass; callers chunk longer audio.
         fingerprint: a short hex string that changes whenever the weights or config change;
             the index keys stored vectors by it so vectors of different models never mix.
+
+    Optional (read with getattr; a model without it is still an EmbeddingModel):
+        fusion: the fusion spec the router uses for this model when none is given
+            (`voice_router.decision.Fusion.parse`; a folder's routing.json), or None.
     """
 
     name: str

@@ -32,6 +32,7 @@ from voice_router.errors import ModelError
 from voice_router.model.base import check_audio
 from voice_router.model.catalog import WEIGHTS_DIR
 from voice_router.model.mel import log_mel_np
+from voice_router.model.routing_defaults import read_fusion
 
 MANIFEST = "onnx.json"
 
@@ -224,6 +225,7 @@ class OnnxEmbeddingModel:
                 f"{self.folder / MANIFEST} is incomplete or malformed ({type(e).__name__}: {e}); "
                 f"write it again with `voice-router export-onnx {self.folder}`"
             ) from None
+        self.fusion = read_fusion(self.folder)  # routing.json's default, None = the router's
         self.threads = threads
         self._audio: Any = None
         self._text: Any = None

@@ -27,6 +27,7 @@ from voice_router.model.config import (
     validate_config,
 )
 from voice_router.model.embedder import AudioTextEmbedder, load_embedder
+from voice_router.model.routing_defaults import ROUTING_NAME, read_fusion
 
 # =============================================================================================
 # EmbeddingModel wrapper
@@ -57,8 +58,10 @@ class TorchEmbeddingModel:
         embedder: AudioTextEmbedder,
         name: str | None = None,
         batch_size: int = 16,
+        fusion: str | None = None,
     ) -> None:
         self.embedder = embedder.eval()
+        self.fusion = fusion  # the folder's routing default (routing_defaults), None = router's
         self.name = name or embedder.config.name
         self.dim = int(embedder.dim)
         self.max_seconds = float(embedder.config.max_seconds)
@@ -152,16 +155,16 @@ def load_model(name_or_path: str = "default") -> TorchEmbeddingModel:
                 "which saves that folder, or pass --model PATH to a saved model folder, or "
                 "--model tiny for a random test model"
             )
-        return TorchEmbeddingModel(load_embedder(DEFAULT_WEIGHTS), name="default")
+        return _from_folder(DEFAULT_WEIGHTS, "default")
     if s == "compact":
-        return TorchEmbeddingModel(load_embedder(COMPACT_WEIGHTS), name="compact")
+        return _from_folder(COMPACT_WEIGHTS, "compact")
     if s == "tiny":
         return TorchEmbeddingModel(AudioTextEmbedder(named_config("tiny")), name="tiny")
     path = Path(s).expanduser()
     if path.exists():
         if not path.is_dir():
             raise ModelError(f"{s} is a file; pass the model folder that contains {CONFIG_NAME}")
-        return TorchEmbeddingModel(load_embedder(path), name=path.name)
+        return _from_folder(path, path.name)
     if not _looks_like_hub_id(s):
         raise ModelError(
             f"no model named {s!r} and no such folder; known names: "
@@ -170,11 +173,18 @@ def load_model(name_or_path: str = "default") -> TorchEmbeddingModel:
     try:
         from huggingface_hub import snapshot_download
 
-        local = snapshot_download(s, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME])
+        local = snapshot_download(
+            s, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, ROUTING_NAME]
+        )
     except Exception as e:
         raise ModelError(
             f"{s!r} is not a known model name or local folder, and downloading it from the "
             f"Hugging Face hub failed ({type(e).__name__}: {e}); check the name, your network, "
             "or pass a local folder"
         ) from e
-    return TorchEmbeddingModel(load_embedder(local), name=s)
+    return _from_folder(Path(local), s)
+
+
+def _from_folder(folder: Path, name: str) -> TorchEmbeddingModel:
+    """The saved model in `folder`, with the fusion its routing.json names."""
+    return TorchEmbeddingModel(load_embedder(folder), name=name, fusion=read_fusion(folder))

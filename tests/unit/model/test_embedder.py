@@ -124,6 +124,17 @@ def test_save_load_round_trip_is_identical(tiny, tmp_path) -> None:
     np.testing.assert_array_equal(back.embed_text(texts), tiny.embed_text(texts))
 
 
+def test_a_folders_routing_json_sets_the_models_fusion_not_its_fingerprint(tiny, tmp_path):
+    from voice_router.model.routing_defaults import write_fusion
+
+    folder = save_model(tiny.embedder, tmp_path / "m")
+    assert load_model(str(folder)).fusion is None  # no routing.json: the router's default
+    write_fusion(folder, "weighted:0.3,0.7;k=3", "test")
+    back = load_model(str(folder))
+    assert back.fusion == "weighted:0.3,0.7;k=3"
+    assert back.fingerprint == tiny.fingerprint  # no vector changes: the index stays valid
+
+
 def test_float16_file_loads_as_float32_and_embeds_closely(tiny, tmp_path) -> None:
     folder = save_model(tiny.embedder, tmp_path / "h", dtype="float16")
     back = load_embedder(folder)

@@ -89,6 +89,18 @@ def test_shipped_graphs_are_what_the_exporter_writes(tmp_path) -> None:
     assert len(fresh["audio"]["weights"]) > 50
 
 
+def test_onnx_runtime_reads_the_folders_routing_json(tmp_path) -> None:
+    from voice_router.model.routing_defaults import ROUTING_NAME, read_fusion
+
+    folder = tmp_path / "m"
+    shutil.copytree(DEFAULT_WEIGHTS, folder)
+    assert OnnxEmbeddingModel(folder).fusion == read_fusion(DEFAULT_WEIGHTS)  # as shipped
+    (folder / ROUTING_NAME).write_text(json.dumps({"fusion": "max;k=2"}))
+    assert OnnxEmbeddingModel(folder).fusion == "max;k=2"
+    (folder / ROUTING_NAME).unlink()
+    assert OnnxEmbeddingModel(folder).fusion is None
+
+
 def test_missing_weight_file_and_wrong_tower_hash_are_clear_errors(tmp_path, monkeypatch) -> None:
     from safetensors.numpy import load_file, save_file
 

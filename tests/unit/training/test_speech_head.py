@@ -559,7 +559,11 @@ def test_export_writes_a_loadable_model(world: dict) -> None:
 
     out = world["root"] / "exported"
     args = ["export", "--run", str(world["run"]), "--out", str(out), "--no-onnx"]
-    assert sh.main(args) == 0
+    with pytest.raises(SystemExit, match="--fusion: unknown fusion 'mean'"):
+        sh.main([*args, "--fusion", "mean"])  # refused before anything is written
+    assert not out.exists()
+    assert sh.main([*args, "--fusion", "weighted:0.3,0.7", "--fusion-note", "dev"]) == 0
+    assert load_model(str(out)).fusion == "weighted:0.3,0.7"
     ckpt = torch.load(world["run"] / "step000004.pt", map_location="cpu")["model"]
     loaded = load_embedder(out).trainable_state_dict()
     assert set(loaded) == set(ckpt)
