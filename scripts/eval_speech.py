@@ -20,6 +20,14 @@ Sets (../shared/data; never trained on):
   so762_test     speechocean762 test split: audio->text R@1 and text->audio cvR@5 over its
                  transcripts (2,500 clips, 125 speakers, none in training)
 
+Splits (--split), for choosing a checkpoint or fusion weight on data the reported figures do not
+use: "dev" = Speech Commands' calibration speakers (speech_commands_calib.csv), one half of the
+wake-phrase clips and of the Rhasspy clips (neither manifest names speakers, so these halves are
+NOT speaker-disjoint) and one speaker half of the speechocean762 test split; "test" = the other
+halves plus Home Assistant (one speaker, 35 clips: not split); "all" (default) = the sets as
+listed above. Halves are fixed by a SHA-256 of the speaker (else of the clip's folder/file
+name), independent of any other split here.
+
 Usage:
     python scripts/eval_speech.py --model voice_router/weights/whisper_tiny
     python scripts/eval_speech.py --run runs/whisper_attn [--ckpt runs/whisper_attn/step004000.pt]
@@ -50,6 +58,27 @@ SETS = {
     "speech_commands": (MAN / "speech_commands_test.csv", MAN / "speech_commands.yaml"),
     "wake_phrases": (DATA / "wake_phrases" / "manifest.csv", MAN / "wake_phrases.yaml"),
 }
+
+
+SPLITS = ("all", "dev", "test")
+SMALL_SETS = ("ha_commands", "ha_plain")  # one speaker, 35 clips: test only
+
+
+def dev_half(row: dict[str, str]) -> bool:
+    """True for the clips of the dev half: by a hash of the speaker, else of the clip path."""
+    import hashlib
+
+    key = row.get("speaker") or "/".join(Path(row["path"]).parts[-2:])  # e.g. alexa/101.flac
+    return hashlib.sha256(f"dev|{key}".encode()).digest()[0] % 2 == 0
+
+
+def in_split(name: str, rows: list[dict[str, str]], split: str) -> list[int]:
+    """Indices of the rows of set `name` in `split` (see the module docstring)."""
+    if split == "all" or name == "speech_commands":  # its halves are separate manifests
+        return list(range(len(rows)))
+    if name in SMALL_SETS:
+        return list(range(len(rows))) if split == "test" else []
+    return [i for i, r in enumerate(rows) if dev_half(r) == (split == "dev")]
 
 
 def rows_of(manifest: Path) -> list[dict[str, str]]:
@@ -161,12 +190,21 @@ def evaluate(
     exemplars: bool = False,
     weights: tuple[float, ...] = (0.0, 0.2, 0.5, 0.8),
     confusions: bool = False,
+    split: str = "all",
 ) -> dict[str, dict[str, float]]:
     model.eval()
     res: dict[str, dict[str, float]] = {}
     for name, (manifest, routes_yaml) in SETS.items():
+        if name == "speech_commands" and split == "dev":
+            manifest = MAN / "speech_commands_calib.csv"
         rows = rows_of(manifest)
-        a = embed(model, cached_frames(model, name, rows))
+        keep = in_split(name, rows, split)
+        if not keep:
+            continue
+        cache_name = "speech_commands_calib" if manifest.name.endswith("calib.csv") else name
+        frames = cached_frames(model, cache_name, rows)  # the whole manifest, cached once
+        rows, frames = [rows[i] for i in keep], [frames[i] for i in keep]
+        a = embed(model, frames)
         names, vecs = route_matrix(model, routes_yaml)
         s = scores_of(a, vecs)
         labels = np.array([r["label"] for r in rows])
@@ -204,7 +242,10 @@ def evaluate(
             r["correct_min"] = float(ok.min()) if ok.size else float("nan")
         res[name] = {**{k: round(v, 4) for k, v in r.items()}, **mixed}
     rows = so762_test_rows()
-    a = embed(model, cached_frames(model, "so762_test", rows))
+    frames = cached_frames(model, "so762_test", rows)
+    keep = in_split("so762_test", rows, split)
+    rows, frames = [rows[i] for i in keep], [frames[i] for i in keep]
+    a = embed(model, frames)
     texts = sorted({r["text"] for r in rows})
     tid = np.array([texts.index(r["text"]) for r in rows])
     with torch.inference_mode():
@@ -226,6 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", help="training run folder (training/speech_head.py)")
     ap.add_argument("--ckpt", help="checkpoint of --run (default: the last)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="all",
+        help="dev: the halves for choosing; test: the other halves + the small sets [all]",
+    )
     ap.add_argument(
         "--exemplars", action="store_true", help="also score TTS exemplars and fused w*text"
     )
@@ -258,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"checkpoint {ckpt}", file=sys.stderr)
     else:
         ap.error("give --model or --run")
-    print(json.dumps(evaluate(model, args.exemplars, weights, args.confusions), indent=1))
+    res = evaluate(model, args.exemplars, weights, args.confusions, args.split)
+    print(json.dumps(res, indent=1))
     return 0
 
 
