@@ -37,11 +37,10 @@ class Fusion:
     top_k: the audio score is the mean of the k best exemplar cosines.
     """
 
-    # Default weights: equal, for the bundled Whisper-tower model. Zero-shot on real speech
-    # (scripts/eval_speech.py --exemplars; voice_router/weights/whisper_tiny/README.md), w_text
-    # 0.5 was the one weight good on every set: Speech Commands 0.936 (text only 0.912), wake
-    # phrases 0.948 (0.693), Rhasspy 0.980 (0.939). The first release's model (`compact`) was
-    # tuned at 0.2 / 0.8 (voice_router/weights/compact/README.md): pass --fusion weighted:0.2,0.8.
+    # The fusion of a model that names none (a model folder's routing.json names its own: the
+    # bundled default 0.4 / 0.6, chosen on held-out halves; `compact` 0.2 / 0.8; see
+    # voice_router/model/routing_defaults.py). Equal weights were the bundled model's default
+    # before it had one (voice_router/weights/whisper_tiny/README.md).
     mode: str = "weighted"
     w_text: float = 0.5
     w_audio: float = 0.5
