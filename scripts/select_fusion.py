@@ -61,7 +61,13 @@ def rank(dev: dict[str, dict]) -> list[dict]:
 
 
 def load_dir(folder: Path) -> dict[str, dict]:
-    out = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+    out = {}
+    for p in sorted(folder.glob("*.json")):
+        try:
+            out[p.stem] = json.loads(p.read_text())
+        except ValueError as e:
+            msg = f"{p}: not a probe JSON ({e}); write it again with scripts/eval_speech.py"
+            raise SystemExit(msg) from None
     if not out:
         raise SystemExit(f"{folder}: no probe JSONs (write them with scripts/eval_speech.py)")
     return out

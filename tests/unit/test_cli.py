@@ -106,8 +106,17 @@ def test_routes_check_ok(capsys):
 
 def test_models_lists_names(capsys):
     code, out, _ = run(capsys, "models", "--json")
-    names = [json.loads(line)["name"] for line in out.splitlines()]
-    assert code == 0 and {"hash", "tiny"} <= set(names)
+    rows = {r["name"]: r for r in map(json.loads, out.splitlines())}
+    assert code == 0 and {"hash", "tiny"} <= set(rows)
+    # each bundled folder's own fusion (routing.json); none for models without a folder
+    from voice_router.model.catalog import FOLDERS
+    from voice_router.model.routing_defaults import read_fusion
+
+    assert rows["compact"]["fusion"] == read_fusion(FOLDERS["compact"]) == "weighted:0.2,0.8;k=3"
+    assert rows["default"]["fusion"] == read_fusion(FOLDERS["default"]) is not None
+    assert rows["tiny"]["fusion"] is None
+    code, out, _ = run(capsys, "models")
+    assert "[fusion: weighted:0.2,0.8;k=3]" in out
 
 
 def test_index_audio_then_search(capsys, tmp_path):

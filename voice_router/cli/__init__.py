@@ -294,7 +294,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         for r in rows:
             desc = r.get("description") or ""
             can = ", ".join(r.get("runtimes") or []) or ("-" if r["name"] == "hash" else "none")
-            print(f"{r.get('name')}\t[runs on: {can}]\t{desc}")
+            fusion = f"\t[fusion: {r['fusion']}]" if r.get("fusion") else ""
+            print(f"{r.get('name')}\t[runs on: {can}]{fusion}\t{desc}")
         print(f"\nindex folder: {default_index_path()}")
     return 0
 

@@ -19,6 +19,7 @@ from voice_router.model.base import EmbeddingModel
 from voice_router.model.catalog import FOLDERS as _FOLDERS
 from voice_router.model.catalog import NAMED
 from voice_router.model.onnx_model import OnnxEmbeddingModel, has_onnx
+from voice_router.model.routing_defaults import read_fusion
 
 RUNTIMES = ("auto", "onnx", "torch")
 
@@ -78,7 +79,8 @@ def load_model(name_or_path: str | os.PathLike[str] = "default", runtime: str | 
 
 
 def list_models() -> list[dict[str, Any]]:
-    """Known model names with a description, where they live and how they can run here."""
+    """Known model names with a description, where they live, how they can run here and the
+    fusion their folder names (None: the router's default)."""
     onnx = have("onnxruntime")
     torch = have("torch")
     rows = []
@@ -94,6 +96,7 @@ def list_models() -> list[dict[str, Any]]:
                 "available": bool(runtimes)
                 and (folder is None or (folder / "model.safetensors").is_file()),
                 "runtimes": runtimes,
+                "fusion": read_fusion(folder) if folder is not None else None,
             }
         )
     return rows
