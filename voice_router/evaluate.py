@@ -523,6 +523,8 @@ def format_eval(rep: Mapping[str, Any]) -> str:
     if rep.get("noise"):
         nz = rep["noise"]
         lines.append(f"noise: {nz['source']} at {nz['snr_db']} dB SNR (seed {nz['seed']})")
+    if rep.get("fusion"):
+        lines.append(f"fusion: {rep['fusion']}")
     fa = rep["false_accept_rate"]
     lines += [
         f"accuracy          {fmt_score(rep['accuracy'])}   (no match counts as wrong)",

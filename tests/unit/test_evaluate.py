@@ -347,6 +347,11 @@ def test_eval_cli_with_noise_changes_audio_not_counts(capsys: pytest.CaptureFixt
     rep = json.loads(capsys.readouterr().out)
     assert rep["noise"] == {"source": "pink", "snr_db": 0.0, "seed": 3}
     assert rep["n"] == 3
+    assert rep["fusion"] == "weighted:0.5,0.5;k=3"  # the hash model names none
+    assert main([*args, *CLI_ARGS, "--fusion", "max;k=2"]) == 0
+    assert json.loads(capsys.readouterr().out)["fusion"] == "max;k=2"
+    assert main([*args, *CLI_ARGS[:-1], "--fusion", "text"]) == 0  # the text report says it too
+    assert "fusion: text" in capsys.readouterr().out
 
 
 def test_calibrate_cli_writes_routes_that_eval_reproduces(

@@ -163,6 +163,7 @@ def _scored(args: argparse.Namespace) -> tuple[RouteSet, list[ClipScore], dict[s
         model = getattr(router, "model", None)
         if model is not None:
             extra["model"] = getattr(model, "name", str(args.model))
+        extra["fusion"] = str(router.fusion)  # the model's own unless --fusion said otherwise
         clips = score_clips(router, rows, noise=mixer, progress=sys.stderr.isatty())
     finally:
         close = getattr(router, "close", None)
