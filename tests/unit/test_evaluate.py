@@ -377,6 +377,7 @@ def test_calibrate_cli_writes_routes_that_eval_reproduces(
         == 0
     )
     cal = json.loads(capsys.readouterr().out)
+    assert cal["fusion"] == "weighted:0.5,0.5;k=3"  # thresholds hold for this fusion only
     assert cal["after"]["false_accept_rate"] <= 0.05
     assert cal["after"]["accuracy"] >= cal["before"]["accuracy"]
     new = load_routes(out)

@@ -182,7 +182,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from voice_router.routes import dump_routes
 
-    routes, clips, _ = _scored(args)
+    routes, clips, extra = _scored(args)
     table = ScoreTable.from_clips(clips, [r.name for r in routes.routes])
     if table.n == 0:
         raise ManifestError(f"{args.data}: no clip could be read, nothing to calibrate on")
@@ -192,6 +192,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     dump_routes(calibrated_routes(routes, cal), args.out)
     rep = calibration_report(clips, routes, cal, args.max_false_accept)
     rep["out"] = str(args.out)
+    rep["fusion"] = extra["fusion"]  # the thresholds hold for scores fused this way only
     print(json.dumps(rep, indent=2) if args.json else format_calibration(rep, str(args.out)))
     return 0
 
