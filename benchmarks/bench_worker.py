@@ -6,7 +6,21 @@ benchmark with the worker's own last error line instead of a traceback from the 
 
 from __future__ import annotations
 
+import os
 import subprocess
+
+THREAD_VARS = ("VOICE_ROUTER_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """This environment with every thread pool a worker may start capped at `threads`:
+    ONNX Runtime (voice-router's default runtime reads VOICE_ROUTER_THREADS, else
+    OMP_NUM_THREADS; unset, it takes every core) and OpenMP / MKL pools. Torch's and
+    CTranslate2's threads are set in the worker itself."""
+    env = dict(os.environ)
+    for var in THREAD_VARS:
+        env[var] = str(threads)
+    return env
 
 
 def run_worker(

@@ -40,7 +40,8 @@ with `voice_router.metrics.retrieval_metrics`:
 - wer (whisper-cascade only): word error rate of the transcripts against the references after
   lower-casing and dropping punctuation (numbers are not normalised, so "3" vs "three" counts
   as an error); transcript_examples: the first five transcripts.
-- --threads applies to both systems: torch's threads, and CTranslate2's `cpu_threads`.
+- --threads applies to both systems: torch's threads, ONNX Runtime's and CTranslate2's
+  `cpu_threads`.
 """
 
 from __future__ import annotations
@@ -314,13 +315,10 @@ def _run_system(name: str, args: argparse.Namespace, out_dir: str) -> tuple[dict
     ]
     if args.limit is not None:
         cmd += ["--limit", str(args.limit)]
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # the budget holds for OpenMP pools too
-        env.setdefault(var, str(args.threads))
     sys.path.insert(0, str(HERE))
-    from bench_worker import run_worker
+    from bench_worker import run_worker, thread_env
 
-    run_worker(name, cmd, env=env)
+    run_worker(name, cmd, env=thread_env(args.threads))
     with np.load(f"{out}.npz") as z:
         clip_emb, caption_emb = z["clip_emb"], z["caption_emb"]
     return json.loads(Path(out).read_text()), clip_emb, caption_emb

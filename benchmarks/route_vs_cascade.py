@@ -34,7 +34,8 @@ every clip once; all metrics are computed here from the stored per-route scores:
   transcript (benchmarks/cascade.py).
 - peak_rss_mb: peak resident memory of the system's process; setup_s: loading models and
   building the route index (voice-router's includes synthesising TTS exemplars when enabled).
-- --threads applies to every system: torch's threads, and CTranslate2's `cpu_threads` for
+- --threads applies to every system: torch's threads, ONNX Runtime's (voice-router's default
+  runtime; unset, it would take every core) and CTranslate2's `cpu_threads` for
   faster-whisper. Cascades also report `transcript_examples` (the first five transcripts).
 """
 
@@ -224,9 +225,9 @@ def _run_system(name: str, args: argparse.Namespace, out_dir: str) -> dict[str, 
     if args.progress:
         cmd += ["--progress"]
     sys.path.insert(0, str(HERE))
-    from bench_worker import run_worker
+    from bench_worker import run_worker, thread_env
 
-    run_worker(name, cmd, show_stderr=args.progress)
+    run_worker(name, cmd, env=thread_env(args.threads), show_stderr=args.progress)
     return json.loads(Path(out).read_text())
 
 

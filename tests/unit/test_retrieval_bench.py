@@ -279,3 +279,18 @@ def test_whisper_cascade_worker_retrieves_real_clips(tmp_path: Path) -> None:
     assert s["wer"] is not None and 0.0 <= s["wer"] < 0.5
     assert s["latency_ms"]["p50"] > 0 and s["peak_rss_mb"] > 0
     assert len(s["transcript_examples"]) == 2
+
+
+def test_workers_get_every_thread_pool_capped(monkeypatch) -> None:
+    """A worker's ONNX Runtime reads VOICE_ROUTER_THREADS / OMP_NUM_THREADS; unset, it takes
+    every core, and "one thread each" would not hold for voice-router's default runtime."""
+    from bench_worker import THREAD_VARS, thread_env
+
+    from voice_router.model.onnx_model import compute_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+    env = thread_env(1)
+    assert all(env[v] == "1" for v in THREAD_VARS)
+    for v in THREAD_VARS:
+        monkeypatch.setenv(v, env[v])
+    assert compute_threads() == 1
