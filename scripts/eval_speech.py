@@ -195,13 +195,13 @@ def evaluate(
     model.eval()
     res: dict[str, dict[str, float]] = {}
     for name, (manifest, routes_yaml) in SETS.items():
-        if name == "speech_commands" and split == "dev":
-            manifest = MAN / "speech_commands_calib.csv"
+        cache_name = name
+        if name == "speech_commands" and split == "dev":  # its dev half: the other speakers
+            manifest, cache_name = MAN / "speech_commands_calib.csv", "speech_commands_calib"
         rows = rows_of(manifest)
         keep = in_split(name, rows, split)
         if not keep:
             continue
-        cache_name = "speech_commands_calib" if manifest.name.endswith("calib.csv") else name
         frames = cached_frames(model, cache_name, rows)  # the whole manifest, cached once
         rows, frames = [rows[i] for i in keep], [frames[i] for i in keep]
         a = embed(model, frames)

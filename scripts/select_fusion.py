@@ -38,14 +38,10 @@ def fused(res: dict, name: str, w: float) -> float:
 
 def choose_weight(res: dict) -> tuple[float, float]:
     """(w*, mean dev routing top-1 at w*) by rule 1."""
-    best = max(
-        weights_of(res),
-        key=lambda w: (
-            round(sum(fused(res, s, w) for s in ROUTING_SETS) / len(ROUTING_SETS), 6),
-            -abs(w - 0.5),
-        ),
-    )
-    return best, sum(fused(res, s, best) for s in ROUTING_SETS) / len(ROUTING_SETS)
+    mean = {w: sum(fused(res, s, w) for s in ROUTING_SETS) / len(ROUTING_SETS)
+            for w in weights_of(res)}  # fmt: skip
+    best = max(mean, key=lambda w: (round(mean[w], 6), -abs(w - 0.5)))
+    return best, mean[best]
 
 
 def rank(dev: dict[str, dict]) -> list[dict]:

@@ -252,17 +252,12 @@ class Router:
                 backend.close()
                 raise
             owned = True
-        try:
-            self.fusion = explicit or model_fusion(self.model)
-        except BaseException:
-            if owned:
-                self.index.close()
-            raise
         self._route_names = [r.name for r in self.routes.routes]
         self._by_name = {r.name: r for r in self.routes.routes}
         self._known = self._by_name.keys()
         self._oracle: _ScoringState | None = None
         try:
+            self.fusion = explicit or model_fusion(self.model)
             self.sync_report: SyncReport = self.index.sync(self.routes)
         except BaseException:
             if owned:  # release the folder lock we took; a caller's RouteIndex stays open
