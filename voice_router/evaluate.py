@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from voice_router.decision import decide, top_two
+from voice_router.decision import decide, overrule, top_two
 from voice_router.errors import AudioError, ManifestError
 
 if TYPE_CHECKING:
@@ -174,6 +174,7 @@ class ClipScore:
     error: str | None = None
     expected_args: dict[str, Any] | None = None  # the manifest's `args`
     slots: dict[str, Any] | None = None  # slot values resolved for the best-scoring route
+    reading: dict[str, Any] | None = None  # the slot stage's reading (Reading.to_dict())
 
 
 def score_clips(
@@ -210,14 +211,19 @@ def score_clips(
             out.append(ClipScore(row.display, row.label, None, error=str(e)))
             continue
         t0 = time.perf_counter()
-        slots = None
-        if slot_routes:  # the Router: embed once, score, resolve the best route's slots
-            vector = scorer.embed((audio, SAMPLE_RATE))  # type: ignore[attr-defined]
+        slots, reading = None, None
+        if slot_routes:  # the Router: embed once, score, then read or resolve the slots
+            vector, frames = scorer.embed_with_frames((audio, SAMPLE_RATE))  # type: ignore[attr-defined]
             scores = scorer.scores_vector(vector)  # type: ignore[attr-defined]
+            read = scorer.read_slots(frames, scores)  # type: ignore[attr-defined]
             names = list(scores)
             top, _, _ = top_two(np.array([[scores[n] for n in names]]), names)  # (1,)
             best = names[int(top[0])]  # the decision rule's route, ties included
-            if best in slot_routes:
+            if read is not None:
+                reading = read.to_dict()
+                if read.understood:
+                    slots = dict(read.slots)
+            elif best in slot_routes:
                 resolved = scorer.resolve_slots(vector, best)  # type: ignore[attr-defined]
                 slots = {name: s["value"] for name, s in resolved.items()}
         else:
@@ -232,6 +238,7 @@ def score_clips(
                 duration_s=audio.size / SAMPLE_RATE,
                 expected_args=row.args,
                 slots=slots,
+                reading=reading,
             )
         )
     return out
@@ -272,6 +279,9 @@ class ScoreTable:
         labels: raw label of each clip.
         expected: (N,) index of the route that should match, or -1 for "nothing should match".
         scores: (N, R) scores; a clip with no scores (e.g. an empty transcript) is all -inf.
+        read / understood / readable: the slot stage's readings (see
+            `voice_router.decision.overrule`): (N,) whether one was made, (N,) the understood
+            route's index or -1, (R,) which routes have phrasings. None when no clip was read.
     """
 
     routes: list[str]
@@ -279,6 +289,9 @@ class ScoreTable:
     labels: list[str]
     expected: np.ndarray
     scores: np.ndarray
+    read: np.ndarray | None = None
+    understood: np.ndarray | None = None
+    readable: np.ndarray | None = None
 
     @classmethod
     def from_clips(cls, clips: Sequence[ClipScore], routes: Sequence[str]) -> ScoreTable:
@@ -291,7 +304,16 @@ class ScoreTable:
                 if r in index and math.isfinite(s):
                     scores[i, index[r]] = s
         expected = np.array([index.get(c.label, -1) for c in ok], dtype=np.int64)  # (N,)
-        return cls(list(routes), [c.display for c in ok], [c.label for c in ok], expected, scores)
+        table = cls(list(routes), [c.display for c in ok], [c.label for c in ok], expected, scores)
+        if any(c.reading is not None for c in ok):
+            table.read = np.array([c.reading is not None for c in ok])  # (N,)
+            table.understood = np.array(
+                [index.get(c.reading["route"], -1) if c.reading and c.reading["understood"]
+                 else -1 for c in ok], dtype=np.int64,
+            )  # fmt: skip  # (N,)
+            read_from = {n for c in ok if c.reading for n in c.reading["candidates"]}
+            table.readable = np.array([r in read_from for r in routes])  # (R,)
+        return table
 
     @property
     def n(self) -> int:
@@ -299,12 +321,22 @@ class ScoreTable:
 
     def top(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(best route index, best score, margin over the runner-up), each (N,): the router's
-        rule (`voice_router.decision.top_two`)."""
-        return top_two(self.scores, self.routes)
+        rule (`voice_router.decision.top_two`); where the slot stage understood a phrasing, its
+        route is the best."""
+        best, s1, gap = top_two(self.scores, self.routes)
+        if self.understood is not None:
+            hit = self.understood >= 0
+            best = np.where(hit, self.understood, best)
+            s1 = np.where(hit, self.scores[np.arange(self.n), np.maximum(best, 0)], s1)
+        return best, s1, gap
 
     def predict(self, thresholds: np.ndarray, margin: float) -> np.ndarray:
-        """(N,) predicted route index, -1 for no match, under the router's decision rule."""
-        return decide(self.scores, self.routes, thresholds, margin)[0]
+        """(N,) predicted route index, -1 for no match, under the router's decision rule
+        (the embedding decision, then the slot stage's say: `voice_router.decision.overrule`)."""
+        pred = decide(self.scores, self.routes, thresholds, margin)[0]
+        if self.read is None:
+            return pred
+        return overrule(pred, self.read, self.understood, self.readable)
 
 
 def route_thresholds(routes: RouteSet) -> np.ndarray:

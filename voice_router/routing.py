@@ -8,7 +8,11 @@ those hits:
 - audio score = mean of the top-k over its audio exemplar points (TTS voices, enrolment clips);
 - fused score = `Fusion.combine(text, audio)`; a route without audio points uses its text score.
 The best fused route matches when its score >= the route's threshold and its margin over the
-runner-up >= the route set's margin. The router then calls the route's tool (see dispatch.py).
+runner-up >= the route set's margin. Where the leading routes have `sentences:`, the slot stage
+(voice_router.slot_reader) then has Whisper's decoder read the utterance held to those routes'
+phrasings: a reading it is confident of decides the route among them and gives every slot value
+exactly; speech that fits none of them is "not understood" and calls no tool. The router then
+calls the route's tool (see dispatch.py).
 
 Up to EXACT_TEXT_POINTS text and EXACT_AUDIO_POINTS audio points every point is returned, and
 the scores are exactly those of the numpy oracle (`score_matrix`, which reads every vector).
@@ -30,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from voice_router.decision import Fusion, decide
+from voice_router.decision import Fusion, decide, overrule
 from voice_router.dispatch import (
     DEFAULT_TOOL_TIMEOUT_S,
     ToolRegistry,
@@ -53,13 +57,14 @@ from voice_router.index import (
     open_backend,
     route_set_id,
 )
-from voice_router.model.base import embed_audio_pooled
+from voice_router.model.base import embed_audio_pooled, embed_audio_with_frames
 from voice_router.model.loader import resolve_model
 from voice_router.store import P_KIND, P_ROUTE, P_SLOTS
 
 if TYPE_CHECKING:
     from voice_router.model.base import EmbeddingModel
     from voice_router.routes import RouteSet
+    from voice_router.slot_reader import SlotReader
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +80,8 @@ AUDIO_HITS = 64
 #: Fewest hits of a kind that the one unfiltered query of a large set must bring back; below
 #: it that kind gets its own filtered query.
 MIN_KIND_HITS = 8
+#: How many of the best-scoring routes the slot stage reads against (those with `sentences:`).
+SLOT_TOP_K = 3
 
 
 @dataclass
@@ -88,8 +95,12 @@ class RouteMatch:
     latency_ms: per stage (decode, embed, search, dispatch, total), milliseconds.
     tool_result / tool_error: the dispatched tool's outcome (None when not dispatched).
     args: the arguments the route's tool gets (its static `args` with the slot values merged
-        in); slots: per slot of a route with `sentences:`, the value heard, its score and its
-        margin over the best phrasing with another value (see `Router.resolve_slots`).
+        in); slots: per slot of a route with `sentences:`, the value heard and how sure: from the
+        slot stage {value, confidence} (the reading's mean log-probability per token), else
+        from embeddings {value, score, margin} (see `Router.resolve_slots`).
+    reading: what the slot stage's decoder read (phrasing, route, slots, confidence,
+        understood), when it ran. reason: why there is no route ("below threshold", "too close
+        to the runner-up", "not understood"), None when one matched.
     """
 
     route: str | None
@@ -103,7 +114,9 @@ class RouteMatch:
     tool_error: str | None = None
     file: str | None = None
     args: dict[str, Any] | None = None  # what the tool gets: the route's args + its slots
-    slots: dict[str, dict[str, Any]] | None = None  # per slot: value, score, margin
+    slots: dict[str, dict[str, Any]] | None = None  # per slot: value and how sure
+    reading: dict[str, Any] | None = None  # the slot stage's reading, when it ran
+    reason: str | None = None  # why no route matched
 
     @property
     def matched(self) -> bool:
@@ -130,6 +143,10 @@ class RouteMatch:
             d["args"] = self.args
         if self.slots is not None:
             d["slots"] = self.slots
+        if self.reading is not None:
+            d["reading"] = self.reading
+        if self.route is None:
+            d["reason"] = self.reason
         return d
 
 
@@ -201,6 +218,9 @@ class Router:
             as on the CLI: the route is decided and its matches say how to allow the import.
         tool_timeout_s: give up waiting for a tool after this many seconds.
         top_candidates: how many (route, score) pairs `RouteMatch.candidates` lists.
+        slot_reader: the slot stage: None (default) = a `SlotReader` over the routes with
+            `sentences:` when there are any and the model gives encoder frames (the bundled
+            default does); False = off (slots from embeddings); or a `SlotReader`.
 
     The index is synced on construction: only missing points are embedded.
     """
@@ -219,6 +239,7 @@ class Router:
         strict_tools: bool = True,
         tool_timeout_s: float | None = DEFAULT_TOOL_TIMEOUT_S,
         top_candidates: int = 5,
+        slot_reader: SlotReader | bool | None = None,
     ) -> None:
         self.routes = resolve_routes(routes)
         if not self.routes.routes:
@@ -256,6 +277,7 @@ class Router:
         self._by_name = {r.name: r for r in self.routes.routes}
         self._known = self._by_name.keys()
         self._oracle: _ScoringState | None = None
+        self.slot_reader = self._make_reader(slot_reader)
         try:
             self.fusion = explicit or model_fusion(self.model)
             self.sync_report: SyncReport = self.index.sync(self.routes)
@@ -265,6 +287,25 @@ class Router:
             raise
 
     # -- set-up -------------------------------------------------------------------------------
+
+    def _make_reader(self, choice: SlotReader | bool | None) -> SlotReader | None:
+        """The slot stage (see __init__'s slot_reader); its decoder loads at the first read."""
+        if choice is False:
+            return None
+        if choice is None or choice is True:
+            if not any(r.sentences for r in self.routes.routes):
+                return None
+            if not hasattr(self.model, "embed_audio_frames"):
+                if choice is True:
+                    raise ModelError(
+                        f"model {self.model.name!r} gives no encoder frames, which the slot "
+                        "stage reads; use the default model or slot_reader=False"
+                    )
+                return None
+            from voice_router.slot_reader import SlotReader
+
+            return SlotReader(self.routes)
+        return choice
 
     def _check_tools(self) -> None:
         """Resolve every route's tool and validate its args now, not at the first utterance."""
@@ -516,14 +557,16 @@ class Router:
         t0 = time.perf_counter()
         clip = self._decode(audio)
         t1 = time.perf_counter()
-        vec = embed_audio_pooled(self.model, clip)
+        if self.slot_reader is not None:
+            vec, frames = embed_audio_with_frames(self.model, clip)
+        else:
+            vec, frames = embed_audio_pooled(self.model, clip), None
         t2 = time.perf_counter()
-        m = self.route_vector(vec, dispatch=dispatch)
+        m = self.route_vector(vec, dispatch=dispatch, frames=frames)
         m.latency_ms = {
             "decode": (t1 - t0) * 1e3,
             "embed": (t2 - t1) * 1e3,
-            "search": m.latency_ms["search"],
-            "dispatch": m.latency_ms["dispatch"],
+            **{k: v for k, v in m.latency_ms.items() if k != "total"},
             "total": (time.perf_counter() - t0) * 1e3,
         }
         if file is None and isinstance(audio, str | os.PathLike):
@@ -531,21 +574,51 @@ class Router:
         m.file = file
         return m
 
-    def route_vector(self, vector: np.ndarray, *, dispatch: bool | None = None) -> RouteMatch:
-        """Route a precomputed embedding (D,)."""
+    def route_vector(
+        self,
+        vector: np.ndarray,
+        *,
+        dispatch: bool | None = None,
+        frames: np.ndarray | None = None,
+    ) -> RouteMatch:
+        """Route a precomputed embedding (D,); with the utterance's encoder `frames` (T', Da)
+        the slot stage reads it too (see the module docstring), else slots come from
+        embeddings."""
         t0 = time.perf_counter()
         text, audio = self._route_components(vector, every_route=False)
         combine = self.fusion.combine
         scores = {n: combine(t, audio.get(n)) for n, t in text.items()}
         route, score, margin, nearest, cands = self.decide(scores)
+        reason = None if route is not None else self._why_not(score, margin, nearest)
         t1 = time.perf_counter()
+        reading = self.read_slots(frames, scores)
+        if reading is not None:
+            names = self._route_names
+            idx = {n: i for i, n in enumerate(names)}
+            readable = np.array([n in self.slot_reader.readable for n in names])  # (R,)
+            pred = np.array([-1 if route is None else idx[route]])  # (1,)
+            got = overrule(pred, np.array([True]),
+                           np.array([idx[reading.route] if reading.understood else -1]),
+                           readable)[0]  # fmt: skip
+            if got >= 0:
+                route, reason = names[got], None
+                score = float(scores.get(route, score))
+            elif route is not None:
+                route, reason = None, "not understood"
+        t2 = time.perf_counter()
         m = RouteMatch(route=route, score=score, margin=margin, candidates=cands, nearest=nearest)
+        m.reason = reason
+        m.reading = None if reading is None else reading.to_dict()
         do_dispatch = self.dispatch if dispatch is None else dispatch
         if route is not None:
             r = self._by_name[route]
             m.tool = r.tool
             m.args = dict(r.args)
-            if r.sentences:
+            if reading is not None and reading.understood and reading.route == route:
+                conf = round(float(reading.confidence), 4)
+                m.slots = {k: {"value": v, "confidence": conf} for k, v in reading.slots.items()}
+                m.args.update(reading.slots)
+            elif r.sentences:
                 m.slots = self.resolve_slots(vector, route)
                 m.args.update({name: s["value"] for name, s in m.slots.items()})
             if r.tool and do_dispatch and r.name in self.tool_problems:
@@ -559,13 +632,38 @@ class Router:
                     m.tool_result, m.tool_error = out.result, out.error
                 except ToolError as e:  # slot values the tool's args_schema refuses
                     m.tool_error = f"tool not called: {e}"
-        t2 = time.perf_counter()
+        t3 = time.perf_counter()
         m.latency_ms = {
             "search": (t1 - t0) * 1e3,
-            "dispatch": (t2 - t1) * 1e3,
-            "total": (t2 - t0) * 1e3,
+            "read": (t2 - t1) * 1e3,
+            "dispatch": (t3 - t2) * 1e3,
+            "total": (t3 - t0) * 1e3,
         }
         return m
+
+    def embed_with_frames(self, audio: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """(embedding (D,), encoder frames or None) of a clip: the frames only when the slot
+        stage is on and the model gives them."""
+        clip = self._decode(audio)
+        if self.slot_reader is None:
+            return embed_audio_pooled(self.model, clip), None
+        return embed_audio_with_frames(self.model, clip)
+
+    def read_slots(self, frames: np.ndarray | None, scores: Mapping[str, float]) -> Any:
+        """The slot stage's `Reading` of an utterance's `frames`, held to the phrasings of the
+        best SLOT_TOP_K routes by `scores` that have them; None when it does not run (no
+        frames, no slot stage, or none of those routes has phrasings)."""
+        if frames is None or self.slot_reader is None:
+            return None
+        ranked = sorted(scores, key=lambda n: (-scores[n], n))
+        top = [n for n in ranked[:SLOT_TOP_K] if n in self.slot_reader.readable]
+        return self.slot_reader.read(frames, top) if top else None
+
+    def _why_not(self, score: float, margin: float, nearest: str) -> str:
+        """Why the embedding decision gave no route."""
+        if not np.isfinite(score) or score < self.routes.route_threshold(nearest):
+            return "below threshold"
+        return "too close to the runner-up"
 
     def resolve_slots(self, vector: np.ndarray, route: str) -> dict[str, dict[str, Any]]:
         """The slot values of `route` heard in `vector`, scored one slot at a time.

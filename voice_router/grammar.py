@@ -1,0 +1,411 @@
+"""A route's phrasings as an automaton that Whisper's decoder can be held to, token by token.
+
+Why: pooled embeddings do not separate "twelve" from "twenty" or "latte" from "mocha"; a decoder
+that may only follow the route's own phrasings gets slot values exactly (as Picovoice Rhino and
+Home Assistant's speech-to-phrase do), never a free transcript. Nothing is enumerated: a
+template with three lists of 50 values is an automaton of a few thousand states, not 125,000
+sentences.
+
+Two layers:
+- `compile_phrasings`: a route's `sentences:` (hassil templates over `lists:`) and `examples:` ->
+  `CharNFA`, an automaton over lower-case characters whose edges may carry tags (the slot value
+  a list value sets, the route). A space is its own symbol (`SP`), so "[the] " skipped or taken
+  leaves one space between words either way. Range values can be said as digits or words
+  ("12", "twelve", "twenty-five"/"twenty five").
+- `TokenMatcher`: which Whisper BPE tokens may come next from a set of NFA configurations.
+  Tokens are matched character by character through a trie of the vocabulary (case-folded), so
+  every tokenisation of an allowed text is allowed, with spoken-form leniency: the leading
+  space Whisper puts before its first word, sentence punctuation (, . ? ! ; :) after a word, and
+  a hyphen wherever the phrasing has a space. Results are memoised per configuration set: the
+  same grammar state recurs across hypotheses and utterances.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from voice_router.errors import RoutesError
+
+SP = " "
+"""The space symbol: one or more grammar spaces in a row match exactly one spoken space."""
+PUNCTUATION = ",.?!;:"
+"""Characters the decoder may write after a word without the phrasing having them."""
+FILLERS = ("please", "um", "uh")
+"""Optional words at the start and end of every phrasing (spoken, not meant)."""
+
+Tag = tuple[str, str, Any]
+"""("slot", name, value) or ("route", name, None): what taking an edge means."""
+
+
+@dataclass
+class CharNFA:
+    """A character automaton: edges[state] = [(symbol or None for epsilon, dst, tags)]."""
+
+    edges: list[list[tuple[str | None, int, tuple[Tag, ...]]]] = field(default_factory=list)
+    start: int = 0
+    accept: int = 0
+
+    def new(self) -> int:
+        """A new state's id."""
+        self.edges.append([])
+        return len(self.edges) - 1
+
+    def add(self, src: int, sym: str | None, dst: int, tags: tuple[Tag, ...] = ()) -> None:
+        """An edge src -(sym)-> dst; sym None is an epsilon."""
+        self.edges[src].append((sym, dst, tags))
+
+    def text(self, src: int, text: str, tags: tuple[Tag, ...] = ()) -> int:
+        """A chain spelling `text` from src (spaces become SP, other whitespace too);
+        returns its end state. `tags` go on the first edge."""
+        cur = src
+        for ch in _normalise(text):
+            nxt = self.new()
+            self.add(cur, SP if ch == " " else ch, nxt, tags)
+            tags = ()
+            cur = nxt
+        if tags:  # empty text with tags: an epsilon carries them
+            nxt = self.new()
+            self.add(cur, None, nxt, tags)
+            cur = nxt
+        return cur
+
+
+def _normalise(text: str) -> str:
+    """Lower case, whitespace runs as one space; punctuation that the matcher treats as
+    optional anyway (PUNCTUATION) is dropped so a template's "?" never becomes required."""
+    out = []
+    for ch in text.lower():
+        if ch.isspace():
+            if out and out[-1] != " ":
+                out.append(" ")
+            elif not out:
+                out.append(" ")
+        elif ch not in PUNCTUATION:
+            out.append(ch)
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------- numbers
+
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+         "fourteen fifteen sixteen seventeen eighteen nineteen").split()  # fmt: skip
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def number_words(n: int) -> list[str]:
+    """English ways to say a whole number 0-999,999 in words: "twenty five", "twenty-five",
+    "one hundred and five", "a hundred and five" (each spelling once, most common first)."""
+    if n < 0:
+        return ["minus " + w for w in number_words(-n)]
+    if n < 20:
+        return [_ONES[n]]
+    if n < 100:
+        t, o = divmod(n, 10)
+        return [_TENS[t]] if o == 0 else [f"{_TENS[t]} {_ONES[o]}", f"{_TENS[t]}-{_ONES[o]}"]
+    if n < 1000:
+        h, rest = divmod(n, 100)
+        heads = [f"{_ONES[h]} hundred"] + (["a hundred"] if h == 1 else [])
+        if rest == 0:
+            return heads
+        tails = number_words(rest)
+        return [f"{hd}{sep}{t}" for hd in heads for sep in (" and ", " ") for t in tails]
+    if n < 1_000_000:
+        k, rest = divmod(n, 1000)
+        heads = [f"{w} thousand" for w in number_words(k)]
+        if rest == 0:
+            return heads
+        return [f"{hd}{sep}{t}" for hd in heads[:1] for sep in (" and ", " ")
+                for t in number_words(rest)]  # fmt: skip
+    return [str(n)]
+
+
+def spoken_forms(said: str, value: Any) -> list[str]:
+    """How a list value may be written by the decoder: as given; a number also in words (and
+    with thousands separators)."""
+    forms = [said]
+    numeric = isinstance(value, int) and not isinstance(value, bool)
+    if numeric and said.strip().lstrip("-").isdigit():
+        forms += number_words(value)
+        if abs(value) >= 1000:
+            forms.append(f"{value:,}")
+    return list(dict.fromkeys(forms))
+
+
+# --------------------------------------------------------------------------- compiling
+
+
+def _build(nfa: CharNFA, expr: Any, src: int, lists: Mapping[str, list[tuple[str, Any]]]) -> int:
+    """Add `expr` (a hassil expression) from state src; returns its end state."""
+    from hassil.expression import Alternative, ListReference, Permutation, TextChunk
+    from hassil.expression import Sequence as Seq
+
+    if isinstance(expr, TextChunk):
+        return nfa.text(src, expr.original_text)
+    if isinstance(expr, ListReference):
+        if expr.list_name not in lists:
+            raise RoutesError(f"the list {{{expr.list_name}}} is not defined in `lists:`")
+        end = nfa.new()
+        for said, value in lists[expr.list_name]:
+            tag: tuple[Tag, ...] = (("slot", expr.slot_name, value),)
+            for form in spoken_forms(said, value):
+                nfa.add(nfa.text(src, form, tag), None, end)
+        return end
+    if isinstance(expr, Alternative):
+        end = nfa.new()
+        for item in expr.items:
+            nfa.add(_build(nfa, item, src, lists), None, end)
+        if getattr(expr, "is_optional", False):
+            nfa.add(src, None, end)
+        return end
+    if isinstance(expr, Permutation):
+        import itertools
+
+        end = nfa.new()
+        for order in itertools.permutations(expr.items):
+            cur = src
+            for item in order:
+                cur = _build(nfa, item, cur, lists)
+                nxt = nfa.new()
+                nfa.add(cur, SP, nxt)
+                cur = nxt
+            nfa.add(cur, None, end)
+        return end
+    if isinstance(expr, Seq):
+        cur = src
+        for item in expr.items:
+            cur = _build(nfa, item, cur, lists)
+        return cur
+    raise RoutesError(f"unsupported template part {type(expr).__name__}")
+
+
+def compile_phrasings(
+    templates: Sequence[str],
+    examples: Sequence[str],
+    lists: Mapping[str, Any],
+    route: str,
+    fillers: Iterable[str] = FILLERS,
+) -> CharNFA:
+    """One route's phrasings as a `CharNFA` whose first edge tags ("route", route, None).
+
+    `lists` is a routes file's validated `lists:` (values with in/out, or ranges). Each
+    template and each example is a branch from the start; optional filler words may come
+    before and after any of them."""
+    from voice_router.templates import _parse, check_template, list_values
+
+    values = {name: list_values(spec) for name, spec in lists.items()}
+    nfa = CharNFA()
+    nfa.start = nfa.new()
+    body = nfa.new()
+    nfa.add(nfa.start, None, body, (("route", route, None),))
+    fill = list(fillers)
+    pre = nfa.new()  # optional fillers before
+    nfa.add(body, None, pre)
+    for w in fill:
+        nfa.add(nfa.text(nfa.text(body, w), " "), None, pre)
+    after = nfa.new()
+    for template in templates:
+        check_template(template, lists)
+        nfa.add(_build(nfa, _parse(template).expression, pre, values), None, after)
+    for example in examples:
+        nfa.add(nfa.text(pre, example), None, after)
+    nfa.accept = nfa.new()
+    nfa.add(after, None, nfa.accept)
+    for w in fill:
+        nfa.add(nfa.text(after, " " + w), None, nfa.accept)
+    if not templates and not examples:
+        raise RoutesError(f"route {route!r} has no sentences or examples to compile")
+    return nfa
+
+
+# --------------------------------------------------------------------------- matching
+
+Config = tuple[int, int, tuple[Tag, ...]]
+"""(grammar index, NFA state, tags so far): one way the text so far fits a grammar."""
+
+
+@dataclass(frozen=True)
+class _Trie:
+    """Whisper's text tokens by their (case-folded) characters: children and ids per node."""
+
+    children: dict[str, _Trie]
+    ids: list[int]
+
+
+def build_trie(token_texts: Sequence[tuple[int, str]]) -> _Trie:
+    """A character trie over (token id, decoded text) pairs, keys lower-cased."""
+    root = _Trie({}, [])
+    for tid, text in token_texts:
+        if not text:
+            continue
+        node = root
+        for ch in text.lower():
+            node = node.children.setdefault(ch, _Trie({}, []))
+        node.ids.append(tid)
+    return root
+
+
+class TokenMatcher:
+    """Next allowed tokens of configuration sets over several route grammars.
+
+    A configuration set is a frozenset of `Config`; `start()` gives the set before any token,
+    `allowed(configs, first)` maps each allowed token id to the set after it, and
+    `accepting(configs)` lists the tags of every configuration that may end there."""
+
+    def __init__(self, grammars: Sequence[CharNFA], trie: _Trie) -> None:
+        self.grammars = list(grammars)
+        self.trie = trie
+        self._cache: dict[tuple[frozenset[Config], bool], dict[int, frozenset[Config]]] = {}
+        self._eps: dict[tuple[int, int], list[tuple[int, tuple[Tag, ...]]]] = {}
+
+    def _closure(self, g: int, state: int) -> list[tuple[int, tuple[Tag, ...]]]:
+        """States reachable from `state` by epsilons, with the tags picked up on the way."""
+        key = (g, state)
+        got = self._eps.get(key)
+        if got is not None:
+            return got
+        edges = self.grammars[g].edges
+        out, seen, stack = [], {state}, [(state, ())]
+        while stack:
+            s, tags = stack.pop()
+            out.append((s, tags))
+            for sym, dst, t in edges[s]:
+                if sym is None and dst not in seen:
+                    seen.add(dst)
+                    stack.append((dst, tags + t))
+        self._eps[key] = out
+        return out
+
+    def _sp_closure(self, configs: Iterable[Config]) -> set[Config]:
+        """Configurations after zero or more grammar spaces (and epsilons)."""
+        out: set[Config] = set()
+        stack = list(configs)
+        while stack:
+            g, s, tags = stack.pop()
+            for s2, t2 in self._closure(g, s):
+                c = (g, s2, tags + t2)
+                if c in out:
+                    continue
+                out.add(c)
+                for sym, dst, t in self.grammars[g].edges[s2]:
+                    if sym == SP:
+                        stack.append((g, dst, tags + t2 + t))
+        return out
+
+    def start(self) -> frozenset[Config]:
+        """Every grammar at its start state."""
+        return frozenset((g, nfa.start, ()) for g, nfa in enumerate(self.grammars))
+
+    def _step(self, configs: frozenset[Config], ch: str, first: bool) -> frozenset[Config]:
+        """Configurations after reading `ch` (lower case). `first`: nothing read yet."""
+        out: set[Config] = set()
+        if ch == " " or ch == "-":
+            if first and ch == " ":
+                return configs  # Whisper's leading space before the first word
+            for g, s, tags in configs:  # one spoken space = one or more grammar spaces
+                for s2, t2 in self._closure(g, s):
+                    for sym, dst, t in self.grammars[g].edges[s2]:
+                        if sym == SP:
+                            out |= self._sp_closure([(g, dst, tags + t2 + t)])
+            return frozenset(out)
+        if ch in PUNCTUATION:
+            if first:
+                return frozenset()
+            # after a word, where the phrasing has a space or may end: the same configurations
+            ok = any(
+                sym == SP or s2 == self.grammars[g].accept
+                for g, s, _ in configs
+                for s2, _ in self._closure(g, s)
+                for sym, _, _ in self.grammars[g].edges[s2]
+            ) or bool(self.accepting(configs))
+            return configs if ok else frozenset()
+        for g, s, tags in configs:
+            for s2, t2 in self._closure(g, s):
+                for sym, dst, t in self.grammars[g].edges[s2]:
+                    if sym == ch:
+                        out.add((g, dst, tags + t2 + t))
+        return frozenset(out)
+
+    def allowed(self, configs: frozenset[Config], first: bool) -> dict[int, frozenset[Config]]:
+        """Token id -> configurations after it, for every token that keeps some configuration
+        alive (memoised)."""
+        key = (configs, first)
+        got = self._cache.get(key)
+        if got is not None:
+            return got
+        out: dict[int, frozenset[Config]] = {}
+        stack = [(self.trie, configs, first)]
+        while stack:
+            node, cfg, fst = stack.pop()
+            for ch, child in node.children.items():
+                nxt = self._step(cfg, ch, fst)
+                if not nxt:
+                    continue
+                for tid in child.ids:
+                    out[tid] = nxt
+                if child.children:
+                    stack.append((child, nxt, fst and ch == " "))
+        if len(self._cache) > 50_000:
+            self._cache.clear()
+        self._cache[key] = out
+        return out
+
+    def accepting(self, configs: frozenset[Config]) -> list[tuple[Tag, ...]]:
+        """Tags of the configurations that may end here (trailing spaces allowed)."""
+        out = []
+        for g, s, tags in self._sp_closure(configs):
+            if s == self.grammars[g].accept:
+                out.append(tags)
+        return out
+
+
+def _byte_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet: the printable character standing for each byte."""
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+          *range(ord("®"), ord("ÿ") + 1)]  # fmt: skip
+    cs = bs[:]
+    extra = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
+
+
+@functools.lru_cache(maxsize=4)
+def _token_texts(tokenizer_path: str) -> tuple[tuple[int, str], ...]:
+    """(id, text) of every text token (below <|endoftext|>) that is whole UTF-8; pieces of a
+    multi-byte character never spell an English phrasing."""
+    from voice_router.model.whisper_decoder import WhisperTokenizer
+
+    tok = WhisperTokenizer(tokenizer_path)
+    to_byte = _byte_alphabet()
+    out = []
+    for piece, tid in tok.vocab().items():
+        if tid >= tok.first_special:
+            continue
+        try:
+            out.append((tid, bytes(to_byte[c] for c in piece).decode("utf-8")))
+        except (KeyError, UnicodeDecodeError):
+            continue
+    return tuple(sorted(out))
+
+
+@functools.lru_cache(maxsize=4)
+def token_trie(tokenizer_path: str) -> _Trie:
+    """The trie of a Whisper tokenizer's text tokens (built once per process)."""
+    return build_trie(_token_texts(tokenizer_path))
+
+
+def tags_to_parse(tags: Sequence[Tag]) -> tuple[str | None, dict[str, Any]]:
+    """(route, slots) that a path's tags say."""
+    route, slots = None, {}
+    for kind, name, value in tags:
+        if kind == "route":
+            route = name
+        elif kind == "slot":
+            slots[name] = value
+    return route, slots

@@ -1,0 +1,427 @@
+"""Whisper's text decoder in numpy, with a key/value cache: the reader of the slot stage.
+
+Why numpy: the runtime is torch-free, and the constrained search (voice_router.grammar_search)
+asks the decoder for one token's log-probabilities per hypothesis per step. The whole step is a
+few small matrix products; the cross-attention keys and values are computed once per utterance
+(`cross`), the self-attention ones grow by one row per step (`SelfCache`), and a beam re-orders
+them by index. The output layer is the tied token embedding (51,864 x 384 for tiny.en): the
+full-vocabulary log-softmax is what the search scores with (renormalising over the allowed
+tokens only lets forced continuations cost nothing, and wrong branches then win).
+
+Parameter names follow transformers' WhisperDecoder (`embed_tokens`, `layers.N.encoder_attn...`),
+so the bundled tiny.en decoder (scripts/convert_whisper_ct2.py) and a hub checkpoint's
+`model.decoder.*` tensors load by the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voice_router.errors import ModelError
+
+BUNDLED = Path(__file__).resolve().parent.parent / "weights" / "whisper_tiny_en"
+DECODER_FILE = "decoder.safetensors"
+LOGITS_GRAPH = "logits_int8.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """A Whisper decoder's shape (transformers' WhisperConfig field names in `from_dict`)."""
+
+    vocab_size: int
+    dim: int
+    layers: int
+    heads: int
+    ffn: int
+    max_positions: int
+
+    @classmethod
+    def from_dict(cls, conf: Mapping[str, Any]) -> DecoderConfig:
+        """From a decoder.json or a transformers WhisperConfig dict."""
+        return cls(
+            vocab_size=int(conf["vocab_size"]),
+            dim=int(conf["d_model"]),
+            layers=int(conf["decoder_layers"]),
+            heads=int(conf["decoder_attention_heads"]),
+            ffn=int(conf["decoder_ffn_dim"]),
+            max_positions=int(conf.get("max_target_positions", 448)),
+        )
+
+
+def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + 1e-5) * w + b
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf to ~1.5e-7 (Abramowitz & Stegun 7.1.26); numpy has none and scipy is not a
+    runtime dependency."""
+    s = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (
+        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+    )
+    return s * (1.0 - poly * np.exp(-a * a))
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(-1, keepdims=True)
+    np.exp(x, out=x)
+    return x / x.sum(-1, keepdims=True)
+
+
+@dataclass
+class SelfCache:
+    """Self-attention keys and values so far: per layer (B, H, t, dh) each."""
+
+    keys: list[np.ndarray]
+    values: list[np.ndarray]
+
+    @property
+    def length(self) -> int:
+        """Tokens cached (t)."""
+        return int(self.keys[0].shape[2]) if self.keys else 0
+
+    def select(self, rows: np.ndarray | list[int]) -> SelfCache:
+        """The cache of the hypotheses `rows` (a beam's re-ordering), as new arrays."""
+        idx = np.asarray(rows, dtype=np.int64)
+        return SelfCache([k[idx] for k in self.keys], [v[idx] for v in self.values])
+
+
+@dataclass
+class CrossCache:
+    """Cross-attention keys and values of one utterance's encoder frames: per layer
+    (H, dh, T') keys (transposed for q @ k) and (H, T', dh) values."""
+
+    keys: list[np.ndarray]
+    values: list[np.ndarray]
+
+
+class WhisperDecoder:
+    """Whisper's decoder: tokens + encoder frames -> next-token logits (numpy, float32).
+
+    `cross(frames)` once per utterance; then `forward(tokens (B, n), cross, cache)` returns
+    logits (B, n, V) and the cache with those n tokens appended. Positions continue from the
+    cache's length, so a prompt and later single steps compose."""
+
+    def __init__(
+        self,
+        weights: Mapping[str, np.ndarray],
+        config: DecoderConfig,
+        output: str = "float32",
+        threads: int | None = None,
+    ) -> None:
+        if output not in ("float32", "int8"):
+            raise ModelError(f"output must be 'float32' or 'int8', not {output!r}")
+        self.config = config
+        self.output = output
+        self.threads = threads
+        self._int8: Any = None
+        c = config
+        if c.dim % c.heads:
+            raise ModelError(f"whisper decoder: dim {c.dim} is not divisible by heads {c.heads}")
+        need = ["embed_tokens.weight", "embed_positions.weight", "layer_norm.weight"]
+        missing = [k for k in need if k not in weights]
+        if missing:
+            raise ModelError(f"whisper decoder weights lack {missing}")
+
+        def get(name: str) -> np.ndarray:
+            if name not in weights:
+                raise ModelError(f"whisper decoder weights lack {name!r}")
+            return np.ascontiguousarray(np.asarray(weights[name], dtype=np.float32))
+
+        self.embed = get("embed_tokens.weight")  # (V, D), also the output projection
+        if self.embed.shape != (c.vocab_size, c.dim):
+            raise ModelError(
+                f"whisper decoder: token embedding {self.embed.shape} != "
+                f"({c.vocab_size}, {c.dim}) of its config"
+            )
+        self.positions = get("embed_positions.weight")  # (P, D)
+        self.ln = (get("layer_norm.weight"), get("layer_norm.bias"))
+        self.layers: list[dict[str, np.ndarray]] = []
+        for i in range(c.layers):
+            p = f"layers.{i}."
+            layer = {k: get(p + k) for k in _LAYER_KEYS}
+            d = c.dim
+            # fused self-attention input projection: x @ W_qkv (D, 3D); the key has no bias
+            layer["qkv_w"] = np.ascontiguousarray(
+                np.concatenate(
+                    [
+                        layer["self_attn.q_proj.weight"],
+                        layer["self_attn.k_proj.weight"],
+                        layer["self_attn.v_proj.weight"],
+                    ]  # fmt: skip
+                ).T
+            )  # (D, 3D)
+            layer["qkv_b"] = np.concatenate(
+                [
+                    layer["self_attn.q_proj.bias"],
+                    np.zeros(d, np.float32),
+                    layer["self_attn.v_proj.bias"],
+                ]  # fmt: skip
+            )  # (3D,)
+            for k in ("self_attn.out_proj", "encoder_attn.q_proj", "encoder_attn.out_proj",
+                      "fc1", "fc2"):  # fmt: skip
+                layer[k + ".wt"] = np.ascontiguousarray(layer[k + ".weight"].T)  # (in, out)
+            self.layers.append(layer)
+        self.head_dim = c.dim // c.heads
+
+    # ---- loading ----------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls, folder: str | Path = "bundled", output: str = "int8", threads: int | None = None
+    ) -> WhisperDecoder:
+        """The decoder of "bundled" (tiny.en, shipped), a folder written by
+        scripts/convert_whisper_ct2.py (decoder.json + decoder.safetensors), or a transformers
+        Whisper checkpoint folder (config.json + safetensors with `model.decoder.*`).
+
+        output: "int8" (default) scores the vocabulary with the int8 output layer on ONNX
+        Runtime (~3-5x faster than float32 numpy here; log-probabilities within ~0.1 of it on
+        real decoder states); "float32" is the exact numpy path."""
+        from safetensors.numpy import load_file
+
+        path = BUNDLED if str(folder) == "bundled" else Path(folder).expanduser()
+        if (path / DECODER_FILE).is_file() and (path / "decoder.json").is_file():
+            conf = json.loads((path / "decoder.json").read_text(encoding="utf-8"))
+            return cls(
+                load_file(str(path / DECODER_FILE)),
+                DecoderConfig.from_dict(conf),
+                output,
+                threads,
+            )
+        if not (path / "config.json").is_file():
+            raise ModelError(
+                f"no Whisper decoder at {path}: expected decoder.json + {DECODER_FILE}, or a "
+                "transformers Whisper checkpoint (config.json + *.safetensors)"
+            )
+        conf = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        state: dict[str, np.ndarray] = {}
+        for f in sorted(path.glob("*.safetensors")):
+            for k, v in load_file(str(f)).items():
+                for prefix in ("model.decoder.", "decoder."):
+                    if k.startswith(prefix):
+                        state[k[len(prefix) :]] = v
+        if not state:
+            raise ModelError(f"{path}: no `model.decoder.*` tensors in its safetensors files")
+        return cls(state, DecoderConfig.from_dict(conf), output, threads)
+
+    # ---- running ----------------------------------------------------------------------------
+
+    def cross(self, frames: np.ndarray) -> CrossCache:
+        """Encoder frames (T', D) of one utterance -> every layer's cross-attention K and V."""
+        x = np.asarray(frames, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.config.dim:
+            raise ModelError(f"encoder frames must be (T, {self.config.dim}), got {tuple(x.shape)}")
+        h, dh = self.config.heads, self.head_dim
+        keys, values = [], []
+        for layer in self.layers:
+            k = x @ layer["encoder_attn.k_proj.weight"].T  # (T', D), no bias
+            v = x @ layer["encoder_attn.v_proj.weight"].T + layer["encoder_attn.v_proj.bias"]
+            k = k.reshape(-1, h, dh).transpose(1, 2, 0)  # (H, dh, T')
+            v = v.reshape(-1, h, dh).transpose(1, 0, 2)  # (H, T', dh)
+            keys.append(np.ascontiguousarray(k))
+            values.append(np.ascontiguousarray(v))
+        return CrossCache(keys, values)
+
+    def empty_cache(self, batch: int) -> SelfCache:
+        """A cache with no tokens for `batch` hypotheses."""
+        h, dh = self.config.heads, self.head_dim
+        z = np.zeros((batch, h, 0, dh), np.float32)
+        return SelfCache([z] * self.config.layers, [z] * self.config.layers)
+
+    def hidden(
+        self, tokens: np.ndarray, cross: CrossCache, cache: SelfCache | None = None
+    ) -> tuple[np.ndarray, SelfCache]:
+        """tokens (B, n) -> final hidden states (B, n, D) and the cache with them appended."""
+        tok = np.asarray(tokens, dtype=np.int64)
+        if tok.ndim != 2:
+            raise ModelError(f"tokens must be (batch, n), got shape {tok.shape}")
+        b, n = tok.shape
+        cache = cache or self.empty_cache(b)
+        t0 = cache.length
+        if t0 + n > self.config.max_positions:
+            raise ModelError(
+                f"decoder input of {t0 + n} tokens exceeds its {self.config.max_positions} "
+                "positions"
+            )
+        h, dh, d = self.config.heads, self.head_dim, self.config.dim
+        scale = 1.0 / math.sqrt(dh)
+        x = self.embed[tok] + self.positions[t0 : t0 + n]  # (B, n, D)
+        causal = None
+        if n > 1:  # query i sees the cache and new tokens 0..i
+            allowed = np.arange(t0 + n)[None, :] <= (t0 + np.arange(n))[:, None]  # (n, t0+n)
+            causal = np.where(allowed, 0.0, -np.inf).astype(np.float32)
+        new_k, new_v = [], []
+        for i, layer in enumerate(self.layers):
+            y = _layer_norm(x, layer["self_attn_layer_norm.weight"],
+                            layer["self_attn_layer_norm.bias"])  # fmt: skip
+            qkv = y @ layer["qkv_w"] + layer["qkv_b"]  # (B, n, 3D)
+            q, k, v = (qkv[..., j * d : (j + 1) * d].reshape(b, n, h, dh).transpose(0, 2, 1, 3)
+                       for j in range(3))  # fmt: skip  # each (B, H, n, dh)
+            k = np.concatenate([cache.keys[i], k], axis=2)  # (B, H, t0+n, dh)
+            v = np.concatenate([cache.values[i], v], axis=2)  # (B, H, t0+n, dh)
+            new_k.append(k)
+            new_v.append(v)
+            att = (q * scale) @ k.transpose(0, 1, 3, 2)  # (B, H, n, t0+n)
+            if causal is not None:
+                att = att + causal
+            y = _softmax(att) @ v  # (B, H, n, dh)
+            y = y.transpose(0, 2, 1, 3).reshape(b, n, d)  # (B, n, D)
+            x = x + y @ layer["self_attn.out_proj.wt"] + layer["self_attn.out_proj.bias"]
+
+            y = _layer_norm(x, layer["encoder_attn_layer_norm.weight"],
+                            layer["encoder_attn_layer_norm.bias"])  # fmt: skip
+            q = y @ layer["encoder_attn.q_proj.wt"] + layer["encoder_attn.q_proj.bias"]
+            q = q.reshape(b, n, h, dh).transpose(0, 2, 1, 3) * scale  # (B, H, n, dh)
+            att = q @ cross.keys[i]  # (B, H, n, dh) @ (H, dh, T') -> (B, H, n, T')
+            y = _softmax(att) @ cross.values[i]  # (B, H, n, dh)
+            y = y.transpose(0, 2, 1, 3).reshape(b, n, d)  # (B, n, D)
+            x = x + y @ layer["encoder_attn.out_proj.wt"] + layer["encoder_attn.out_proj.bias"]
+
+            y = _layer_norm(x, layer["final_layer_norm.weight"], layer["final_layer_norm.bias"])
+            y = _gelu(y @ layer["fc1.wt"] + layer["fc1.bias"])  # (B, n, F)
+            x = x + y @ layer["fc2.wt"] + layer["fc2.bias"]  # (B, n, D)
+        return _layer_norm(x, *self.ln), SelfCache(new_k, new_v)
+
+    def logits(self, hidden: np.ndarray) -> np.ndarray:
+        """Final hidden states (..., D) -> float32 logits over the whole vocabulary (..., V)."""
+        return hidden @ self.embed.T  # (..., D) @ (D, V)
+
+    def log_probs(self, hidden: np.ndarray) -> np.ndarray:
+        """Final hidden states (B, D) -> log-probabilities over the whole vocabulary (B, V),
+        by the decoder's `output` path (int8 on ONNX Runtime, or exact float32)."""
+        h = np.asarray(hidden, dtype=np.float32)
+        if self.output == "float32":
+            return log_softmax(self.logits(h))
+        session, feeds = self._int8_parts()
+        gain, bias = self.ln
+        normed = np.ascontiguousarray((h - bias) / gain)  # (B, D) before the layer norm's gain
+        return session.run(None, {"hidden": normed, **feeds})[0]
+
+    def _int8_parts(self) -> tuple[Any, dict[str, Any]]:
+        """The int8 output layer: ONNX Runtime session + its weight inputs: the embedding times
+        the final layer norm's gain, quantised per row (symmetric, scale = max |row| / 127), and
+        the embedding times its bias (scripts/convert_whisper_ct2.py, `logits_graph`). Built
+        on first use."""
+        if self._int8 is None:
+            import onnxruntime as ort
+
+            from voice_router.model.onnx_model import _options
+
+            graph = BUNDLED / LOGITS_GRAPH
+            if not graph.is_file():
+                raise ModelError(f"{graph} is missing; reinstall voice-router")
+            gain, bias = self.ln
+            if np.abs(gain).min() < 1e-6:
+                raise ModelError(
+                    "the decoder's final layer norm has a zero gain; use output='float32'"
+                )
+            w = self.embed * gain  # (V, D)
+            scale = np.maximum(np.abs(w).max(axis=1) / 127.0, 1e-12).astype(np.float32)  # (V,)
+            wq = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)  # (V, D)
+            session = ort.InferenceSession(
+                graph.read_bytes(), _options(self.threads), providers=["CPUExecutionProvider"]
+            )
+            self._int8 = (
+                session,
+                {
+                    "weight_q": ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(wq.T)),
+                    "weight_scale": ort.OrtValue.ortvalue_from_numpy(scale),
+                    "weight_bias": ort.OrtValue.ortvalue_from_numpy(
+                        (self.embed @ bias).astype(np.float32)
+                    ),  # (V,)
+                },
+            )
+        return self._int8
+
+    def forward(
+        self, tokens: np.ndarray, cross: CrossCache, cache: SelfCache | None = None
+    ) -> tuple[np.ndarray, SelfCache]:
+        """tokens (B, n) -> logits (B, n, V) and the cache with those tokens appended."""
+        hid, cache = self.hidden(tokens, cross, cache)
+        return self.logits(hid), cache
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities over the last axis (float32)."""
+    m = logits.max(-1, keepdims=True)
+    z = logits - m
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+_LAYER_KEYS = [
+    f"{part}.{kind}"
+    for part in (
+        "self_attn.q_proj",
+        "self_attn.v_proj",
+        "self_attn.out_proj",
+        "encoder_attn.q_proj",
+        "encoder_attn.v_proj",
+        "encoder_attn.out_proj",
+        "self_attn_layer_norm",
+        "encoder_attn_layer_norm",
+        "final_layer_norm",
+        "fc1",
+        "fc2",
+    )  # fmt: skip
+    for kind in ("weight", "bias")
+] + ["self_attn.k_proj.weight", "encoder_attn.k_proj.weight"]
+
+
+class WhisperTokenizer:
+    """Whisper's byte-level BPE (the `tokenizers` package) and its special token ids."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        from tokenizers import Tokenizer
+
+        p = Path(path) if path is not None else BUNDLED / TOKENIZER_FILE
+        if not p.is_file():
+            raise ModelError(f"no Whisper tokenizer at {p}")
+        self.path = p
+        self._tok = Tokenizer.from_file(str(p))
+        self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+
+        def special(name: str) -> int:
+            i = self._tok.token_to_id(name)
+            if i is None:
+                raise ModelError(f"{p}: the tokenizer has no {name}")
+            return int(i)
+
+        self.eot = special("<|endoftext|>")
+        self.sot = special("<|startoftranscript|>")
+        self.no_timestamps = special("<|notimestamps|>")
+        # The first id that is not text: specials and timestamps are never part of a phrasing.
+        self.first_special = self.eot
+
+    @property
+    def prompt(self) -> list[int]:
+        """What the decoder is started with: <|startoftranscript|> <|notimestamps|> (English-only
+        models have no language or task token)."""
+        return [self.sot, self.no_timestamps]
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text` exactly as written (no special tokens added)."""
+        return list(self._tok.encode(text, add_special_tokens=False).ids)
+
+    def vocab(self) -> dict[str, int]:
+        """The BPE vocabulary (byte-level piece -> id), without added tokens."""
+        return dict(self._tok.get_vocab(with_added_tokens=False))
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of token ids; special tokens are dropped."""
+        return self._tok.decode([i for i in ids if i < self.first_special])

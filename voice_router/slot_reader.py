@@ -1,0 +1,244 @@
+"""The slot stage: Whisper's decoder reads an utterance, held to the phrasings of a few routes.
+
+Why: the embedding decides WHICH route (in Qdrant); it cannot tell "twelve" from "twenty". Here
+the decoder, fed the encoder frames the router already computed, may only follow the candidate
+routes' own phrasings (voice_router.grammar): the best phrasing gives the route, every slot value
+exactly, and a confidence (mean full-vocabulary log-probability per token). Speech that fits no
+phrasing scores low and is "not understood" (Rhino's `understood: false`): no tool is called
+rather than a wrong one. There is never a free transcript.
+
+Search: Whisper's beam search (its end-of-text and length rule: hypotheses that end are
+collected until `beam` have, and ranked by log-probability / length), with each hypothesis's
+candidate tokens limited to those the grammar allows and scored with the FULL-vocabulary
+log-softmax (renormalising over the allowed tokens makes forced continuations free and wrong
+branches win).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from voice_router.grammar import (
+    CharNFA,
+    TokenMatcher,
+    compile_phrasings,
+    tags_to_parse,
+    token_trie,
+)
+
+if TYPE_CHECKING:
+    from voice_router.model.whisper_decoder import WhisperDecoder, WhisperTokenizer
+    from voice_router.routes import Route, RouteSet
+
+DEFAULT_BEAM = 5
+#: Mean log-probability per token below which a reading is "not understood". Measured on
+#: dev data (benchmarks/slot_reader_eval.py, README "Slots"): right commands score near -0.2,
+#: out-of-grammar speech and non-speech below -2.
+DEFAULT_MIN_CONFIDENCE = -2.0
+MAX_TOKENS = 64
+#: A hypothesis whose mean log-probability per token falls below this (after PRUNE_AFTER
+#: tokens) is dropped: no phrasing that bad ends up understood, and speech outside every
+#: phrasing would otherwise be searched to MAX_TOKENS.
+PRUNE_BELOW = -4.0
+PRUNE_AFTER = 3
+
+
+@dataclass
+class Reading:
+    """What the constrained decoder heard.
+
+    understood: a phrasing was found and its confidence >= the reader's minimum.
+    route / slots: the phrasing's route and slot values (also when not understood, for
+        debugging; never acted on then). text: the phrasing as the decoder wrote it.
+    confidence: mean log-probability per token (end-of-text included), full vocabulary.
+    """
+
+    understood: bool
+    route: str | None
+    slots: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
+    confidence: float = float("-inf")
+    candidates: list[str] = field(default_factory=list)
+    latency_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "understood": self.understood,
+            "route": self.route,
+            "phrasing": self.text,
+            "slots": dict(self.slots),
+            "confidence": None if not np.isfinite(self.confidence) else round(self.confidence, 4),
+            "candidates": list(self.candidates),
+            "latency_ms": round(self.latency_ms, 3),
+        }
+
+
+@dataclass
+class _Hyp:
+    tokens: list[int]
+    logp: float
+    configs: frozenset
+    row: int  # its row in the decoder cache
+
+
+def has_phrasings(route: Route) -> bool:
+    """Routes the slot stage reads: those with `sentences:` (templates; their examples join
+    them). Routes with a description and examples only keep the embedding decision."""
+    return bool(route.sentences)
+
+
+class SlotReader:
+    """Reads utterances against a route set's phrasings with Whisper's decoder.
+
+    Args:
+        routes: the route set (its routes with `sentences:` are compiled, once, lazily).
+        decoder / tokenizer: a `WhisperDecoder` and its `WhisperTokenizer` (None = the bundled
+            tiny.en ones, loaded on first use).
+        beam: beam width (1 = greedy).
+        min_confidence: the "understood" threshold on mean log-probability per token.
+    """
+
+    def __init__(
+        self,
+        routes: RouteSet,
+        decoder: WhisperDecoder | None = None,
+        tokenizer: WhisperTokenizer | None = None,
+        *,
+        beam: int = DEFAULT_BEAM,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    ) -> None:
+        if beam < 1:
+            raise ValueError(f"beam must be >= 1, got {beam}")
+        self.routes = routes
+        self.beam = beam
+        self.min_confidence = float(min_confidence)
+        self._decoder = decoder
+        self._tokenizer = tokenizer
+        self._grammars: dict[str, CharNFA] = {}
+        self._matchers: dict[tuple[str, ...], TokenMatcher] = {}
+        self.readable = [r.name for r in routes.routes if has_phrasings(r)]
+
+    # ---- parts ------------------------------------------------------------------------------
+
+    @property
+    def decoder(self) -> WhisperDecoder:
+        """The decoder (loaded on first use)."""
+        if self._decoder is None:
+            from voice_router.model.whisper_decoder import WhisperDecoder
+
+            self._decoder = WhisperDecoder.load()
+        return self._decoder
+
+    @property
+    def tokenizer(self) -> WhisperTokenizer:
+        """The tokenizer (loaded on first use)."""
+        if self._tokenizer is None:
+            from voice_router.model.whisper_decoder import WhisperTokenizer
+
+            self._tokenizer = WhisperTokenizer()
+        return self._tokenizer
+
+    def _grammar(self, name: str) -> CharNFA:
+        g = self._grammars.get(name)
+        if g is None:
+            r = self.routes.get(name)
+            g = compile_phrasings(r.sentences, r.examples, self.routes.lists, r.name)
+            self._grammars[name] = g
+        return g
+
+    def matcher(self, names: Sequence[str]) -> TokenMatcher:
+        """The token matcher over these routes' grammars (kept per set of routes)."""
+        key = tuple(names)
+        m = self._matchers.get(key)
+        if m is None:
+            path = str(self.tokenizer.path)
+            m = TokenMatcher([self._grammar(n) for n in key], token_trie(path))
+            if len(self._matchers) > 64:
+                self._matchers.clear()
+            self._matchers[key] = m
+        return m
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def read(self, frames: np.ndarray, candidates: Sequence[str]) -> Reading:
+        """The best phrasing of the `candidates` routes (those with phrasings) in `frames`
+        (T', D) of one utterance."""
+        t0 = time.perf_counter()
+        names = [n for n in candidates if n in self.readable]
+        if not names:
+            return Reading(understood=False, route=None, candidates=list(candidates))
+        matcher = self.matcher(names)
+        tokens, logp, tags = self._search(frames, matcher)
+        route, slots = tags_to_parse(tags) if tags is not None else (None, {})
+        conf = logp / max(len(tokens) + 1, 1) if tags is not None else logp
+        return Reading(
+            understood=tags is not None and conf >= self.min_confidence,
+            route=route,
+            slots=slots,
+            text=self.tokenizer.decode(tokens).strip(),
+            confidence=float(conf),
+            candidates=names,
+            latency_ms=(time.perf_counter() - t0) * 1e3,
+        )
+
+    def _search(
+        self, frames: np.ndarray, matcher: TokenMatcher
+    ) -> tuple[list[int], float, tuple | None]:
+        """Constrained beam search -> (tokens, summed log-prob incl. end-of-text, tags of the
+        path). When no phrasing was completed: ([], the best pruned mean log-prob, None)."""
+        dec, tok = self.decoder, self.tokenizer
+        cross = dec.cross(frames)
+        prompt = np.array([tok.prompt], dtype=np.int64)  # (1, P)
+        hidden, cache = dec.hidden(prompt, cross)
+        live = [_Hyp([], 0.0, matcher.start(), 0)]
+        last = hidden[:, -1]  # (B, D)
+        finished: list[tuple[float, list[int], float, tuple]] = []  # (rank, tokens, logp, tags)
+        best_pruned = float("-inf")  # mean log-prob of the best dropped hypothesis
+        for _ in range(MAX_TOKENS):
+            lp = dec.log_probs(last)  # (B, V), full vocabulary
+            cands: list[tuple[float, int, int, Any]] = []  # (logp, hyp index, token, configs)
+            for i, h in enumerate(live):
+                allowed = matcher.allowed(h.configs, not h.tokens)
+                ends = matcher.accepting(h.configs)
+                options: list[tuple[float, int, Any]] = [
+                    (h.logp + float(lp[h.row, t]), t, cfg) for t, cfg in allowed.items()
+                ]
+                if ends:
+                    options.append((h.logp + float(lp[h.row, tok.eot]), tok.eot, ends[0]))
+                options.sort(key=lambda o: -o[0])
+                cands += [(s, i, t, c) for s, t, c in options[: self.beam + 1]]
+            cands.sort(key=lambda c: -c[0])
+            nxt: list[_Hyp] = []
+            for score, i, t, cfg in cands:
+                h = live[i]
+                if t == tok.eot:
+                    if len(finished) < self.beam:
+                        n = len(h.tokens)
+                        finished.append((score / max(n, 1), h.tokens, score, cfg))
+                elif len(nxt) < self.beam:
+                    n = len(h.tokens) + 1
+                    if n >= PRUNE_AFTER and score / n < PRUNE_BELOW:
+                        best_pruned = max(best_pruned, score / n)
+                        continue
+                    nxt.append(_Hyp(h.tokens + [t], score, cfg, i))
+            if len(finished) >= self.beam or not nxt:
+                break
+            rows = [live[n.row].row for n in nxt]  # each survivor's parent's cache row
+            cache = cache.select(rows)
+            for j, h in enumerate(nxt):
+                h.row = j
+            live = nxt
+            step = np.array([[h.tokens[-1]] for h in live], dtype=np.int64)  # (B, 1)
+            hidden, cache = dec.hidden(step, cross, cache)
+            last = hidden[:, -1]  # (B, D)
+        if not finished:
+            return [], best_pruned, None
+        finished.sort(key=lambda f: -f[0])
+        _, tokens, logp, tags = finished[0]
+        return tokens, logp, tags
