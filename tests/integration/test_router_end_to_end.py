@@ -208,7 +208,7 @@ def test_the_slot_stage_hears_the_room_and_the_tool_gets_it(tmp_path):
 
 
 def test_speech_that_fits_no_phrasing_calls_no_tool(tmp_path):
-    """"What time is it?" against routes that all have phrasings and a threshold of 0: the
+    """ "What time is it?" against routes that all have phrasings and a threshold of 0: the
     embedding picks some route, the slot stage understands none of them, so nothing matches
     and no tool runs; the result says why."""
     home_tools.ACTIONS.clear()
