@@ -213,9 +213,16 @@ def score_clips(
         t0 = time.perf_counter()
         slots, reading = None, None
         if slot_routes:  # the Router: embed once, score, then read or resolve the slots
-            vector, frames = scorer.embed_with_frames((audio, SAMPLE_RATE))  # type: ignore[attr-defined]
+            # a Router embeds and keeps the encoder frames for its slot stage; other scorers
+            # (the cascade) embed only
+            with_frames = getattr(scorer, "embed_with_frames", None)
+            if with_frames is not None:
+                vector, frames = with_frames((audio, SAMPLE_RATE))
+            else:
+                vector, frames = scorer.embed((audio, SAMPLE_RATE)), None  # type: ignore[attr-defined]
             scores = scorer.scores_vector(vector)  # type: ignore[attr-defined]
-            read = scorer.read_slots(frames, scores)  # type: ignore[attr-defined]
+            read_slots = getattr(scorer, "read_slots", None)
+            read = read_slots(frames, scores) if read_slots is not None else None
             names = list(scores)
             top, _, _ = top_two(np.array([[scores[n] for n in names]]), names)  # (1,)
             best = names[int(top[0])]  # the decision rule's route, ties included
