@@ -354,6 +354,16 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "decoder.json").write_text(json.dumps(dec_conf, indent=2) + "\n", encoding="utf-8")
     shutil.copyfile(model_dir / "tokenizer.json", args.out / "tokenizer.json")
     (args.out / "logits_int8.onnx").write_bytes(logits_graph())
+    from voice_router.model.decoder_graph import build_step_graph
+
+    (args.out / "decoder_step_int8.onnx").write_bytes(
+        build_step_graph(
+            dec_conf["d_model"],
+            dec_conf["decoder_attention_heads"],
+            dec_conf["decoder_layers"],
+            dec_conf["decoder_ffn_dim"],
+        )
+    )
     (args.out / "LICENSE").write_text(
         NOTICE.format(version=PACKAGE_VERSION, sha=digest), encoding="utf-8"
     )

@@ -212,6 +212,22 @@ def score_clips(
             continue
         t0 = time.perf_counter()
         slots, reading = None, None
+        gate = getattr(scorer, "speech", None)
+        if gate is not None and getattr(scorer, "speech_gate", None) is not None:
+            speech = gate((audio, SAMPLE_RATE))  # the router's speech gate, as `route` runs it
+            if speech is None:  # no speech: no route can match
+                out.append(
+                    ClipScore(
+                        row.display,
+                        row.label,
+                        {},
+                        latency_ms=(time.perf_counter() - t0) * 1000.0,
+                        duration_s=audio.size / SAMPLE_RATE,
+                        expected_args=row.args,
+                    )
+                )
+                continue
+            audio = speech
         if slot_routes:  # the Router: embed once, score, then read or resolve the slots
             # a Router embeds and keeps the encoder frames for its slot stage; other scorers
             # (the cascade) embed only

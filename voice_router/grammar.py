@@ -224,6 +224,17 @@ def compile_phrasings(
 
 Config = tuple[int, int, tuple[Tag, ...]]
 """(grammar index, NFA state, tags so far): one way the text so far fits a grammar."""
+_EMPTY: frozenset[Config] = frozenset()
+
+
+def _trie_texts(trie: _Trie) -> list[tuple[int, str]]:
+    """(id, text) of every token in a trie (its texts as stored: case-folded)."""
+    out, stack = [], [(trie, "")]
+    while stack:
+        node, text = stack.pop()
+        out += [(tid, text) for tid in node.ids]
+        stack += [(child, text + ch) for ch, child in node.children.items()]
+    return out
 
 
 @dataclass(frozen=True)
@@ -257,8 +268,11 @@ class TokenMatcher:
     def __init__(self, grammars: Sequence[CharNFA], trie: _Trie) -> None:
         self.grammars = list(grammars)
         self.trie = trie
-        self._cache: dict[tuple[frozenset[Config], bool], dict[int, frozenset[Config]]] = {}
+        self._cache: dict[tuple[frozenset[Config], bool, bool], dict[int, frozenset[Config]]] = {}
+        self.ends_in_punct = {tid for tid, text in _trie_texts(trie) if text[-1] in PUNCTUATION}
         self._eps: dict[tuple[int, int], list[tuple[int, tuple[Tag, ...]]]] = {}
+        self._move_cache: dict[frozenset[Config], Any] = {}
+        self._array_cache: dict[tuple[frozenset[Config], bool, bool], Any] = {}
 
     def _closure(self, g: int, state: int) -> list[tuple[int, tuple[Tag, ...]]]:
         """States reachable from `state` by epsilons, with the tags picked up on the way."""
@@ -298,59 +312,91 @@ class TokenMatcher:
         """Every grammar at its start state."""
         return frozenset((g, nfa.start, ()) for g, nfa in enumerate(self.grammars))
 
-    def _step(self, configs: frozenset[Config], ch: str, first: bool) -> frozenset[Config]:
-        """Configurations after reading `ch` (lower case). `first`: nothing read yet."""
-        out: set[Config] = set()
-        if ch == " " or ch == "-":
-            if first and ch == " ":
-                return configs  # Whisper's leading space before the first word
-            for g, s, tags in configs:  # one spoken space = one or more grammar spaces
-                for s2, t2 in self._closure(g, s):
-                    for sym, dst, t in self.grammars[g].edges[s2]:
-                        if sym == SP:
-                            out |= self._sp_closure([(g, dst, tags + t2 + t)])
-            return frozenset(out)
-        if ch in PUNCTUATION:
-            if first:
-                return frozenset()
-            # after a word, where the phrasing has a space or may end: the same configurations
-            ok = any(
-                sym == SP or s2 == self.grammars[g].accept
-                for g, s, _ in configs
-                for s2, _ in self._closure(g, s)
-                for sym, _, _ in self.grammars[g].edges[s2]
-            ) or bool(self.accepting(configs))
-            return configs if ok else frozenset()
+    def _moves(self, configs: frozenset[Config]) -> tuple[dict[str, frozenset[Config]], bool]:
+        """(symbol -> configurations after it, whether some configuration may end here) of a
+        configuration set: its epsilon closures walked once, so each character a token tries
+        is a dict lookup (memoised per set)."""
+        got = self._move_cache.get(configs)
+        if got is not None:
+            return got
+        moves: dict[str, set[Config]] = {}
+        ends = False
         for g, s, tags in configs:
+            nfa = self.grammars[g]
             for s2, t2 in self._closure(g, s):
-                for sym, dst, t in self.grammars[g].edges[s2]:
-                    if sym == ch:
-                        out.add((g, dst, tags + t2 + t))
-        return frozenset(out)
+                ends |= s2 == nfa.accept
+                for sym, dst, t in nfa.edges[s2]:
+                    if sym is not None:
+                        moves.setdefault(sym, set()).add((g, dst, tags + t2 + t))
+        out = {sym: frozenset(c) for sym, c in moves.items()}
+        if SP in out:  # one spoken space = one or more grammar spaces
+            out[SP] = frozenset(self._sp_closure(out[SP]))
+        if len(self._move_cache) > 200_000:
+            self._move_cache.clear()
+        self._move_cache[configs] = (out, ends)
+        return out, ends
 
-    def allowed(self, configs: frozenset[Config], first: bool) -> dict[int, frozenset[Config]]:
+    def _step(
+        self, configs: frozenset[Config], ch: str, first: bool, prev_punct: bool = False
+    ) -> frozenset[Config]:
+        """Configurations after reading `ch` (lower case). `first`: nothing read yet;
+        `prev_punct`: the character before was punctuation (one mark per word boundary)."""
+        if first and ch == " ":
+            return configs  # Whisper's leading space before the first word
+        moves, ends = self._moves(configs)
+        if ch == " " or ch == "-":
+            return moves.get(SP, _EMPTY)
+        if ch in PUNCTUATION:
+            if first or prev_punct:
+                return _EMPTY
+            # after a word, where the phrasing has a space or may end: the same configurations
+            ok = SP in moves or ends or bool(self.accepting(configs))
+            return configs if ok else _EMPTY
+        return moves.get(ch, _EMPTY)
+
+    def allowed(
+        self, configs: frozenset[Config], first: bool, after_punct: bool = False
+    ) -> dict[int, frozenset[Config]]:
         """Token id -> configurations after it, for every token that keeps some configuration
-        alive (memoised)."""
-        key = (configs, first)
+        alive (memoised). `after_punct`: the text so far ends with punctuation (no second
+        mark follows it)."""
+        key = (configs, first, after_punct)
         got = self._cache.get(key)
         if got is not None:
             return got
         out: dict[int, frozenset[Config]] = {}
-        stack = [(self.trie, configs, first)]
+        stack = [(self.trie, configs, first, after_punct)]
         while stack:
-            node, cfg, fst = stack.pop()
+            node, cfg, fst, prev = stack.pop()
             for ch, child in node.children.items():
-                nxt = self._step(cfg, ch, fst)
+                nxt = self._step(cfg, ch, fst, prev)
                 if not nxt:
                     continue
                 for tid in child.ids:
                     out[tid] = nxt
                 if child.children:
-                    stack.append((child, nxt, fst and ch == " "))
+                    stack.append((child, nxt, fst and ch == " ", ch in PUNCTUATION))
         if len(self._cache) > 50_000:
             self._cache.clear()
         self._cache[key] = out
         return out
+
+    def allowed_arrays(
+        self, configs: frozenset[Config], first: bool, after_punct: bool = False
+    ) -> tuple[Any, list[frozenset[Config]]]:
+        """`allowed` as (token ids (K,) int64 array, configurations after each): what a search
+        gathers log-probabilities with (memoised)."""
+        import numpy as np
+
+        key = (configs, first, after_punct)
+        got = self._array_cache.get(key)
+        if got is None:
+            allowed = self.allowed(configs, first, after_punct)
+            got = (np.fromiter(allowed.keys(), np.int64, len(allowed)), list(allowed.values()))
+            if len(self._array_cache) > 50_000:
+                self._array_cache.clear()
+            self._array_cache[key] = got
+        return got
 
     def accepting(self, configs: frozenset[Config]) -> list[tuple[Tag, ...]]:
         """Tags of the configurations that may end here (trailing spaces allowed)."""

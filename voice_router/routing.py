@@ -62,6 +62,7 @@ from voice_router.model.loader import resolve_model
 from voice_router.store import P_KIND, P_ROUTE, P_SLOTS
 
 if TYPE_CHECKING:
+    from voice_router.audio.gate import SpeechGate
     from voice_router.model.base import EmbeddingModel
     from voice_router.routes import RouteSet
     from voice_router.slot_reader import SlotReader
@@ -178,6 +179,34 @@ class _ScoringState:
     audio_rows: list[np.ndarray]
 
 
+_warned_no_gate = False
+
+
+def _make_gate(choice: SpeechGate | bool | None) -> SpeechGate | None:
+    """The router's speech gate from its `speech_gate` argument (see Router)."""
+    global _warned_no_gate
+    if choice is None and os.environ.get("VOICE_ROUTER_SPEECH_GATE", "1") == "0":
+        return None
+    if choice is False:
+        return None
+    if choice is None or choice is True:
+        from voice_router.audio.gate import SpeechGate
+
+        try:
+            return SpeechGate()
+        except ModelError:
+            if choice is True:
+                raise
+            if not _warned_no_gate:
+                log.warning(
+                    "no voice activity detector installed: clips are routed without a speech "
+                    "gate, so non-speech can match a route; pip install 'voice-router[listen]'"
+                )
+                _warned_no_gate = True
+            return None
+    return choice
+
+
 def model_fusion(model: EmbeddingModel) -> Fusion:
     """The model's routing default (`model.fusion`, an optional attribute: its folder's
     routing.json), else `Fusion()`; a bad default names the model it came from."""
@@ -221,6 +250,12 @@ class Router:
         slot_reader: the slot stage: None (default) = a `SlotReader` over the routes with
             `sentences:` when there are any and the model gives encoder frames (the bundled
             default does); False = off (slots from embeddings); or a `SlotReader`.
+        slot_top_k: how many of the best-scoring routes the slot stage reads against.
+        speech_gate: Silero VAD before anything else (voice_router.audio.gate): a clip with no
+            speech gets no route (reason "no speech") and no tool; speech is trimmed to its
+            utterances. None (default) = on when a VAD is installed (the listen extra), else
+            off with a warning, and off when VOICE_ROUTER_SPEECH_GATE=0; True = required;
+            False = off; or a `SpeechGate`.
 
     The index is synced on construction: only missing points are embedded.
     """
@@ -240,6 +275,8 @@ class Router:
         tool_timeout_s: float | None = DEFAULT_TOOL_TIMEOUT_S,
         top_candidates: int = 5,
         slot_reader: SlotReader | bool | None = None,
+        slot_top_k: int = SLOT_TOP_K,
+        speech_gate: SpeechGate | bool | None = None,
     ) -> None:
         self.routes = resolve_routes(routes)
         if not self.routes.routes:
@@ -278,6 +315,10 @@ class Router:
         self._known = self._by_name.keys()
         self._oracle: _ScoringState | None = None
         self.slot_reader = self._make_reader(slot_reader)
+        if slot_top_k < 1:
+            raise ValueError(f"slot_top_k must be >= 1, got {slot_top_k}")
+        self.slot_top_k = slot_top_k
+        self.speech_gate = _make_gate(speech_gate)
         try:
             self.fusion = explicit or model_fusion(self.model)
             self.sync_report: SyncReport = self.index.sync(self.routes)
@@ -556,6 +597,18 @@ class Router:
         """Decode, embed, score and (if it matched and has a tool) dispatch one clip."""
         t0 = time.perf_counter()
         clip = self._decode(audio)
+        if file is None and isinstance(audio, str | os.PathLike):
+            file = os.fspath(audio)
+        tg = time.perf_counter()
+        if self.speech_gate is not None:
+            speech = self.speech_gate(clip)
+            if speech is None:
+                t1 = time.perf_counter()
+                m = RouteMatch(route=None, score=0.0, margin=0.0, reason="no speech", file=file)
+                m.latency_ms = {"decode": (tg - t0) * 1e3, "gate": (t1 - tg) * 1e3,
+                                "total": (t1 - t0) * 1e3}  # fmt: skip
+                return m
+            clip = speech
         t1 = time.perf_counter()
         if self.slot_reader is not None:
             vec, frames = embed_audio_with_frames(self.model, clip)
@@ -564,13 +617,12 @@ class Router:
         t2 = time.perf_counter()
         m = self.route_vector(vec, dispatch=dispatch, frames=frames)
         m.latency_ms = {
-            "decode": (t1 - t0) * 1e3,
+            "decode": (tg - t0) * 1e3,
+            "gate": (t1 - tg) * 1e3,
             "embed": (t2 - t1) * 1e3,
             **{k: v for k, v in m.latency_ms.items() if k != "total"},
             "total": (time.perf_counter() - t0) * 1e3,
         }
-        if file is None and isinstance(audio, str | os.PathLike):
-            file = os.fspath(audio)
         m.file = file
         return m
 
@@ -641,9 +693,15 @@ class Router:
         }
         return m
 
+    def speech(self, audio: Any) -> np.ndarray | None:
+        """The clip as the router embeds it: decoded, then trimmed to its speech by the speech
+        gate (None when the gate hears none; the whole clip when the gate is off)."""
+        clip = self._decode(audio)
+        return clip if self.speech_gate is None else self.speech_gate(clip)
+
     def embed_with_frames(self, audio: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        """(embedding (D,), encoder frames or None) of a clip: the frames only when the slot
-        stage is on and the model gives them."""
+        """(embedding (D,), encoder frames or None) of a clip (no speech gate: see `speech`):
+        the frames only when the slot stage is on and the model gives them."""
         clip = self._decode(audio)
         if self.slot_reader is None:
             return embed_audio_pooled(self.model, clip), None
@@ -651,12 +709,12 @@ class Router:
 
     def read_slots(self, frames: np.ndarray | None, scores: Mapping[str, float]) -> Any:
         """The slot stage's `Reading` of an utterance's `frames`, held to the phrasings of the
-        best SLOT_TOP_K routes by `scores` that have them; None when it does not run (no
+        best `slot_top_k` routes by `scores` that have them; None when it does not run (no
         frames, no slot stage, or none of those routes has phrasings)."""
         if frames is None or self.slot_reader is None:
             return None
         ranked = sorted(scores, key=lambda n: (-scores[n], n))
-        top = [n for n in ranked[:SLOT_TOP_K] if n in self.slot_reader.readable]
+        top = [n for n in ranked[: self.slot_top_k] if n in self.slot_reader.readable]
         return self.slot_reader.read(frames, top) if top else None
 
     def _why_not(self, score: float, margin: float, nearest: str) -> str:

@@ -45,7 +45,7 @@ MAX_TOKENS = 64
 #: tokens) is dropped: no phrasing that bad ends up understood, and speech outside every
 #: phrasing would otherwise be searched to MAX_TOKENS.
 PRUNE_BELOW = -4.0
-PRUNE_AFTER = 3
+PRUNE_AFTER = 4
 
 
 @dataclass
@@ -194,25 +194,27 @@ class SlotReader:
         path). When no phrasing was completed: ([], the best pruned mean log-prob, None)."""
         dec, tok = self.decoder, self.tokenizer
         cross = dec.cross(frames)
-        prompt = np.array([tok.prompt], dtype=np.int64)  # (1, P)
-        hidden, cache = dec.hidden(prompt, cross)
+        cache = None
+        for t in tok.prompt:  # <|startoftranscript|> <|notimestamps|>, one step each
+            lp, cache = dec.next_log_probs(np.array([[t]], dtype=np.int64), cross, cache)
         live = [_Hyp([], 0.0, matcher.start(), 0)]
-        last = hidden[:, -1]  # (B, D)
         finished: list[tuple[float, list[int], float, tuple]] = []  # (rank, tokens, logp, tags)
         best_pruned = float("-inf")  # mean log-prob of the best dropped hypothesis
-        for _ in range(MAX_TOKENS):
-            lp = dec.log_probs(last)  # (B, V), full vocabulary
+        for _ in range(MAX_TOKENS):  # lp: (B, V) full-vocabulary log-probs of each live row
             cands: list[tuple[float, int, int, Any]] = []  # (logp, hyp index, token, configs)
             for i, h in enumerate(live):
-                allowed = matcher.allowed(h.configs, not h.tokens)
+                after_punct = bool(h.tokens) and h.tokens[-1] in matcher.ends_in_punct
+                ids, after = matcher.allowed_arrays(h.configs, not h.tokens, after_punct)
+                scores = h.logp + lp[h.row, ids]  # (K,)
+                keep = self.beam + 1  # Whisper considers beam + 1 tokens per hypothesis
+                if len(ids) > keep:
+                    top = np.argpartition(-scores, keep)[:keep]
+                else:
+                    top = np.arange(len(ids))
+                cands += [(float(scores[j]), i, int(ids[j]), after[j]) for j in top]
                 ends = matcher.accepting(h.configs)
-                options: list[tuple[float, int, Any]] = [
-                    (h.logp + float(lp[h.row, t]), t, cfg) for t, cfg in allowed.items()
-                ]
                 if ends:
-                    options.append((h.logp + float(lp[h.row, tok.eot]), tok.eot, ends[0]))
-                options.sort(key=lambda o: -o[0])
-                cands += [(s, i, t, c) for s, t, c in options[: self.beam + 1]]
+                    cands.append((h.logp + float(lp[h.row, tok.eot]), i, tok.eot, ends[0]))
             cands.sort(key=lambda c: -c[0])
             nxt: list[_Hyp] = []
             for score, i, t, cfg in cands:
@@ -235,8 +237,7 @@ class SlotReader:
                 h.row = j
             live = nxt
             step = np.array([[h.tokens[-1]] for h in live], dtype=np.int64)  # (B, 1)
-            hidden, cache = dec.hidden(step, cross, cache)
-            last = hidden[:, -1]  # (B, D)
+            lp, cache = dec.next_log_probs(step, cross, cache)
         if not finished:
             return [], best_pruned, None
         finished.sort(key=lambda f: -f[0])

@@ -54,7 +54,8 @@ def test_enrolled_recording_routes_to_its_tool(store, tmp_path, tiny_model):
     index.enroll("lights_on", [load_audio(CLIP)], [str(CLIP)])
     router.refresh()
     m = router.route(CLIP)
-    assert m.route == "lights_on" and m.score == pytest.approx(1.0, abs=1e-4)
+    # the speech gate trims the clip's silence before embedding; the enrolled copy is whole
+    assert m.route == "lights_on" and m.score == pytest.approx(1.0, abs=0.01)
     assert m.tool_result == "Lights on in the living room." and m.tool_error is None
     assert home_tools.ACTIONS[-1] == {
         "tool": "lights_on",

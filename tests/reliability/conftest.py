@@ -81,3 +81,10 @@ def kit() -> SimpleNamespace:
     return SimpleNamespace(
         encode=encode, sine=sine, dominant_hz=dominant_hz, best_correlation=best_correlation
     )
+
+
+@pytest.fixture(autouse=True)
+def _no_speech_gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plumbing under stress with fake models and synthetic signals: the speech gate is off
+    (tests/integration runs it on real recordings)."""
+    monkeypatch.setenv("VOICE_ROUTER_SPEECH_GATE", "0")

@@ -113,7 +113,7 @@ def test_audio_routes_with_latency_per_stage(router, hash_model, tmp_path):
     clip = _clip(hash_model, "turn off the lights")
     m = router.route(clip)
     assert m.route == "lights_off"
-    assert set(m.latency_ms) == {"decode", "embed", "search", "read", "dispatch", "total"}
+    assert set(m.latency_ms) == {"decode", "gate", "embed", "search", "read", "dispatch", "total"}
     assert all(v >= 0 for v in m.latency_ms.values())
     assert m.latency_ms["total"] >= m.latency_ms["embed"]
     # the tool took a `match` argument: it got the decision as a dict

@@ -53,18 +53,15 @@ class ScriptedDecoder:
     def cross(self, frames):
         return None
 
-    def hidden(self, tokens, cross, cache=None):
+    def next_log_probs(self, tokens, cross, cache=None):
         rows = cache.rows if cache is not None else [[] for _ in range(len(tokens))]
-        self._rows = [r + [int(t) for t in new] for r, new in zip(rows, tokens, strict=True)]
-        return np.zeros((len(tokens), tokens.shape[1], 1), np.float32), _Cache(self._rows)
-
-    def log_probs(self, last):
-        out = np.full((len(self._rows), self.tok.vocab_size), self.other, np.float32)
-        for i, row in enumerate(self._rows):
+        rows = [r + [int(t) for t in new] for r, new in zip(rows, tokens, strict=True)]
+        out = np.full((len(rows), self.tok.vocab_size), self.other, np.float32)
+        for i, row in enumerate(rows):
             said = row[len(self.tok.prompt) :]
             if said == self.target[: len(said)] and len(said) < len(self.target):
                 out[i, self.target[len(said)]] = -0.05
-        return out
+        return out, _Cache(rows)
 
 
 @pytest.fixture(scope="module")

@@ -88,6 +88,12 @@ def add_router_args(parser: argparse.ArgumentParser, *, routes_required: bool = 
         "when espeak-ng is installed]",
     )
     parser.add_argument(
+        "--no-speech-gate",
+        action="store_true",
+        help="route every clip as it is, speech or not (default: Silero VAD first: a clip with no "
+        "speech gets no route, speech is trimmed to its utterances)",
+    )
+    parser.add_argument(
         "--tool-timeout",
         type=float,
         default=10.0,
@@ -122,6 +128,7 @@ def build_router(args: argparse.Namespace, tools: Sequence[Any] = ()) -> Any:
         dispatch=not getattr(args, "dry_run", False),
         strict_tools=False,
         tool_timeout_s=getattr(args, "tool_timeout", 10.0),
+        speech_gate=False if getattr(args, "no_speech_gate", False) else None,
     )
 
 

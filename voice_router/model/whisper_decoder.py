@@ -29,6 +29,7 @@ from voice_router.errors import ModelError
 BUNDLED = Path(__file__).resolve().parent.parent / "weights" / "whisper_tiny_en"
 DECODER_FILE = "decoder.safetensors"
 LOGITS_GRAPH = "logits_int8.onnx"
+STEP_GRAPH = "decoder_step_int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 
 
@@ -131,6 +132,7 @@ class WhisperDecoder:
         self.output = output
         self.threads = threads
         self._int8: Any = None
+        self._step: Any = None
         c = config
         if c.dim % c.heads:
             raise ModelError(f"whisper decoder: dim {c.dim} is not divisible by heads {c.heads}")
@@ -312,6 +314,87 @@ class WhisperDecoder:
         gain, bias = self.ln
         normed = np.ascontiguousarray((h - bias) / gain)  # (B, D) before the layer norm's gain
         return session.run(None, {"hidden": normed, **feeds})[0]
+
+    def next_log_probs(
+        self, tokens: np.ndarray, cross: CrossCache, cache: SelfCache | None = None
+    ) -> tuple[np.ndarray, SelfCache]:
+        """One token per hypothesis, tokens (B, 1) -> the next token's log-probabilities over
+        the whole vocabulary (B, V) and the cache with that token appended: the search's step.
+        `output="int8"`: the whole step on ONNX Runtime in int8 (`decoder_graph`); "float32":
+        the exact numpy path."""
+        tok = np.asarray(tokens, dtype=np.int64)
+        if self.output == "float32":
+            hid, cache = self.hidden(tok, cross, cache)
+            return self.log_probs(hid[:, -1]), cache
+        if tok.ndim != 2 or tok.shape[1] != 1:
+            raise ModelError(f"next_log_probs takes one token per row, (B, 1); got {tok.shape}")
+        session, weights = self._step_parts()
+        cache = cache or self.empty_cache(tok.shape[0])
+        t0 = cache.length
+        if t0 + 1 > self.config.max_positions:
+            raise ModelError(f"decoder input exceeds its {self.config.max_positions} positions")
+        feeds: dict[str, Any] = {"tokens": tok, "position": np.array([t0], np.int64), **weights}
+        for i in range(self.config.layers):
+            feeds[f"past_k{i}"] = np.ascontiguousarray(cache.keys[i])
+            feeds[f"past_v{i}"] = np.ascontiguousarray(cache.values[i])
+            feeds[f"cross_k{i}"] = cross.keys[i]
+            feeds[f"cross_v{i}"] = cross.values[i]
+        out = session.run(None, feeds)
+        n = self.config.layers
+        return out[0], SelfCache(out[1 : 1 + 2 * n : 2], out[2 : 2 + 2 * n : 2])
+
+    def _step_parts(self) -> tuple[Any, dict[str, Any]]:
+        """The int8 step graph's session and weight inputs (quantised on first use: each linear
+        layer per output column, symmetric)."""
+        if self._step is None:
+            import onnxruntime as ort
+
+            from voice_router.model.decoder_graph import LINEARS
+            from voice_router.model.onnx_model import _options
+
+            graph = BUNDLED / STEP_GRAPH
+            if not graph.is_file():
+                raise ModelError(f"{graph} is missing; reinstall voice-router")
+
+            def quantised(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                """(out, in) float -> (in, out) int8 and (out,) scales."""
+                scale = np.maximum(np.abs(w).max(axis=1) / 127.0, 1e-12).astype(np.float32)
+                q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+                return np.ascontiguousarray(q.T), scale
+
+            feeds: dict[str, np.ndarray] = {
+                "embed": self.embed.astype(np.float16),
+                "positions": self.positions,
+            }
+            for i, layer in enumerate(self.layers):
+                p = f"l{i}"
+                for ln, key in (("ln1", "self_attn_layer_norm"), ("ln2", "encoder_attn_layer_norm"),
+                                ("ln3", "final_layer_norm")):  # fmt: skip
+                    feeds[f"{p}.{ln}.w"] = layer[key + ".weight"]
+                    feeds[f"{p}.{ln}.b"] = layer[key + ".bias"]
+                weights = {
+                    "qkv": (layer["qkv_w"].T, layer["qkv_b"]),
+                    "out": (layer["self_attn.out_proj.weight"], layer["self_attn.out_proj.bias"]),
+                    "xq": (layer["encoder_attn.q_proj.weight"], layer["encoder_attn.q_proj.bias"]),
+                    "xo": (layer["encoder_attn.out_proj.weight"],
+                           layer["encoder_attn.out_proj.bias"]),  # fmt: skip
+                    "fc1": (layer["fc1.weight"], layer["fc1.bias"]),
+                    "fc2": (layer["fc2.weight"], layer["fc2.bias"]),
+                }
+                for lin in LINEARS:
+                    w, b = weights[lin]
+                    feeds[f"{p}.{lin}.wq"], feeds[f"{p}.{lin}.scale"] = quantised(w)
+                    feeds[f"{p}.{lin}.b"] = np.ascontiguousarray(b, dtype=np.float32)
+            gain, bias = self.ln
+            feeds["lm.wq"], feeds["lm.scale"] = quantised(self.embed * gain)  # (D, V), (V,)
+            feeds["lm.b"] = (self.embed @ bias).astype(np.float32)  # (V,)
+            session = ort.InferenceSession(
+                graph.read_bytes(), _options(self.threads), providers=["CPUExecutionProvider"]
+            )
+            values = {k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v))
+                      for k, v in feeds.items()}  # fmt: skip
+            self._step = (session, values)
+        return self._step
 
     def _int8_parts(self) -> tuple[Any, dict[str, Any]]:
         """The int8 output layer: ONNX Runtime session + its weight inputs: the embedding times

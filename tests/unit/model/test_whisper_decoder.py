@@ -94,6 +94,32 @@ def test_int8_output_layer_is_close_to_float32() -> None:
     assert np.abs(a - b)[top].max() < 0.15
 
 
+def test_int8_step_graph_follows_the_float32_step() -> None:
+    """The whole step in int8 on ONNX Runtime (the search's default) against the exact numpy
+    step, token by token through both caches on a real clip: the same best token every step,
+    log-probabilities of the likely tokens within 0.5 nats (seen: <= 0.33, median 0.02)."""
+    from voice_router.model.loader import load_model
+
+    f32 = WhisperDecoder.load(output="float32")
+    i8 = WhisperDecoder.load(output="int8")
+    tok = WhisperTokenizer()
+    _, frames = load_model("default").embed_audio_frames(load_audio(CLIPS[1]))
+    cross = f32.cross(frames)
+    c32 = c8 = None
+    for t in tok.prompt + tok.encode(" Turn on the Living Room lamp."):
+        a, c32 = f32.next_log_probs(np.array([[t], [t]]), cross, c32)  # (2, V): a beam of 2
+        b, c8 = i8.next_log_probs(np.array([[t], [t]]), cross, c8)
+        assert (a.argmax(-1) == b.argmax(-1)).all()
+        assert np.abs(a - b)[a > -3].max() < 0.5
+    assert (
+        c8.length
+        == c32.length
+        == len(tok.prompt) + len(tok.encode(" Turn on the Living Room lamp."))
+    )
+    with pytest.raises(ModelError, match="one token per row"):
+        i8.next_log_probs(np.array([[1, 2]]), cross)
+
+
 def test_tokenizer_special_ids_and_round_trip() -> None:
     tok = WhisperTokenizer()
     assert (tok.eot, tok.sot, tok.no_timestamps) == (50256, 50257, 50362)
@@ -167,6 +193,7 @@ def test_greedy_output_equals_ctranslate2_padded_and_unpadded(clip: Path) -> Non
 
 
 def test_bundled_files_are_where_the_runtime_reads_them() -> None:
-    for name in ("decoder.safetensors", "decoder.json", "tokenizer.json", "logits_int8.onnx"):
+    for name in ("decoder.safetensors", "decoder.json", "tokenizer.json", "logits_int8.onnx",
+                 "decoder_step_int8.onnx"):  # fmt: skip
         assert (BUNDLED / name).is_file(), name
     np.testing.assert_allclose(log_softmax(np.zeros((1, 4), np.float32)), np.log(0.25), atol=1e-6)
