@@ -40,7 +40,8 @@ def test_route_json_prints_one_object_per_file(capsys):
     for r in rows:
         assert {"file", "route", "score", "margin", "latency_ms", "candidates"} <= set(r)
         assert r["route"] is None or isinstance(r["route"], str)
-        assert set(r["latency_ms"]) == {"decode", "gate", "embed", "search", "read", "dispatch", "total"}
+        stages = {"decode", "gate", "embed", "search", "read", "dispatch", "total"}
+        assert set(r["latency_ms"]) == stages
         assert r["candidates"][0]["score"] == r["score"]
     assert "Traceback" not in err
 

@@ -96,10 +96,13 @@ def build_step_graph(dim: int, heads: int, layers: int, ffn: int) -> bytes:
             f"cross_k{i}", TensorProto.FLOAT, [heads, dh, "frames"]))  # fmt: skip
         inputs.append(helper.make_tensor_value_info(
             f"cross_v{i}", TensorProto.FLOAT, [heads, "frames", dh]))  # fmt: skip
-    shapes = {"embed": (TensorProto.FLOAT16, ["vocab", dim]),
-              "positions": (TensorProto.FLOAT, ["npos", dim]),
-              "lm.wq": (TensorProto.INT8, [dim, "vocab"]),
-              "lm.scale": (TensorProto.FLOAT, ["vocab"]), "lm.b": (TensorProto.FLOAT, ["vocab"])}  # fmt: skip
+    shapes = {
+        "embed": (TensorProto.FLOAT16, ["vocab", dim]),
+        "positions": (TensorProto.FLOAT, ["npos", dim]),
+        "lm.wq": (TensorProto.INT8, [dim, "vocab"]),
+        "lm.scale": (TensorProto.FLOAT, ["vocab"]),
+        "lm.b": (TensorProto.FLOAT, ["vocab"]),
+    }
     sizes = {"qkv": (dim, 3 * dim), "out": (dim, dim), "xq": (dim, dim), "xo": (dim, dim),
              "fc1": (dim, ffn), "fc2": (ffn, dim)}  # (in, out) of each linear  # fmt: skip
     for w in weight_inputs(layers):

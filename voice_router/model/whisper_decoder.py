@@ -376,8 +376,10 @@ class WhisperDecoder:
                     "qkv": (layer["qkv_w"].T, layer["qkv_b"]),
                     "out": (layer["self_attn.out_proj.weight"], layer["self_attn.out_proj.bias"]),
                     "xq": (layer["encoder_attn.q_proj.weight"], layer["encoder_attn.q_proj.bias"]),
-                    "xo": (layer["encoder_attn.out_proj.weight"],
-                           layer["encoder_attn.out_proj.bias"]),  # fmt: skip
+                    "xo": (
+                        layer["encoder_attn.out_proj.weight"],
+                        layer["encoder_attn.out_proj.bias"],
+                    ),  # fmt: skip
                     "fc1": (layer["fc1.weight"], layer["fc1.bias"]),
                     "fc2": (layer["fc2.weight"], layer["fc2.bias"]),
                 }
