@@ -78,6 +78,26 @@ def _at(clips: list, threshold: float) -> list:
     return out
 
 
+def _confirm(clips: list, routes: Any) -> float | None:
+    """Route accuracy of the other rule measured: the reading only CONFIRMS the embedding's
+    decision (a route with phrasings matches when the reading understood that same route)
+    instead of deciding among the top k."""
+    from voice_router.evaluate import ScoreTable, route_thresholds
+
+    names = [r.name for r in routes.routes]
+    table = ScoreTable.from_clips(clips, names)
+    if table.n == 0:
+        return None
+    pred = table.predict(route_thresholds(routes), float(routes.margin))
+    if table.read is not None:
+        from voice_router.decision import decide
+
+        emb = decide(table.scores, names, route_thresholds(routes), float(routes.margin))[0]
+        keep = ~table.read | ~table.readable[np.maximum(emb, 0)] | (emb < 0)
+        pred = np.where(keep, emb, np.where(table.understood == emb, emb, -1))
+    return round(float(np.mean(pred == table.expected)), 4)
+
+
 def _metrics(pos: list, neg: list, routes: Any) -> dict[str, Any]:
     from voice_router.evaluate import evaluation_report
 
@@ -96,6 +116,7 @@ def _metrics(pos: list, neg: list, routes: Any) -> dict[str, Any]:
         "n_pos": len(pos),
         "n_neg": len(neg),
         "route_accuracy": rep.get("accuracy"),
+        "route_accuracy_confirm_only": _confirm(pos, routes) if pos else None,
         "top1_accuracy": rep.get("top1_accuracy"),
         "command_accuracy": rep.get("command_accuracy"),
         "false_accept_rate": fa,

@@ -16,6 +16,10 @@ the route and every slot value are right.
 (benchmarks/cascade.py: Whisper tiny.en transcript, MiniLM routing over the same route texts
 and phrasings, slot values by exact matching in the transcript; `bench` extra). Needs
 espeak-ng. The clips are written to a temporary folder (or `--keep DIR`).
+
+`--routes ROUTES.yaml` draws from a routes file's templates instead (e.g. routes/home.yaml:
+its routes with `sentences:`); `--voices 2` limits the unseen voices; `--noise pink|white|FILE
+--snr 6` mixes noise into every clip (voice_router.noise, as `voice-router eval --noise`).
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ def _fill(template: str, lists: dict, rng: random.Random) -> tuple[str, dict]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--context", type=Path, default=CONTEXT, help="Rhino context YAML")
+    ap.add_argument("--routes", type=Path, default=None, help="a routes YAML instead")
+    ap.add_argument("--voices", type=int, default=12, help="unseen espeak-ng voices used [12]")
+    ap.add_argument("--noise", default=None, help="pink, white or a noise file [none]")
+    ap.add_argument("--snr", type=float, default=6.0, help="SNR in dB for --noise [6]")
     ap.add_argument("--n", type=int, default=100, help="commands to synthesise [100]")
     ap.add_argument("--model", default="default", help="voice-router model [default]")
     ap.add_argument("--seed", type=int, default=0)
@@ -73,8 +81,21 @@ def main(argv: list[str] | None = None) -> int:
     if not tts.tts_available():
         print("error: espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
         return 2
-    routes = import_rhino(a.context).routes
-    voices = tts.default_exemplar_voices(24)[12:]  # the exemplars use the first 12
+    if a.routes is not None:
+        from voice_router.routes import load_routes
+
+        routes = load_routes(a.routes)
+    else:
+        routes = import_rhino(a.context).routes
+    drawable = [r for r in routes.routes if r.sentences]
+    if not drawable:
+        ap.error("the routes have no `sentences:` to draw commands from")
+    voices = tts.default_exemplar_voices(24)[12 : 12 + a.voices]  # the exemplars use 0-11
+    noise = None
+    if a.noise:
+        from voice_router.noise import NoiseMixer
+
+        noise = NoiseMixer.from_source(a.noise, a.snr, seed=a.seed)
     rng = random.Random(a.seed)
     import soundfile as sf
 
@@ -83,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         rows = []
         for i in range(a.n):
-            route = rng.choice(routes.routes)
+            route = rng.choice(drawable)
             text, slots = _fill(rng.choice(route.sentences), routes.lists, rng)
             voice = voices[i % len(voices)]
             sf.write(folder / f"c{i:04d}.wav", tts.synthesize(text, voice), tts.SAMPLE_RATE)
@@ -104,14 +125,23 @@ def main(argv: list[str] | None = None) -> int:
 
                 scorer = CascadeRouter(routes, WhisperTranscriber(threads=1), MiniLMEmbedder())
             try:
-                clips = score_clips(scorer, read_manifest(folder / "manifest.csv"), progress=True)
+                clips = score_clips(scorer, read_manifest(folder / "manifest.csv"),
+                                    noise=noise, progress=True)  # fmt: skip
             finally:
                 getattr(scorer, "close", lambda: None)()
             reports[system] = evaluation_report(
-                clips, routes, extra={"context": str(a.context), "n": a.n, "system": system}
+                clips,
+                routes,
+                extra={
+                    "context": str(a.routes or a.context),
+                    "n": a.n,
+                    "system": system,
+                    "noise": a.noise,
+                    "snr": a.snr if a.noise else None,
+                },  # fmt: skip
             )
-    keep = ("n", "accuracy", "top1_accuracy", "command_accuracy", "slot_accuracy", "slot_n",
-            "slot_confusions", "latency_ms")  # fmt: skip
+    keep = ("n", "context", "noise", "snr", "accuracy", "top1_accuracy", "command_accuracy",
+            "slot_accuracy", "slot_n", "slot_confusions", "latency_ms")  # fmt: skip
     out = {}
     for system, rep in reports.items():
         out[system] = {k: rep.get(k) for k in keep}
