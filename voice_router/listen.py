@@ -334,7 +334,11 @@ class Listener:
             audio, start = gated
             wake_name = self.wake.name
         t_start = time.monotonic()
-        kwargs = {} if self.dispatch is None else {"dispatch": self.dispatch}
+        kwargs: dict[str, Any] = {} if self.dispatch is None else {"dispatch": self.dispatch}
+        from voice_router.routing import Router
+
+        if isinstance(self.router, Router):  # the utterance is VAD speech already: no 2nd gate
+            kwargs["gate"] = False
         try:
             match = self.router.route(audio, **kwargs)
         except VoiceRouterError as e:

@@ -592,15 +592,22 @@ class Router:
     # -- routing ------------------------------------------------------------------------------
 
     def route(
-        self, audio: Any, *, dispatch: bool | None = None, file: str | None = None
+        self,
+        audio: Any,
+        *,
+        dispatch: bool | None = None,
+        file: str | None = None,
+        gate: bool = True,
     ) -> RouteMatch:
-        """Decode, embed, score and (if it matched and has a tool) dispatch one clip."""
+        """Decode, gate, embed, score, read and (if it matched and has a tool) dispatch one
+        clip. `gate=False` skips the speech gate for audio already segmented by a VAD (what
+        `listen` passes: its utterances come from the same Silero VAD)."""
         t0 = time.perf_counter()
         clip = self._decode(audio)
         if file is None and isinstance(audio, str | os.PathLike):
             file = os.fspath(audio)
         tg = time.perf_counter()
-        if self.speech_gate is not None:
+        if gate and self.speech_gate is not None:
             speech = self.speech_gate(clip)
             if speech is None:
                 t1 = time.perf_counter()

@@ -131,18 +131,23 @@ class LiveArraySource(ArraySource):
 
 
 class BlockingRouter:
-    """Holds its first call until the segmenter has emitted `wait_for` utterances, so the
-    queue is guaranteed to overflow; identifies utterances by their burst amplitude."""
+    """Holds its first call until the segmenter has emitted `wait_for` utterances (and, when
+    given, until `ready()` holds: a condition on the listener's own state, such as the capture
+    thread having queued or dropped them all), so the queue is guaranteed to overflow;
+    identifies utterances by their burst amplitude."""
 
     def __init__(self, segmenter: UtteranceSegmenter, wait_for: int) -> None:
         self.segmenter, self.wait_for = segmenter, wait_for
         self.first = True
+        self.ready: Any = lambda: True
 
     def route(self, audio: np.ndarray, **kw: Any) -> Any:
         if self.first:
             self.first = False
             deadline = time.monotonic() + 10
-            while self.segmenter.emitted < self.wait_for and time.monotonic() < deadline:
+            while time.monotonic() < deadline and not (
+                self.segmenter.emitted >= self.wait_for and self.ready()
+            ):
                 time.sleep(0.01)
         burst = int(round((np.abs(audio).max() - 0.2) / 0.05))
         return SimpleNamespace(route=f"b{burst}", score=1.0, margin=1.0, to_dict=lambda: {})
@@ -156,6 +161,8 @@ def test_live_overflow_drops_oldest_and_counts() -> None:
     seg = _seg()
     router = BlockingRouter(seg, wait_for=6)
     listener = listen(LiveArraySource(bursts(6)), router, segmenter=seg, max_pending=2)
+    # wait on the state the assertion needs, not on time: emitted != queued under load
+    router.ready = lambda: listener.stats.dropped >= 3
     routes = [r.route for r in listener]
     # b0 was being routed; b1..b5 arrived into a queue of 2: b1, b2, b3 dropped (oldest first)
     assert routes == ["b0", "b4", "b5"]
