@@ -363,10 +363,17 @@ class Router:
                         raise
                     self.tool_problems[r.name] = f"tool not called: {e}"
         if self.tool_problems:
+            names = list(self.tool_problems)
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            blocked = all("import" in p for p in self.tool_problems.values())
             log.warning(
-                "%d route(s) will not call their tool (%s); each match says why in tool_error",
-                len(self.tool_problems),
-                ", ".join(self.tool_problems),
+                "%d route(s) will not call their tool (%s)%s; each match says why in tool_error",
+                len(names),
+                shown,
+                ": their tools are import paths; pass --allow-import (Python: allow_import=True)"
+                " if you trust the routes file"
+                if blocked
+                else "",
             )
 
     def _sample_slots(self, r: Any) -> dict[str, Any]:

@@ -523,7 +523,13 @@ def build_parser(optional: bool = True) -> argparse.ArgumentParser:
     add_common_args(se)
     se.set_defaults(func=cmd_search)
 
-    mo = sub.add_parser("models", help="list the available models and the index folder")
+    mo = sub.add_parser(
+        "models",
+        help="list the available models and the index folder",
+        description="List the models `--model` accepts (name, runtime, dimension, fingerprint, "
+        "the fusion each routes with) and the folder where route indexes are kept. Nothing "
+        "is downloaded: the bundled models ship with the package.",
+    )
     mo.add_argument("--json", action="store_true", help="print JSON")
     mo.set_defaults(func=cmd_models)
 
