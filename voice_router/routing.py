@@ -82,7 +82,7 @@ AUDIO_HITS = 64
 #: it that kind gets its own filtered query.
 MIN_KIND_HITS = 8
 #: How many of the best-scoring routes the slot stage reads against (those with `sentences:`).
-SLOT_TOP_K = 3
+SLOT_TOP_K = 10
 
 
 @dataclass
