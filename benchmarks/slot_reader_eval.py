@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             "all_at_threshold": _metrics(_at(pos[k], chosen), _at(neg[k], chosen), routes)
             if chosen is not None
             else None,
+            "all_without_threshold": _metrics(pos[k], neg[k], routes),
             "no_slot_stage": _metrics(
                 [replace(c, reading=None, slots=None) for c in pos[k]],
                 [replace(c, reading=None, slots=None) for c in neg[k]],
