@@ -124,6 +124,34 @@ def read_ct2(path: Path) -> tuple[str, dict[str, np.ndarray]]:
     return spec, out
 
 
+def _self_attention_and_ffn(ct2: dict[str, np.ndarray], c: str, h: str) -> dict[str, np.ndarray]:
+    """One layer's self-attention (fused q/k/v split back; the key has no bias) and
+    feed-forward, CTranslate2 prefix `c` -> transformers prefix `h` (encoder and decoder
+    layers alike)."""
+    g = ct2.__getitem__
+    s: dict[str, np.ndarray] = {}
+    qkv_w, qkv_b = g(c + "self_attention/linear_0/weight"), g(c + "self_attention/linear_0/bias")
+    d = qkv_w.shape[1]
+    s[h + "self_attn.q_proj.weight"], s[h + "self_attn.q_proj.bias"] = qkv_w[:d], qkv_b[:d]
+    s[h + "self_attn.k_proj.weight"] = qkv_w[d : 2 * d]
+    if np.abs(qkv_b[d : 2 * d].astype(np.float32)).max() > 0:
+        raise ValueError(f"{c}: Whisper's key projection has no bias, this one has")
+    s[h + "self_attn.v_proj.weight"], s[h + "self_attn.v_proj.bias"] = (
+        qkv_w[2 * d :],
+        qkv_b[2 * d :],
+    )
+    s[h + "self_attn.out_proj.weight"] = g(c + "self_attention/linear_1/weight")
+    s[h + "self_attn.out_proj.bias"] = g(c + "self_attention/linear_1/bias")
+    s[h + "self_attn_layer_norm.weight"] = g(c + "self_attention/layer_norm/gamma")
+    s[h + "self_attn_layer_norm.bias"] = g(c + "self_attention/layer_norm/beta")
+    for i in (0, 1):
+        s[h + f"fc{i + 1}.weight"] = g(c + f"ffn/linear_{i}/weight")
+        s[h + f"fc{i + 1}.bias"] = g(c + f"ffn/linear_{i}/bias")
+    s[h + "final_layer_norm.weight"] = g(c + "ffn/layer_norm/gamma")
+    s[h + "final_layer_norm.bias"] = g(c + "ffn/layer_norm/beta")
+    return s
+
+
 def encoder_state(ct2: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """CTranslate2 encoder variables -> transformers WhisperEncoder names + its config."""
     s: dict[str, np.ndarray] = {}
@@ -137,34 +165,7 @@ def encoder_state(ct2: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], di
     )
     n = 0
     while f"encoder/layer_{n}/ffn/linear_0/weight" in ct2:
-        c, h = f"encoder/layer_{n}/", f"layers.{n}."
-        qkv_w, qkv_b = (
-            g(c + "self_attention/linear_0/weight"),
-            g(c + "self_attention/linear_0/bias"),
-        )
-        d = qkv_w.shape[1]
-        s[h + "self_attn.q_proj.weight"], s[h + "self_attn.q_proj.bias"] = qkv_w[:d], qkv_b[:d]
-        s[h + "self_attn.k_proj.weight"] = qkv_w[d : 2 * d]
-        if np.abs(qkv_b[d : 2 * d].astype(np.float32)).max() > 0:
-            raise ValueError(f"layer {n}: Whisper's key projection has no bias, this one has")
-        s[h + "self_attn.v_proj.weight"], s[h + "self_attn.v_proj.bias"] = (
-            qkv_w[2 * d :],
-            qkv_b[2 * d :],
-        )
-        s[h + "self_attn.out_proj.weight"] = g(c + "self_attention/linear_1/weight")
-        s[h + "self_attn.out_proj.bias"] = g(c + "self_attention/linear_1/bias")
-        s[h + "self_attn_layer_norm.weight"] = g(c + "self_attention/layer_norm/gamma")
-        s[h + "self_attn_layer_norm.bias"] = g(c + "self_attention/layer_norm/beta")
-        s[h + "fc1.weight"], s[h + "fc1.bias"] = (
-            g(c + "ffn/linear_0/weight"),
-            g(c + "ffn/linear_0/bias"),
-        )
-        s[h + "fc2.weight"], s[h + "fc2.bias"] = (
-            g(c + "ffn/linear_1/weight"),
-            g(c + "ffn/linear_1/bias"),
-        )
-        s[h + "final_layer_norm.weight"] = g(c + "ffn/layer_norm/gamma")
-        s[h + "final_layer_norm.bias"] = g(c + "ffn/layer_norm/beta")
+        s.update(_self_attention_and_ffn(ct2, f"encoder/layer_{n}/", f"layers.{n}."))
         n += 1
     heads = int(np.asarray(ct2.get("encoder/num_heads", 6)))
     conf = {
@@ -196,21 +197,8 @@ def decoder_state(ct2: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], di
     n = 0
     while f"decoder/layer_{n}/ffn/linear_0/weight" in ct2:
         c, h = f"decoder/layer_{n}/", f"layers.{n}."
-        qkv_w, qkv_b = (
-            g(c + "self_attention/linear_0/weight"),
-            g(c + "self_attention/linear_0/bias"),
-        )
-        d = qkv_w.shape[1]
-        s[h + "self_attn.q_proj.weight"], s[h + "self_attn.q_proj.bias"] = qkv_w[:d], qkv_b[:d]
-        s[h + "self_attn.k_proj.weight"] = qkv_w[d : 2 * d]
-        s[h + "self_attn.v_proj.weight"], s[h + "self_attn.v_proj.bias"] = (
-            qkv_w[2 * d :],
-            qkv_b[2 * d :],
-        )
-        s[h + "self_attn.out_proj.weight"] = g(c + "self_attention/linear_1/weight")
-        s[h + "self_attn.out_proj.bias"] = g(c + "self_attention/linear_1/bias")
-        s[h + "self_attn_layer_norm.weight"] = g(c + "self_attention/layer_norm/gamma")
-        s[h + "self_attn_layer_norm.bias"] = g(c + "self_attention/layer_norm/beta")
+        s.update(_self_attention_and_ffn(ct2, c, h))
+        d = s[h + "self_attn.q_proj.weight"].shape[1]
         s[h + "encoder_attn.q_proj.weight"] = g(c + "attention/linear_0/weight")
         s[h + "encoder_attn.q_proj.bias"] = g(c + "attention/linear_0/bias")
         kv_w, kv_b = g(c + "attention/linear_1/weight"), g(c + "attention/linear_1/bias")
@@ -219,23 +207,12 @@ def decoder_state(ct2: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], di
             kv_w[d:],
             kv_b[d:],
         )
-        for name, b in (("self", qkv_b[d : 2 * d]), ("cross", kv_b[:d])):
-            if np.abs(b.astype(np.float32)).max() > 0:
-                raise ValueError(f"decoder layer {n}: the {name}-attention key has a bias")
+        if np.abs(kv_b[:d].astype(np.float32)).max() > 0:
+            raise ValueError(f"decoder layer {n}: the cross-attention key has a bias")
         s[h + "encoder_attn.out_proj.weight"] = g(c + "attention/linear_2/weight")
         s[h + "encoder_attn.out_proj.bias"] = g(c + "attention/linear_2/bias")
         s[h + "encoder_attn_layer_norm.weight"] = g(c + "attention/layer_norm/gamma")
         s[h + "encoder_attn_layer_norm.bias"] = g(c + "attention/layer_norm/beta")
-        s[h + "fc1.weight"], s[h + "fc1.bias"] = (
-            g(c + "ffn/linear_0/weight"),
-            g(c + "ffn/linear_0/bias"),
-        )
-        s[h + "fc2.weight"], s[h + "fc2.bias"] = (
-            g(c + "ffn/linear_1/weight"),
-            g(c + "ffn/linear_1/bias"),
-        )
-        s[h + "final_layer_norm.weight"] = g(c + "ffn/layer_norm/gamma")
-        s[h + "final_layer_norm.bias"] = g(c + "ffn/layer_norm/beta")
         n += 1
     conf = {
         "vocab_size": int(s["embed_tokens.weight"].shape[0]),
