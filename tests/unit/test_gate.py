@@ -90,3 +90,15 @@ def test_eval_scoring_runs_the_same_gate(router, tmp_path):
     ]
     clips = score_clips(router, rows)
     assert clips[0].scores == {} and clips[1].scores and "lamp_on" in clips[1].scores
+
+
+def test_the_gate_gives_the_same_answer_from_several_threads(gate):
+    """The VAD keeps state per stream: concurrent clips must not mix their frames."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    speech = load_audio(LAMP)
+    noise = np.random.default_rng(3).normal(0, 0.1, len(speech)).astype(np.float32)
+    alone = [gate(speech) is not None, gate(noise) is not None]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda c: gate(c) is not None, [speech, noise] * 8))
+    assert alone == [True, False] and got == alone * 8

@@ -12,6 +12,7 @@ Audio only: it never imports the model (voice_router.audio.vad does the detectin
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -32,11 +33,16 @@ class SpeechGate:
         self.threshold = threshold
         self.min_ms = min_ms
         self._model = model if model is not None else load_vad_model()
+        self._lock = threading.Lock()  # the VAD model keeps state: one clip at a time
 
     def __call__(self, clip: np.ndarray) -> np.ndarray | None:
-        """The speech of a 16 kHz mono float32 clip: its utterances' audio joined, or None."""
-        seg = UtteranceSegmenter(threshold=self.threshold, min_ms=self.min_ms, model=self._model)
-        utts = seg.feed(np.asarray(clip, dtype=np.float32)) + seg.flush()
+        """The speech of a 16 kHz mono float32 clip: its utterances' audio joined, or None.
+        Thread-safe (clips from several threads are gated one after another)."""
+        with self._lock:
+            seg = UtteranceSegmenter(
+                threshold=self.threshold, min_ms=self.min_ms, model=self._model
+            )
+            utts = seg.feed(np.asarray(clip, dtype=np.float32)) + seg.flush()
         if not utts:
             return None
         return np.concatenate([u.audio for u in utts]).astype(np.float32, copy=False)
