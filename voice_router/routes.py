@@ -255,6 +255,7 @@ _ROUTE_SPEC: dict[str, tuple[_Check, Callable[[], Any] | None]] = {
     "args": (_args, dict),
     "threshold": (lambda v: None if v is None else _number(v, -1.0, 1.0), lambda: None),
 }
+_DECISION_KEYS = ("threshold", "margin")
 _SET_SPEC: dict[str, tuple[_Check, Callable[[], Any] | None]] = {
     "name": (_set_name, lambda: None),
     "threshold": (lambda v: _number(v, -1.0, 1.0), lambda: DEFAULT_THRESHOLD),
@@ -426,13 +427,16 @@ class RouteSet:
     compared by `==`. `routes` items may be Routes or mappings.
     """
 
-    __slots__ = ("name", "threshold", "margin", "lists", "routes", "source")
+    __slots__ = ("name", "threshold", "margin", "lists", "routes", "source", "given")
     name: str | None
     threshold: float
     margin: float
     lists: dict[str, dict[str, Any]]
     routes: list[Route]
     source: Path | None
+    given: frozenset[str]
+    """Which of `threshold` and `margin` the file (or caller) set; the others are defaults,
+    which a router replaces with its model's own (routing.json) when the model has them."""
 
     def __init__(self, *, source: str | os.PathLike[str] | None = None, **fields: Any) -> None:
         checked, problems = _check_set(fields)
@@ -441,27 +445,31 @@ class RouteSet:
         for key, value in checked.items():
             object.__setattr__(self, key, value)
         object.__setattr__(self, "source", None if source is None else Path(source))
+        given = frozenset(k for k in _DECISION_KEYS if fields.get(k) is not None)
+        object.__setattr__(self, "given", given)
 
     def __setattr__(self, key: str, value: Any) -> None:
         if key == "source":
             object.__setattr__(self, key, None if value is None else Path(value))
             return
+        if key == "given":
+            raise AttributeError("RouteSet.given follows the fields set; set threshold/margin")
         if key not in _SET_SPEC:
             raise AttributeError(f"RouteSet has no field {key!r} (fields: {', '.join(_SET_SPEC)})")
         checked, problems = _check_set({"routes": self.routes, key: value})
         if problems:
             _raise(problems, "routes")
         object.__setattr__(self, key, checked[key])
+        if key in _DECISION_KEYS:
+            object.__setattr__(self, "given", self.given | {key})
 
     def to_dict(self) -> dict[str, Any]:
-        """The set as plain data, as a routes file holds it (without `source`)."""
-        return {
-            "name": self.name,
-            "threshold": self.threshold,
-            "margin": self.margin,
-            "lists": copy.deepcopy(self.lists),
-            "routes": [r.to_dict() for r in self.routes],
-        }
+        """The set as plain data, as a routes file holds it (without `source`; `threshold` and
+        `margin` only when they were set, not defaulted)."""
+        out = {"name": self.name}
+        out.update({k: getattr(self, k) for k in _DECISION_KEYS if k in self.given})
+        out.update(lists=copy.deepcopy(self.lists), routes=[r.to_dict() for r in self.routes])
+        return out
 
     def replace(self, **changes: Any) -> RouteSet:
         """A validated deep copy with `changes` applied (`source` is kept)."""
@@ -792,6 +800,8 @@ def _validate(
     if problems:
         raise _schema_error(problems, raw, lines, where)
     routes = RouteSet(**fields)
+    # defaults the schema filled in are not the file's: the router may use its model's
+    object.__setattr__(routes, "given", frozenset(k for k in _DECISION_KEYS if k in raw))
     if base is not None:
         _resolve_audio(routes, base, lines, where)
         routes.source = None if where.startswith("<") else Path(where)
@@ -866,7 +876,7 @@ def dump_routes(routes: RouteSet, path: str | os.PathLike[str]) -> None:
     """
     dest = Path(path)
     folder = dest.resolve().parent
-    doc: dict[str, Any] = {"threshold": routes.threshold, "margin": routes.margin}
+    doc: dict[str, Any] = {k: getattr(routes, k) for k in _DECISION_KEYS if k in routes.given}
     if routes.name is not None:  # the set's identity in the index
         doc = {"name": routes.name, **doc}
     if routes.lists:

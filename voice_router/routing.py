@@ -207,6 +207,15 @@ def _make_gate(choice: SpeechGate | bool | None) -> SpeechGate | None:
     return choice
 
 
+def with_model_defaults(routes: RouteSet, model: Any) -> RouteSet:
+    """`routes` with the model's default threshold and margin (`model.decision_defaults`, from
+    its folder's routing.json) where the routes file set none; the same set when it set both
+    or the model has none. The file's own values always win."""
+    defaults = getattr(model, "decision_defaults", None) or {}
+    missing = {k: v for k, v in defaults.items() if k not in routes.given}
+    return routes.replace(**missing) if missing else routes
+
+
 def model_fusion(model: EmbeddingModel) -> Fusion:
     """The model's routing default (`model.fusion`, an optional attribute: its folder's
     routing.json), else `Fusion()`; a bad default names the model it came from."""
@@ -310,6 +319,7 @@ class Router:
                 backend.close()
                 raise
             owned = True
+        self.routes = with_model_defaults(self.routes, self.model)
         self._route_names = [r.name for r in self.routes.routes]
         self._by_name = {r.name: r for r in self.routes.routes}
         self._known = self._by_name.keys()

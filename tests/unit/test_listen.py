@@ -123,11 +123,22 @@ def bursts(n: int, speech_frames: int = 10, gap_frames: int = 25) -> np.ndarray:
 
 
 class LiveArraySource(ArraySource):
-    """An array that claims to be live (a microphone) but is read as fast as possible."""
+    """An array that claims to be live (a microphone) but is read as fast as possible; with
+    `hold_at` it stops there until `go` is set (so a test can order capture and routing by
+    events, not by timing)."""
 
-    def __init__(self, array: np.ndarray) -> None:
+    def __init__(self, array: np.ndarray, hold_at: int | None = None) -> None:
         super().__init__(array)
         self.live = True
+        self.hold_at = hold_at
+        self.go = threading.Event()
+
+    def blocks(self):  # type: ignore[override]
+        for i, block in enumerate(super().blocks()):
+            if self.hold_at is not None and i * self.block >= self.hold_at:
+                self.go.wait(10)
+                self.hold_at = None
+            yield block
 
 
 class BlockingRouter:
@@ -140,10 +151,12 @@ class BlockingRouter:
         self.segmenter, self.wait_for = segmenter, wait_for
         self.first = True
         self.ready: Any = lambda: True
+        self.started = threading.Event()  # set when the first utterance is being routed
 
     def route(self, audio: np.ndarray, **kw: Any) -> Any:
         if self.first:
             self.first = False
+            self.started.set()
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and not (
                 self.segmenter.emitted >= self.wait_for and self.ready()
@@ -160,8 +173,12 @@ def _seg() -> UtteranceSegmenter:
 def test_live_overflow_drops_oldest_and_counts() -> None:
     seg = _seg()
     router = BlockingRouter(seg, wait_for=6)
-    listener = listen(LiveArraySource(bursts(6)), router, segmenter=seg, max_pending=2)
-    # wait on the state the assertion needs, not on time: emitted != queued under load
+    # capture holds after b0 and its trailing gap until b0 is being routed, then runs ahead
+    # while the router is blocked: ordered by events, not by timing (under load the consumer
+    # used to start after b1 and b2 had arrived)
+    source = LiveArraySource(bursts(6), hold_at=(25 + 10 + 25) * FRAME)
+    router.started = source.go
+    listener = listen(source, router, segmenter=seg, max_pending=2)
     router.ready = lambda: listener.stats.dropped >= 3
     routes = [r.route for r in listener]
     # b0 was being routed; b1..b5 arrived into a queue of 2: b1, b2, b3 dropped (oldest first)

@@ -319,3 +319,21 @@ def test_score_matrix_equals_per_vector_scores(hash_model, route_set):
     for i, q in enumerate(qs):
         per = r.scores_vector(q)
         assert [per[n] for n in names] == pytest.approx(mat[i].tolist(), abs=1e-5)
+
+
+def test_a_routes_file_without_threshold_gets_the_models_default(hash_model):
+    """The model's routing.json threshold/margin (`decision_defaults`) fill in what the file
+    left out; what the file set wins."""
+    from voice_router.routes import parse_routes
+
+    hash_model.decision_defaults = {"threshold": 0.42, "margin": 0.03}
+    try:
+        bare = parse_routes("routes:\n  - {name: a, description: alpha}\n")
+        r = VoiceRouter(bare, model=hash_model, index=":memory:", exemplar_voices=0)
+        assert (r.routes.threshold, r.routes.margin) == (0.42, 0.03)
+        assert bare.threshold == 0.7  # the caller's set is not changed
+        own = parse_routes("threshold: 0.6\nroutes:\n  - {name: a, description: alpha}\n")
+        r = VoiceRouter(own, model=hash_model, index=":memory:", exemplar_voices=0)
+        assert (r.routes.threshold, r.routes.margin) == (0.6, 0.03)
+    finally:
+        del hash_model.decision_defaults

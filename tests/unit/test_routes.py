@@ -216,3 +216,20 @@ def test_home_yaml_slots_are_arguments_of_their_tools():
         "set_timer": {"minutes": "minutes"},
         "shopping_list": {"item": "item"},
     }
+
+
+def test_a_file_without_threshold_or_margin_leaves_them_to_the_model(tmp_path):
+    """`given` says which decision fields the file set; dumping keeps the others out, so a
+    file nobody calibrated stays one (the router fills in its model's defaults)."""
+    bare = parse_routes("routes:\n  - {name: a, description: alpha}\n")
+    assert bare.given == frozenset() and bare.threshold == DEFAULT_THRESHOLD
+    dump_routes(bare, tmp_path / "bare.yaml")
+    text = (tmp_path / "bare.yaml").read_text()
+    assert "threshold" not in text and "margin" not in text
+    assert load_routes(tmp_path / "bare.yaml").given == frozenset()
+    set_ = parse_routes("threshold: 0.6\nroutes:\n  - {name: a, description: alpha}\n")
+    assert set_.given == {"threshold"} and set_.replace(margin=0.1).given == {"threshold", "margin"}
+    bare.margin = 0.2
+    assert bare.given == {"margin"}
+    with pytest.raises(AttributeError):
+        bare.given = frozenset()

@@ -169,6 +169,11 @@ def _scored(args: argparse.Namespace) -> tuple[RouteSet, list[ClipScore], dict[s
         close = getattr(router, "close", None)
         if close is not None:
             close()
+    # the routes as the router decided with them: the model's default threshold and margin
+    # where the file set none
+    routes = getattr(router, "routes", routes)
+    extra["threshold"] = routes.threshold
+    extra["threshold_from"] = "routes file" if "threshold" in routes.given else "model"
     return routes, clips, extra
 
 

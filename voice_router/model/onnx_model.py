@@ -32,7 +32,7 @@ from voice_router.errors import ModelError
 from voice_router.model.base import check_audio
 from voice_router.model.catalog import WEIGHTS_DIR
 from voice_router.model.mel import log_mel_np
-from voice_router.model.routing_defaults import read_fusion
+from voice_router.model.routing_defaults import read_decision_defaults, read_fusion
 
 MANIFEST = "onnx.json"
 
@@ -226,6 +226,7 @@ class OnnxEmbeddingModel:
                 f"write it again with `voice-router export-onnx {self.folder}`"
             ) from None
         self.fusion = read_fusion(self.folder)  # routing.json's default, None = the router's
+        self.decision_defaults = read_decision_defaults(self.folder)  # threshold / margin
         self.threads = threads
         self._audio: Any = None
         self._text: Any = None

@@ -27,7 +27,11 @@ from voice_router.model.config import (
     validate_config,
 )
 from voice_router.model.embedder import AudioTextEmbedder, load_embedder
-from voice_router.model.routing_defaults import ROUTING_NAME, read_fusion
+from voice_router.model.routing_defaults import (
+    ROUTING_NAME,
+    read_decision_defaults,
+    read_fusion,
+)
 
 # =============================================================================================
 # EmbeddingModel wrapper
@@ -59,9 +63,11 @@ class TorchEmbeddingModel:
         name: str | None = None,
         batch_size: int = 16,
         fusion: str | None = None,
+        decision_defaults: dict[str, float] | None = None,
     ) -> None:
         self.embedder = embedder.eval()
         self.fusion = fusion  # the folder's routing default (routing_defaults), None = router's
+        self.decision_defaults = dict(decision_defaults or {})  # threshold / margin, if given
         self.name = name or embedder.config.name
         self.dim = int(embedder.dim)
         self.max_seconds = float(embedder.config.max_seconds)
@@ -187,4 +193,9 @@ def load_model(name_or_path: str = "default") -> TorchEmbeddingModel:
 
 def _from_folder(folder: Path, name: str) -> TorchEmbeddingModel:
     """The saved model in `folder`, with the fusion its routing.json names."""
-    return TorchEmbeddingModel(load_embedder(folder), name=name, fusion=read_fusion(folder))
+    return TorchEmbeddingModel(
+        load_embedder(folder),
+        name=name,
+        fusion=read_fusion(folder),
+        decision_defaults=read_decision_defaults(folder),
+    )

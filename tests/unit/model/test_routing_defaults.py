@@ -45,3 +45,16 @@ def test_bundled_specs_parse(name: str) -> None:
     spec = read_fusion(FOLDERS[name])
     fusion = Fusion.parse(spec)  # raises VoiceRouterError on a bad spec
     assert spec is None or Fusion.parse(str(fusion)) == fusion
+
+
+def test_decision_defaults_round_trip_and_keep_the_fusion(tmp_path) -> None:
+    from voice_router.model.routing_defaults import read_decision_defaults, write_decision_defaults
+
+    assert read_decision_defaults(tmp_path) == {}
+    write_fusion(tmp_path, "weighted:0.3,0.7;k=3", "dev halves")
+    write_decision_defaults(tmp_path, 0.55, 0.02, "fit on dev halves")
+    assert read_decision_defaults(tmp_path) == {"threshold": 0.55, "margin": 0.02}
+    assert read_fusion(tmp_path) == "weighted:0.3,0.7;k=3"  # kept
+    (tmp_path / ROUTING_NAME).write_text('{"threshold": "high"}')
+    with pytest.raises(ModelError, match="'threshold' must be a number"):
+        read_decision_defaults(tmp_path)
