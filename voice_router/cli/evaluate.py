@@ -171,10 +171,14 @@ def _scored(args: argparse.Namespace) -> tuple[RouteSet, list[ClipScore], dict[s
             close()
     # the routes as the router decided with them: the model's default threshold and margin
     # where the file set none
-    routes = getattr(router, "routes", routes)
-    extra["threshold"] = routes.threshold
-    extra["threshold_from"] = "routes file" if "threshold" in routes.given else "model"
-    return routes, clips, extra
+    decided = getattr(router, "routes", routes)
+    extra["threshold"] = decided.threshold
+    extra["threshold_from"] = (
+        "routes file" if "threshold" in routes.given
+        else "model" if "threshold" in decided.given
+        else "default"
+    )  # fmt: skip
+    return decided, clips, extra
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
