@@ -16,8 +16,8 @@ Two layers:
   Tokens are matched character by character through a trie of the vocabulary (case-folded), so
   every tokenisation of an allowed text is allowed, with spoken-form leniency: the leading
   space Whisper puts before its first word, sentence punctuation (, . ? ! ; :) after a word, and
-  a hyphen wherever the phrasing has a space. Results are memoised per configuration set: the
-  same grammar state recurs across hypotheses and utterances.
+  a hyphen wherever the phrasing has a space. Moves and allowed tokens are memoised per
+  configuration set: the same grammar state recurs across hypotheses and utterances.
 """
 
 from __future__ import annotations
@@ -227,16 +227,6 @@ Config = tuple[int, int, tuple[Tag, ...]]
 _EMPTY: frozenset[Config] = frozenset()
 
 
-def _trie_texts(trie: _Trie) -> list[tuple[int, str]]:
-    """(id, text) of every token in a trie (its texts as stored: case-folded)."""
-    out, stack = [], [(trie, "")]
-    while stack:
-        node, text = stack.pop()
-        out += [(tid, text) for tid in node.ids]
-        stack += [(child, text + ch) for ch, child in node.children.items()]
-    return out
-
-
 @dataclass(frozen=True)
 class _Trie:
     """Whisper's text tokens by their (case-folded) characters: children and ids per node."""
@@ -262,14 +252,13 @@ class TokenMatcher:
     """Next allowed tokens of configuration sets over several route grammars.
 
     A configuration set is a frozenset of `Config`; `start()` gives the set before any token,
-    `allowed(configs, first)` maps each allowed token id to the set after it, and
+    `allowed(configs, first)` maps each allowed token id to the set after it
+    (`allowed_arrays`: the same as arrays, memoised, what the search uses), and
     `accepting(configs)` lists the tags of every configuration that may end there."""
 
     def __init__(self, grammars: Sequence[CharNFA], trie: _Trie) -> None:
         self.grammars = list(grammars)
         self.trie = trie
-        self._cache: dict[tuple[frozenset[Config], bool, bool], dict[int, frozenset[Config]]] = {}
-        self.ends_in_punct = {tid for tid, text in _trie_texts(trie) if text[-1] in PUNCTUATION}
         self._eps: dict[tuple[int, int], list[tuple[int, tuple[Tag, ...]]]] = {}
         self._move_cache: dict[frozenset[Config], Any] = {}
         self._array_cache: dict[tuple[frozenset[Config], bool, bool], Any] = {}
@@ -350,21 +339,15 @@ class TokenMatcher:
             if first or prev_punct:
                 return _EMPTY
             # after a word, where the phrasing has a space or may end: the same configurations
-            ok = SP in moves or ends or bool(self.accepting(configs))
-            return configs if ok else _EMPTY
+            return configs if SP in moves or ends else _EMPTY
         return moves.get(ch, _EMPTY)
 
-    def allowed(
-        self, configs: frozenset[Config], first: bool, after_punct: bool = False
-    ) -> dict[int, frozenset[Config]]:
-        """Token id -> configurations after it, for every token that keeps some configuration
-        alive (memoised). `after_punct`: the text so far ends with punctuation (no second
-        mark follows it)."""
-        key = (configs, first, after_punct)
-        got = self._cache.get(key)
-        if got is not None:
-            return got
-        out: dict[int, frozenset[Config]] = {}
+    def _walk(
+        self, configs: frozenset[Config], first: bool, after_punct: bool
+    ) -> dict[int, tuple[frozenset[Config], bool]]:
+        """Token id -> (configurations after it, whether its text ends in punctuation), for
+        every token that keeps some configuration alive: one pass down the vocabulary trie."""
+        out: dict[int, tuple[frozenset[Config], bool]] = {}
         stack = [(self.trie, configs, first, after_punct)]
         while stack:
             node, cfg, fst, prev = stack.pop()
@@ -372,27 +355,38 @@ class TokenMatcher:
                 nxt = self._step(cfg, ch, fst, prev)
                 if not nxt:
                     continue
+                punct = ch in PUNCTUATION
                 for tid in child.ids:
-                    out[tid] = nxt
+                    out[tid] = (nxt, punct)
                 if child.children:
-                    stack.append((child, nxt, fst and ch == " ", ch in PUNCTUATION))
-        if len(self._cache) > 50_000:
-            self._cache.clear()
-        self._cache[key] = out
+                    stack.append((child, nxt, fst and ch == " ", punct))
         return out
+
+    def allowed(
+        self, configs: frozenset[Config], first: bool, after_punct: bool = False
+    ) -> dict[int, frozenset[Config]]:
+        """Token id -> configurations after it, for every token that keeps some configuration
+        alive. `after_punct`: the text so far ends with punctuation (no second mark follows
+        it)."""
+        return {t: cfg for t, (cfg, _) in self._walk(configs, first, after_punct).items()}
 
     def allowed_arrays(
         self, configs: frozenset[Config], first: bool, after_punct: bool = False
-    ) -> tuple[Any, list[frozenset[Config]]]:
-        """`allowed` as (token ids (K,) int64 array, configurations after each): what a search
-        gathers log-probabilities with (memoised)."""
+    ) -> tuple[Any, list[frozenset[Config]], list[bool]]:
+        """`allowed` as (token ids (K,) int64 array, configurations after each, whether each
+        token ends in punctuation): what the search gathers log-probabilities with and carries
+        to its next step (memoised per configuration set)."""
         import numpy as np
 
         key = (configs, first, after_punct)
         got = self._array_cache.get(key)
         if got is None:
-            allowed = self.allowed(configs, first, after_punct)
-            got = (np.fromiter(allowed.keys(), np.int64, len(allowed)), list(allowed.values()))
+            walk = self._walk(configs, first, after_punct)
+            got = (
+                np.fromiter(walk.keys(), np.int64, len(walk)),
+                [cfg for cfg, _ in walk.values()],
+                [punct for _, punct in walk.values()],
+            )
             if len(self._array_cache) > 50_000:
                 self._array_cache.clear()
             self._array_cache[key] = got

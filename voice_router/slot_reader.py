@@ -86,7 +86,7 @@ class _Hyp:
     tokens: list[int]
     logp: float
     configs: frozenset
-    row: int  # its row in the decoder cache
+    after_punct: bool = False  # its text ends in punctuation (no second mark may follow)
 
 
 def has_phrasings(route: Route) -> bool:
@@ -199,27 +199,28 @@ class SlotReader:
         cache = None
         for t in tok.prompt:  # <|startoftranscript|> <|notimestamps|>, one step each
             lp, cache = dec.next_log_probs(np.array([[t]], dtype=np.int64), cross, cache)
-        live = [_Hyp([], 0.0, matcher.start(), 0)]
+        live = [_Hyp([], 0.0, matcher.start())]  # hypothesis i is row i of lp and the cache
         finished: list[tuple[float, list[int], float, tuple]] = []  # (rank, tokens, logp, tags)
         best_pruned = float("-inf")  # mean log-prob of the best dropped hypothesis
         for _ in range(MAX_TOKENS):  # lp: (B, V) full-vocabulary log-probs of each live row
-            cands: list[tuple[float, int, int, Any]] = []  # (logp, hyp index, token, configs)
+            # (logp, hyp index, token, configs after it, whether it ends in punctuation)
+            cands: list[tuple[float, int, int, Any, bool]] = []
             for i, h in enumerate(live):
-                after_punct = bool(h.tokens) and h.tokens[-1] in matcher.ends_in_punct
-                ids, after = matcher.allowed_arrays(h.configs, not h.tokens, after_punct)
+                ids, after, punct = matcher.allowed_arrays(h.configs, not h.tokens, h.after_punct)
                 ends = matcher.accepting(h.configs)
                 if ends:  # end-of-text competes with the other tokens, as in Whisper
-                    ids, after = np.append(ids, tok.eot), [*after, ends[0]]
-                scores = h.logp + lp[h.row, ids]  # (K,)
+                    ids, after, punct = np.append(ids, tok.eot), [*after, ends[0]], [*punct, False]
+                scores = h.logp + lp[i, ids]  # (K,)
                 keep = self.beam + 1  # Whisper considers beam + 1 tokens per hypothesis
                 if len(ids) > keep:
                     top = np.argpartition(-scores, keep)[:keep]
                 else:
                     top = np.arange(len(ids))
-                cands += [(float(scores[j]), i, int(ids[j]), after[j]) for j in top]
+                cands += [(float(scores[j]), i, int(ids[j]), after[j], punct[j]) for j in top]
             cands.sort(key=lambda c: -c[0])
             nxt: list[_Hyp] = []
-            for score, i, t, cfg in cands:
+            parents: list[int] = []  # each survivor's hypothesis index = its cache row
+            for score, i, t, cfg, ends_punct in cands:
                 h = live[i]
                 if t == tok.eot:
                     if len(finished) < self.beam:
@@ -230,13 +231,11 @@ class SlotReader:
                     if n >= PRUNE_AFTER and score / n < PRUNE_BELOW:
                         best_pruned = max(best_pruned, score / n)
                         continue
-                    nxt.append(_Hyp(h.tokens + [t], score, cfg, i))
+                    nxt.append(_Hyp(h.tokens + [t], score, cfg, ends_punct))
+                    parents.append(i)
             if len(finished) >= self.beam or not nxt:
                 break
-            rows = [live[n.row].row for n in nxt]  # each survivor's parent's cache row
-            cache = cache.select(rows)
-            for j, h in enumerate(nxt):
-                h.row = j
+            cache = cache.select(parents)
             live = nxt
             step = np.array([[h.tokens[-1]] for h in live], dtype=np.int64)  # (B, 1)
             lp, cache = dec.next_log_probs(step, cross, cache)
