@@ -247,41 +247,6 @@ def write_reference(model_dir: Path, clip: Path, out: Path) -> None:
     print(f"reference: {out} ({frames_out.shape[0]} x {frames_out.shape[1]})")
 
 
-def logits_graph() -> bytes:
-    """The decoder's output layer as an ONNX graph with int8 weights: the final layer norm's
-    normalised states (B, D), before its gain and bias, -> log-probabilities (B, V) over the
-    whole vocabulary. The gain is folded into the weights and the bias into a per-token offset
-    (the normalised states have no outlier dimensions, so quantising them per call loses little:
-    log-probabilities within ~0.1 of float32 where the gained states were off by ~0.4). The
-    weights are graph INPUTS (the runtime quantises the shipped float16 embedding per row when
-    it loads), so the file holds the structure only."""
-    from onnx import TensorProto, helper
-
-    nodes = [
-        helper.make_node("DynamicQuantizeLinear", ["hidden"], ["hq", "h_scale", "h_zero"]),
-        helper.make_node("MatMulInteger", ["hq", "weight_q", "h_zero"], ["acc"]),  # (B, V)
-        helper.make_node("Cast", ["acc"], ["acc_f"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["h_scale", "weight_scale"], ["scale"]),  # (V,)
-        helper.make_node("Mul", ["acc_f", "scale"], ["scaled"]),  # (B, V)
-        helper.make_node("Add", ["scaled", "weight_bias"], ["logits"]),  # (B, V)
-        helper.make_node("LogSoftmax", ["logits"], ["log_probs"], axis=-1),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "whisper_logits_int8",
-        [
-            helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "dim"]),
-            helper.make_tensor_value_info("weight_q", TensorProto.INT8, ["dim", "vocab"]),
-            helper.make_tensor_value_info("weight_scale", TensorProto.FLOAT, ["vocab"]),
-            helper.make_tensor_value_info("weight_bias", TensorProto.FLOAT, ["vocab"]),
-        ],
-        [helper.make_tensor_value_info("log_probs", TensorProto.FLOAT, ["batch", "vocab"])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model.SerializeToString()
-
-
 def _same_tensors(path: Path, tensors: dict) -> bool:
     """True when the safetensors file at `path` holds exactly `tensors` (names and values)."""
     if not path.is_file():
@@ -330,7 +295,6 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "config.json").write_text(json.dumps(conf, indent=2) + "\n", encoding="utf-8")
     (args.out / "decoder.json").write_text(json.dumps(dec_conf, indent=2) + "\n", encoding="utf-8")
     shutil.copyfile(model_dir / "tokenizer.json", args.out / "tokenizer.json")
-    (args.out / "logits_int8.onnx").write_bytes(logits_graph())
     from voice_router.model.decoder_graph import build_step_graph
 
     (args.out / "decoder_step_int8.onnx").write_bytes(

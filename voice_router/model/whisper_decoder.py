@@ -1,8 +1,10 @@
 """Whisper's text decoder in numpy, with a key/value cache: the reader of the slot stage.
 
-Why numpy: the runtime is torch-free, and the constrained search (voice_router.grammar_search)
-asks the decoder for one token's log-probabilities per hypothesis per step. The whole step is a
-few small matrix products; the cross-attention keys and values are computed once per utterance
+Why numpy: the runtime is torch-free, and the constrained search (voice_router.slot_reader)
+asks the decoder for one token's log-probabilities per hypothesis per step. The numpy step is
+the exact reference; by default the same step runs as one int8 ONNX Runtime graph
+(voice_router.model.decoder_graph, `next_log_probs`). The whole step is a few small matrix
+products; the cross-attention keys and values are computed once per utterance
 (`cross`), the self-attention ones grow by one row per step (`SelfCache`), and a beam re-orders
 them by index. The output layer is the tied token embedding (51,864 x 384 for tiny.en): the
 full-vocabulary log-softmax is what the search scores with (renormalising over the allowed
@@ -28,7 +30,6 @@ from voice_router.errors import ModelError
 
 BUNDLED = Path(__file__).resolve().parent.parent / "weights" / "whisper_tiny_en"
 DECODER_FILE = "decoder.safetensors"
-LOGITS_GRAPH = "logits_int8.onnx"
 STEP_GRAPH = "decoder_step_int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -131,7 +132,6 @@ class WhisperDecoder:
         self.config = config
         self.output = output
         self.threads = threads
-        self._int8: Any = None
         self._step: Any = None
         c = config
         if c.dim % c.heads:
@@ -192,9 +192,10 @@ class WhisperDecoder:
         scripts/convert_whisper_ct2.py (decoder.json + decoder.safetensors), or a transformers
         Whisper checkpoint folder (config.json + safetensors with `model.decoder.*`).
 
-        output: "int8" (default) scores the vocabulary with the int8 output layer on ONNX
-        Runtime (~3-5x faster than float32 numpy here; log-probabilities within ~0.1 of it on
-        real decoder states); "float32" is the exact numpy path."""
+        output: "int8" (default): `next_log_probs` runs the whole step as the int8 ONNX Runtime
+        graph (4x faster than float32 numpy for a beam of 5 here: benchmarks/decoder_step.py;
+        the same best token, likely tokens within 0.5 nats: tested); "float32": the exact
+        numpy path."""
         from safetensors.numpy import load_file
 
         path = BUNDLED if str(folder) == "bundled" else Path(folder).expanduser()
@@ -305,15 +306,9 @@ class WhisperDecoder:
         return hidden @ self.embed.T  # (..., D) @ (D, V)
 
     def log_probs(self, hidden: np.ndarray) -> np.ndarray:
-        """Final hidden states (B, D) -> log-probabilities over the whole vocabulary (B, V),
-        by the decoder's `output` path (int8 on ONNX Runtime, or exact float32)."""
-        h = np.asarray(hidden, dtype=np.float32)
-        if self.output == "float32":
-            return log_softmax(self.logits(h))
-        session, feeds = self._int8_parts()
-        gain, bias = self.ln
-        normed = np.ascontiguousarray((h - bias) / gain)  # (B, D) before the layer norm's gain
-        return session.run(None, {"hidden": normed, **feeds})[0]
+        """Final hidden states (B, D) -> float32 log-probabilities over the whole vocabulary
+        (B, V) (the exact path; the int8 step graph has its own output layer)."""
+        return log_softmax(self.logits(np.asarray(hidden, dtype=np.float32)))
 
     def next_log_probs(
         self, tokens: np.ndarray, cross: CrossCache, cache: SelfCache | None = None
@@ -397,42 +392,6 @@ class WhisperDecoder:
                       for k, v in feeds.items()}  # fmt: skip
             self._step = (session, values)
         return self._step
-
-    def _int8_parts(self) -> tuple[Any, dict[str, Any]]:
-        """The int8 output layer: ONNX Runtime session + its weight inputs: the embedding times
-        the final layer norm's gain, quantised per row (symmetric, scale = max |row| / 127), and
-        the embedding times its bias (scripts/convert_whisper_ct2.py, `logits_graph`). Built
-        on first use."""
-        if self._int8 is None:
-            import onnxruntime as ort
-
-            from voice_router.model.onnx_model import _options
-
-            graph = BUNDLED / LOGITS_GRAPH
-            if not graph.is_file():
-                raise ModelError(f"{graph} is missing; reinstall voice-router")
-            gain, bias = self.ln
-            if np.abs(gain).min() < 1e-6:
-                raise ModelError(
-                    "the decoder's final layer norm has a zero gain; use output='float32'"
-                )
-            w = self.embed * gain  # (V, D)
-            scale = np.maximum(np.abs(w).max(axis=1) / 127.0, 1e-12).astype(np.float32)  # (V,)
-            wq = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)  # (V, D)
-            session = ort.InferenceSession(
-                graph.read_bytes(), _options(self.threads), providers=["CPUExecutionProvider"]
-            )
-            self._int8 = (
-                session,
-                {
-                    "weight_q": ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(wq.T)),
-                    "weight_scale": ort.OrtValue.ortvalue_from_numpy(scale),
-                    "weight_bias": ort.OrtValue.ortvalue_from_numpy(
-                        (self.embed @ bias).astype(np.float32)
-                    ),  # (V,)
-                },
-            )
-        return self._int8
 
     def forward(
         self, tokens: np.ndarray, cross: CrossCache, cache: SelfCache | None = None
