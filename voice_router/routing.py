@@ -321,6 +321,7 @@ class Router:
             owned = True
         self.routes = with_model_defaults(self.routes, self.model)
         self._route_names = [r.name for r in self.routes.routes]
+        self._route_index = {n: i for i, n in enumerate(self._route_names)}
         self._by_name = {r.name: r for r in self.routes.routes}
         self._known = self._by_name.keys()
         self._oracle: _ScoringState | None = None
@@ -669,15 +670,14 @@ class Router:
         t1 = time.perf_counter()
         reading = self.read_slots(frames, scores)
         if reading is not None:
-            names = self._route_names
-            idx = {n: i for i, n in enumerate(names)}
-            readable = np.array([n in self.slot_reader.readable for n in names])  # (R,)
+            idx = self._route_index
+            readable = np.array([n in self.slot_reader.readable for n in self._route_names])
             pred = np.array([-1 if route is None else idx[route]])  # (1,)
             got = overrule(pred, np.array([True]),
                            np.array([idx[reading.route] if reading.understood else -1]),
-                           readable)[0]  # fmt: skip
+                           readable)[0]  # fmt: skip  # readable: (R,) routes with phrasings
             if got >= 0:
-                route, reason = names[got], None
+                route, reason = self._route_names[got], None
                 score = float(scores.get(route, score))
             elif route is not None:
                 route, reason = None, "not understood"

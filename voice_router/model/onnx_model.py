@@ -229,6 +229,7 @@ class OnnxEmbeddingModel:
         self.decision_defaults = read_decision_defaults(self.folder)  # threshold / margin
         self.threads = threads
         self._audio: Any = None
+        self._has_frames: bool | None = None  # the audio graph outputs encoder frames
         self._text: Any = None
         self._tower: Any = None
         self._tokenizer: Any = None
@@ -277,8 +278,9 @@ class OnnxEmbeddingModel:
 
         a = check_audio(0, audio)
         session = self._audio_session()
-        outputs = [o.name for o in session.get_outputs()]
-        if "frames" not in outputs or len(a) > int(self.max_seconds * self.sample_rate):
+        if self._has_frames is None:
+            self._has_frames = "frames" in {o.name for o in session.get_outputs()}
+        if not self._has_frames or len(a) > int(self.max_seconds * self.sample_rate):
             return embed_audio_pooled(self, a), None
         piece = self.normalizer(a) if self.normalizer.active else a
         mel = log_mel_np(piece, self.n_mels)[None]  # (1, n_mels, T)
