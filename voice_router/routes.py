@@ -799,9 +799,9 @@ def _validate(
     fields, problems = _check_set(raw)
     if problems:
         raise _schema_error(problems, raw, lines, where)
-    routes = RouteSet(**fields)
-    # defaults the schema filled in are not the file's: the router may use its model's
-    object.__setattr__(routes, "given", frozenset(k for k in _DECISION_KEYS if k in raw))
+    # a threshold or margin the schema filled in is not the file's: RouteSet records as given
+    # only what the file set (the router may use its model's for the others)
+    routes = RouteSet(**{k: v for k, v in fields.items() if k in raw or k not in _DECISION_KEYS})
     if base is not None:
         _resolve_audio(routes, base, lines, where)
         routes.source = None if where.startswith("<") else Path(where)
