@@ -22,12 +22,14 @@ Two layers:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voice_router.errors import RoutesError
+
+if TYPE_CHECKING:
+    from voice_router.model.whisper_decoder import WhisperTokenizer
 
 SP = " "
 """The space symbol: one or more grammar spaces in a row match exactly one spoken space."""
@@ -227,23 +229,30 @@ Config = tuple[int, int, tuple[Tag, ...]]
 _EMPTY: frozenset[Config] = frozenset()
 
 
-@dataclass(frozen=True)
 class _Trie:
-    """Whisper's text tokens by their (case-folded) characters: children and ids per node."""
+    """Whisper's text tokens by their (case-folded) characters: children and ids per node (a
+    plain slotted class: 300,000 of them are made per trie, a frozen dataclass's init is 3x
+    slower)."""
 
-    children: dict[str, _Trie]
-    ids: list[int]
+    __slots__ = ("children", "ids")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Trie] = {}
+        self.ids: list[int] = []
 
 
 def build_trie(token_texts: Sequence[tuple[int, str]]) -> _Trie:
     """A character trie over (token id, decoded text) pairs, keys lower-cased."""
-    root = _Trie({}, [])
+    root = _Trie()
     for tid, text in token_texts:
         if not text:
             continue
         node = root
         for ch in text.lower():
-            node = node.children.setdefault(ch, _Trie({}, []))
+            child = node.children.get(ch)
+            if child is None:
+                child = node.children[ch] = _Trie()
+            node = child
         node.ids.append(tid)
     return root
 
@@ -415,13 +424,9 @@ def _byte_alphabet() -> dict[str, int]:
     return {chr(c): b for b, c in zip(bs, cs, strict=True)}
 
 
-@functools.lru_cache(maxsize=4)
-def _token_texts(tokenizer_path: str) -> tuple[tuple[int, str], ...]:
+def _token_texts(tok: WhisperTokenizer) -> list[tuple[int, str]]:
     """(id, text) of every text token (below <|endoftext|>) that is whole UTF-8; pieces of a
     multi-byte character never spell an English phrasing."""
-    from voice_router.model.whisper_decoder import WhisperTokenizer
-
-    tok = WhisperTokenizer(tokenizer_path)
     to_byte = _byte_alphabet()
     out = []
     for piece, tid in tok.vocab().items():
@@ -431,13 +436,20 @@ def _token_texts(tokenizer_path: str) -> tuple[tuple[int, str], ...]:
             out.append((tid, bytes(to_byte[c] for c in piece).decode("utf-8")))
         except (KeyError, UnicodeDecodeError):
             continue
-    return tuple(sorted(out))
+    return sorted(out)
 
 
-@functools.lru_cache(maxsize=4)
-def token_trie(tokenizer_path: str) -> _Trie:
-    """The trie of a Whisper tokenizer's text tokens (built once per process)."""
-    return build_trie(_token_texts(tokenizer_path))
+_TRIES: dict[str, _Trie] = {}
+
+
+def token_trie(tok: WhisperTokenizer) -> _Trie:
+    """The trie of a Whisper tokenizer's text tokens (built once per process and tokenizer
+    file, from the tokenizer already loaded)."""
+    key = str(tok.path)
+    trie = _TRIES.get(key)
+    if trie is None:
+        trie = _TRIES[key] = build_trie(_token_texts(tok))
+    return trie
 
 
 def tags_to_parse(tags: Sequence[Tag]) -> tuple[str | None, dict[str, Any]]:

@@ -159,8 +159,7 @@ class SlotReader:
         key = tuple(names)
         m = self._matchers.get(key)
         if m is None:
-            path = str(self.tokenizer.path)
-            m = TokenMatcher([self._grammar(n) for n in key], token_trie(path))
+            m = TokenMatcher([self._grammar(n) for n in key], token_trie(self.tokenizer))
             if len(self._matchers) > 64:
                 self._matchers.clear()
             self._matchers[key] = m

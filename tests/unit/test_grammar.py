@@ -49,7 +49,7 @@ def matcher(tok: WhisperTokenizer) -> TokenMatcher:
     grammars = [
         compile_phrasings(r.sentences, r.examples, ROUTES.lists, r.name) for r in ROUTES.routes
     ]
-    return TokenMatcher(grammars, token_trie(str(tok.path)))
+    return TokenMatcher(grammars, token_trie(tok))
 
 
 def _parse(matcher: TokenMatcher, tok: WhisperTokenizer, text: str):
