@@ -112,8 +112,9 @@ def open_store(args: argparse.Namespace) -> Any:
 def build_router(args: argparse.Namespace, tools: Sequence[Any] = ()) -> Any:
     """A `Router` (the core of `VoiceRouter`, without LangChain) from parsed `add_common_args`
     + `add_router_args` options."""
+    from voice_router.model.loader import resolve_model
     from voice_router.routes import load_routes
-    from voice_router.routing import Router, resolve_model
+    from voice_router.routing import Router
 
     routes = load_routes(args.routes)
     model = resolve_model(getattr(args, "model", "default"))
@@ -380,6 +381,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     from voice_router.audio.io import load_audio
     from voice_router.index import RouteIndex, route_set_id
     from voice_router.model.loader import resolve_model
+    from voice_router.points import PointBuilder
     from voice_router.routes import load_routes
 
     routes = load_routes(args.routes)
@@ -387,8 +389,10 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     model = resolve_model(args.model)
     clips = [load_audio(f, target_rate=model.sample_rate) for f in args.files]
     labels = [str(Path(f).resolve()) for f in args.files]
-    with RouteIndex(model, open_store(args), exemplar_voices=0, set_id=route_set_id(routes)) as idx:
-        n = idx.enroll(args.route, clips, labels)
+    index = RouteIndex(open_store(args), dim=int(model.dim), fingerprint=model.fingerprint,
+                       set_id=route_set_id(routes))  # fmt: skip
+    with index:
+        n = PointBuilder(model, exemplar_voices=0).enroll(index, args.route, clips, labels)
     if args.json:
         _print_json({"route": args.route, "enrolled": n})
     else:
