@@ -102,3 +102,27 @@ def test_the_gate_gives_the_same_answer_from_several_threads(gate):
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda c: gate(c) is not None, [speech, noise] * 8))
     assert alone == [True, False] and got == alone * 8
+
+
+def test_speech_must_be_voiced_through_enough_of_its_span(gate):
+    """Two commands with 3 s of silence between them: voiced in less than half of the span
+    from the first one's start to the second one's end. The default fraction (a pause in a
+    sentence is normal) passes them; a gate asking for half stops them, and one asking for
+    nothing passes them whole."""
+    lamp = load_audio(LAMP)
+    clip = np.concatenate([lamp, np.zeros(48000, np.float32), lamp])
+    assert gate.min_voiced_fraction > 0 and gate(clip) is not None
+    strict = SpeechGate(model=gate._model, min_voiced_fraction=0.5)
+    assert strict(clip) is None
+    assert SpeechGate(model=gate._model, min_voiced_fraction=0.0)(clip) is not None
+
+
+def test_a_short_clip_with_speech_is_embedded_whole(gate):
+    """A word-length clip (<= whole_below_s) is not trimmed; a longer one is."""
+    lamp = load_audio(LAMP)
+    short = np.concatenate([np.zeros(8000, np.float32), lamp[:12000]])  # 1.25 s
+    assert len(short) <= gate.whole_below_s * 16000
+    out = gate(short)
+    assert out is not None and np.array_equal(out, short)
+    trims_all = SpeechGate(model=gate._model, whole_below_s=0.0)
+    assert len(trims_all(short)) < len(short)
