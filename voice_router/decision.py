@@ -161,13 +161,19 @@ def decide(
 
 
 def overrule(
-    pred: np.ndarray, read: np.ndarray, understood: np.ndarray, readable: np.ndarray
+    pred: np.ndarray,
+    read: np.ndarray,
+    understood: np.ndarray,
+    readable: np.ndarray,
+    silent: np.ndarray | None = None,
 ) -> np.ndarray:
     """The slot stage's say over the embedding decision, per clip (one rule for the router and
     evaluation): where a reading was made (`read` (N,) bool), an understood phrasing's route
     (`understood` (N,) index, -1 when not understood) is the decision; a reading that
     understood nothing vetoes a decided route that has phrasings (`readable` (R,) bool): that
-    speech fits none of them, so its tool must not run. Elsewhere `pred` (N,) stands."""
+    speech fits none of them, so its tool must not run; and a reading that understood nothing
+    and heard no speech (`silent` (N,) bool: Whisper's no-speech probability reached the
+    reader's maximum) vetoes ANY decided route. Elsewhere `pred` (N,) stands."""
     out = np.asarray(pred).copy()
     read = np.asarray(read, dtype=bool)
     understood = np.asarray(understood)
@@ -176,5 +182,7 @@ def overrule(
     decided = read & (understood < 0) & (out >= 0)
     veto = decided.copy()
     veto[decided] = np.asarray(readable, dtype=bool)[out[decided]]
+    if silent is not None:
+        veto |= decided & np.asarray(silent, dtype=bool)
     out[veto] = -1
     return out

@@ -302,9 +302,10 @@ class ScoreTable:
         labels: raw label of each clip.
         expected: (N,) index of the route that should match, or -1 for "nothing should match".
         scores: (N, R) scores; a clip with no scores (e.g. an empty transcript) is all -inf.
-        read / understood / readable: the slot stage's readings (see
+        read / understood / readable / silent: the slot stage's readings (see
             `voice_router.decision.overrule`): (N,) whether one was made, (N,) the understood
-            route's index or -1, (R,) which routes have phrasings. None when no clip was read.
+            route's index or -1, (R,) which routes have phrasings, (N,) whether the reading
+            heard no speech. None when no clip was read.
     """
 
     routes: list[str]
@@ -315,6 +316,7 @@ class ScoreTable:
     read: np.ndarray | None = None
     understood: np.ndarray | None = None
     readable: np.ndarray | None = None
+    silent: np.ndarray | None = None
 
     @classmethod
     def from_clips(cls, clips: Sequence[ClipScore], routes: Sequence[str]) -> ScoreTable:
@@ -336,6 +338,9 @@ class ScoreTable:
             )  # fmt: skip  # (N,)
             read_from = {n for c in ok if c.reading for n in c.reading["candidates"]}
             table.readable = np.array([r in read_from for r in routes])  # (R,)
+            table.silent = np.array(
+                [bool(c.reading) and c.reading.get("speech") is False for c in ok]
+            )  # (N,)
         return table
 
     @property
@@ -359,7 +364,7 @@ class ScoreTable:
         pred = decide(self.scores, self.routes, thresholds, margin)[0]
         if self.read is None:
             return pred
-        return overrule(pred, self.read, self.understood, self.readable)
+        return overrule(pred, self.read, self.understood, self.readable, self.silent)
 
 
 def _percentiles(values: Sequence[float]) -> dict[str, float | None]:

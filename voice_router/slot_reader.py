@@ -48,6 +48,15 @@ MAX_TOKENS = 64
 #: phrasing would otherwise be searched to MAX_TOKENS.
 PRUNE_BELOW = -4.0
 PRUNE_AFTER = 4
+#: Whisper's no-speech probability (of <|nocaptions|> right after <|startoftranscript|>) at
+#: or above which a reading heard no speech: no route, whatever the embedding decided, unless
+#: a phrasing was understood. Real non-speech that Silero VAD lets through (insects, a toilet
+#: flushing, snoring) scores 0.56-0.95 on the bundled tiny.en, multi-word commands mostly under
+#: 0.5, single words higher (Speech Commands: 0.8% of its words reach 0.85, 2.6% reach 0.8).
+#: Chosen on the FIT half of real non-speech and dev speech (benchmarks/gate_variants.py: the
+#: fewest non-speech triggers through routes/home.yaml, 2 of 109 from 0.7 to 0.85, then the
+#: fewest speech clips marked no speech); README, "The speech gate".
+DEFAULT_MAX_NO_SPEECH = 0.85
 
 
 @dataclass
@@ -58,6 +67,8 @@ class Reading:
     route / slots: the phrasing's route and slot values (also when not understood, for
         debugging; never acted on then). text: the phrasing as the decoder wrote it.
     confidence: mean log-probability per token (end-of-text included), full vocabulary.
+    no_speech: Whisper's no-speech probability of the utterance (None when the vocabulary
+        has no such token). speech: False when it reached the reader's `max_no_speech`.
     """
 
     understood: bool
@@ -67,6 +78,8 @@ class Reading:
     confidence: float = float("-inf")
     candidates: list[str] = field(default_factory=list)
     latency_ms: float = 0.0
+    no_speech: float | None = None
+    speech: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -78,6 +91,8 @@ class Reading:
             "confidence": None if not np.isfinite(self.confidence) else round(self.confidence, 4),
             "candidates": list(self.candidates),
             "latency_ms": round(self.latency_ms, 3),
+            "no_speech": None if self.no_speech is None else round(self.no_speech, 4),
+            "speech": self.speech,
         }
 
 
@@ -104,6 +119,8 @@ class SlotReader:
             tiny.en ones, loaded on first use).
         beam: beam width (1 = greedy).
         min_confidence: the "understood" threshold on mean log-probability per token.
+        max_no_speech: Whisper's no-speech probability at or above which a reading heard no
+            speech (`Reading.speech` False); 1.0 or more turns it off.
     """
 
     def __init__(
@@ -114,12 +131,14 @@ class SlotReader:
         *,
         beam: int = DEFAULT_BEAM,
         min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+        max_no_speech: float = DEFAULT_MAX_NO_SPEECH,
     ) -> None:
         if beam < 1:
             raise ValueError(f"beam must be >= 1, got {beam}")
         self.routes = routes
         self.beam = beam
         self.min_confidence = float(min_confidence)
+        self.max_no_speech = float(max_no_speech)
         self._decoder = decoder
         self._tokenizer = tokenizer
         self._grammars: dict[str, CharNFA] = {}
@@ -175,10 +194,12 @@ class SlotReader:
         if not names:
             return Reading(understood=False, route=None, candidates=list(candidates))
         matcher = self.matcher(names)
-        tokens, logp, tags = self._search(frames, matcher)
+        tokens, logp, tags, no_speech = self._search(frames, matcher)
         route, slots = tags_to_parse(tags) if tags is not None else (None, {})
         conf = logp / max(len(tokens) + 1, 1) if tags is not None else logp
         return Reading(
+            no_speech=no_speech,
+            speech=no_speech is None or no_speech < self.max_no_speech,
             understood=tags is not None and conf >= self.min_confidence,
             route=route,
             slots=slots,
@@ -190,14 +211,18 @@ class SlotReader:
 
     def _search(
         self, frames: np.ndarray, matcher: TokenMatcher
-    ) -> tuple[list[int], float, tuple | None]:
+    ) -> tuple[list[int], float, tuple | None, float | None]:
         """Constrained beam search -> (tokens, summed log-prob incl. end-of-text, tags of the
-        path). When no phrasing was completed: ([], the best pruned mean log-prob, None)."""
+        path, Whisper's no-speech probability). When no phrasing was completed: ([], the best
+        pruned mean log-prob, None, no-speech probability)."""
         dec, tok = self.decoder, self.tokenizer
         cross = dec.cross(frames)
         cache = None
+        no_speech = None
         for t in tok.prompt:  # <|startoftranscript|> <|notimestamps|>, one step each
             lp, cache = dec.next_log_probs(np.array([[t]], dtype=np.int64), cross, cache)
+            if t == tok.sot and tok.no_speech is not None:  # Whisper's no-speech probability
+                no_speech = float(np.exp(lp[0, tok.no_speech]))
         live = [_Hyp([], 0.0, matcher.start())]  # hypothesis i is row i of lp and the cache
         finished: list[tuple[float, list[int], float, tuple]] = []  # (rank, tokens, logp, tags)
         best_pruned = float("-inf")  # mean log-prob of the best dropped hypothesis
@@ -239,7 +264,7 @@ class SlotReader:
             step = np.array([[h.tokens[-1]] for h in live], dtype=np.int64)  # (B, 1)
             lp, cache = dec.next_log_probs(step, cross, cache)
         if not finished:
-            return [], best_pruned, None
+            return [], best_pruned, None, no_speech
         finished.sort(key=lambda f: -f[0])
         _, tokens, logp, tags = finished[0]
-        return tokens, logp, tags
+        return tokens, logp, tags, no_speech

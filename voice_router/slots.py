@@ -3,10 +3,10 @@
 Where the leading routes have `sentences:`, Whisper's decoder reads the utterance held to those
 routes' own phrasings (`voice_router.slot_reader.SlotReader`): a reading it is confident of
 decides the route among them and gives every slot value exactly; speech that fits none of them
-is "not understood" and calls no tool (`voice_router.decision.overrule`, the one rule for the
-router and `eval`). Without a reading (no reader, or a model without encoder frames), slot
-values come from embeddings: the route's template phrasings nearest to the utterance
-(`slots_from_embeddings`).
+is "not understood" and calls no tool, and a reading in which Whisper heard no speech calls
+none for any route (`voice_router.decision.overrule`, the one rule for the router and `eval`).
+Without a reading (no reader, or a model without encoder frames), slot values come from
+embeddings: the route's template phrasings nearest to the utterance (`slots_from_embeddings`).
 """
 
 from __future__ import annotations
@@ -65,14 +65,15 @@ class SlotStage:
     def decide(self, route: str | None, reading: Reading | None) -> tuple[str | None, bool]:
         """(route, vetoed) after the reading's say over the embedding decision `route`
         (`decision.overrule`); vetoed is True when a route was decided and the reading
-        understood none of the phrasings."""
+        understood none of the phrasings, or heard no speech (`Reading.speech`)."""
         if reading is None:
             return route, False
         row = self._row
         pred = np.array([-1 if route is None else row[route]])  # (1,)
         read = np.array([True])  # (1,)
         understood = np.array([row[reading.route] if reading.understood else -1])  # (1,)
-        got = int(overrule(pred, read, understood, self._readable)[0])
+        silent = np.array([not reading.speech])  # (1,) Whisper heard no speech
+        got = int(overrule(pred, read, understood, self._readable, silent)[0])
         if got >= 0:
             return self._names[got], False
         return None, route is not None

@@ -58,3 +58,18 @@ def test_overrule_gives_the_slot_stage_the_last_word_on_routes_with_phrasings():
     # an understood reading rescues a no-match; no reading -> the embedding decision
     assert got.tolist() == [1, -1, 2, 0, 0, -1]
     assert pred.tolist() == [0, 1, 2, -1, 0, -1]  # not modified in place
+
+
+def test_a_reading_that_heard_no_speech_vetoes_every_route_unless_it_understood():
+    from voice_router.decision import overrule
+
+    readable = np.array([True, False])  # route 1 has no phrasings: only silence vetoes it
+    pred = np.array([1, 1, 0, 1, 1])
+    read = np.array([True, True, True, True, False])
+    understood = np.array([-1, -1, 0, 0, -1])
+    silent = np.array([True, False, True, True, True])
+    got = overrule(pred, read, understood, readable, silent)
+    # silent + not understood -> no route, even for route 1; not silent -> route 1 stands;
+    # an understood phrasing wins over silence; no reading -> the embedding decision
+    assert got.tolist() == [-1, 1, 0, 0, 1]
+    assert overrule(pred, read, understood, readable).tolist() == [1, 1, 0, 0, 1]

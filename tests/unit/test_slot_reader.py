@@ -45,9 +45,11 @@ class ScriptedDecoder:
     """Says `text` (its Whisper tokens then end-of-text) at -0.05 a token; every other token
     costs `other`. Histories ride in the cache, as a real decoder's states do."""
 
-    def __init__(self, tok: WhisperTokenizer, text: str, other: float = -9.0) -> None:
+    def __init__(
+        self, tok: WhisperTokenizer, text: str, other: float = -9.0, no_speech: float = 0.0
+    ) -> None:
         self.target = [*tok.encode(text), tok.eot]
-        self.tok, self.other = tok, other
+        self.tok, self.other, self.no_speech = tok, other, no_speech
         self._rows: list[list[int]] = []
 
     def cross(self, frames):
@@ -61,6 +63,8 @@ class ScriptedDecoder:
             said = row[len(self.tok.prompt) :]
             if said == self.target[: len(said)] and len(said) < len(self.target):
                 out[i, self.target[len(said)]] = -0.05
+            if row == [self.tok.sot] and self.no_speech > 0:  # Whisper's no-speech slot
+                out[i, self.tok.no_speech] = np.log(self.no_speech)
         return out, _Cache(rows)
 
 
@@ -104,6 +108,21 @@ def test_only_candidates_with_phrasings_are_read(tok):
     assert reader.read(np.zeros((4, 1)), ["cancel", "timer"]).route == "cancel"
 
 
+def test_whisper_no_speech_probability_decides_whether_speech_was_heard(tok):
+    """The probability of <|nocaptions|> right after <|startoftranscript|> is the reading's
+    no_speech; at or above the reader's max_no_speech the reading heard no speech."""
+    said = " Cancel the timer."
+    quiet = SlotReader(ROUTES, ScriptedDecoder(tok, said, no_speech=0.9), tok)
+    r = quiet.read(np.zeros((4, 1)), ["cancel"])
+    assert r.no_speech == pytest.approx(0.9, abs=1e-4) and r.speech is False
+    assert r.to_dict()["speech"] is False
+    loud = SlotReader(ROUTES, ScriptedDecoder(tok, said, no_speech=0.2), tok)
+    r = loud.read(np.zeros((4, 1)), ["cancel"])
+    assert r.no_speech == pytest.approx(0.2, abs=1e-4) and r.speech is True
+    off = SlotReader(ROUTES, ScriptedDecoder(tok, said, no_speech=0.9), tok, max_no_speech=1.0)
+    assert off.read(np.zeros((4, 1)), ["cancel"]).speech is True
+
+
 def test_beam_must_be_positive(tok):
     with pytest.raises(ValueError, match="beam must be >= 1"):
         _reader(tok, "x", beam=0)
@@ -123,6 +142,7 @@ def test_the_real_decoder_reads_the_room_from_a_real_recording():
     r = reader.read(frames, ["lights_on", "lights_off", "set_timer"])
     assert (r.understood, r.route, r.slots) == (True, "lights_on", {"room": "living room"})
     assert r.confidence > -1.0
+    assert r.speech and r.no_speech is not None and r.no_speech < 0.5  # Whisper heard speech
     # the same clip held to phrasings it does not say: not understood
     r = reader.read(frames, ["set_timer", "shopping_list"])
     assert not r.understood

@@ -449,6 +449,13 @@ class WhisperTokenizer:
         self.eot = special("<|endoftext|>")
         self.sot = special("<|startoftranscript|>")
         self.no_timestamps = special("<|notimestamps|>")
+        # Whisper's "no speech" token (<|nocaptions|> in the English-only vocabularies,
+        # <|nospeech|> in later ones): its probability right after <|startoftranscript|> is
+        # Whisper's own no-speech probability. None when the vocabulary has neither.
+        self.no_speech = next(
+            (int(i) for n in ("<|nocaptions|>", "<|nospeech|>")
+             if (i := self._tok.token_to_id(n)) is not None), None,
+        )  # fmt: skip
         # The first id that is not text: specials and timestamps are never part of a phrasing.
         self.first_special = self.eot
 
