@@ -462,7 +462,7 @@ class Router:
         if decided is not None:
             reason = None
         elif vetoed:
-            reason = "not understood"
+            reason = "not understood" if reading.speech else "no speech"
         route = decided
         t2 = time.perf_counter()
         m = RouteMatch(route=route, score=score, margin=margin, candidates=cands, nearest=nearest)

@@ -226,3 +226,31 @@ def test_speech_that_fits_no_phrasing_calls_no_tool(tmp_path):
     assert m.reading is not None and not m.reading["understood"]
     assert m.to_dict()["reason"] == "not understood"
     assert home_tools.ACTIONS == []
+
+
+def test_a_reading_that_hears_no_speech_vetoes_every_route(tmp_path):
+    """A reader that takes every utterance for non-speech (max_no_speech 0: Whisper's
+    no-speech probability is always >= 0): "What time is it?" decided by the embedding for a
+    route WITHOUT phrasings still calls no tool, with reason "no speech"; the same reader on the
+    lamp clip still understands its phrasing, and an understood phrasing stands."""
+    from voice_router.slot_reader import SlotReader
+
+    routes = parse_routes(
+        SLOT_ROUTES + "  - name: what_time\n    description: What time is it?\n"
+        "    tool: examples.home_tools:get_time\n"
+    )
+    home_tools.ACTIONS.clear()
+    deaf = SlotReader(routes, max_no_speech=0.0)
+    with VoiceRouter(routes, tools=home_tools.HOME_TOOLS, index=str(tmp_path / "idx"),
+                     exemplar_voices=0, slot_reader=deaf) as router:  # fmt: skip
+        m = router.route(CLIP2)
+        assert m.route is None and m.reason == "no speech", m.to_dict()
+        assert m.nearest == "what_time" and m.reading["speech"] is False
+        assert home_tools.ACTIONS == []
+        assert router.route(CLIP).route == "lights_on"
+    home_tools.ACTIONS.clear()
+    with VoiceRouter(routes, tools=home_tools.HOME_TOOLS, index=str(tmp_path / "idx"),
+                     exemplar_voices=0) as router:  # fmt: skip
+        m = router.route(CLIP2)  # the default reader hears speech: the embedding's route
+        assert m.route == "what_time" and m.reading["speech"] is True, m.to_dict()
+        assert [a["tool"] for a in home_tools.ACTIONS] == ["get_time"]
