@@ -239,7 +239,9 @@ class Scorer:
             speech_gate=False,
         )
         self.routes = self.router.routes
-        self.file = cache / f"scores_{routes_path.stem}.pkl"
+        reader = self.router.slot_reader  # its verdicts ride in the cached readings
+        tag = "" if reader is None else f"_ns{reader.max_no_speech:g}_c{reader.min_confidence:g}"
+        self.file = cache / f"scores_{routes_path.stem}{tag}.pkl"
         self.memo: dict[str, Any] = (
             pickle.loads(self.file.read_bytes()) if self.file.exists() else {}
         )
@@ -280,7 +282,7 @@ class NoSpeech:
         )
 
     def __call__(self, audio: np.ndarray) -> float:
-        from voice_router.routing import embed_audio_with_frames
+        from voice_router.model.base import embed_audio_with_frames
 
         key = hashlib.sha1(np.ascontiguousarray(audio, dtype=np.float32).tobytes()).hexdigest()
         if key not in self.memo:
