@@ -166,6 +166,9 @@ def _summarise(result: dict[str, Any], routes: Any, rows: list[Any], max_fa: flo
         "model": result.get("model"),
         "n": rep["n"],
         "n_unreadable": rep["n_unreadable"],
+        # clips nothing was heard in: voice-router's speech gate stopped them, a cascade's
+        # transcript was empty (either way no route can match)
+        "n_nothing_heard": sum(1 for c in ok if not c.scores),
         "top1_accuracy": rep["top1_accuracy"],
         "accuracy": cross["accuracy"],
         "macro_accuracy": cross["macro_accuracy"],

@@ -14,7 +14,10 @@ Runs, on the data in ../shared/data (see benchmarks/manifests/):
 6. the Home Assistant commands (ha_commands_en, Home Assistant's own intent descriptions) beside
    the others, and Rhasspy / Home Assistant / wake phrases with pink noise at 6 dB SNR;
 7. benchmarks/retrieval_vs_cascade.py on the speechocean762 test speakers (--retrieval-limit
-   clips): speech<->text retrieval against the Whisper cascade.
+   clips): speech<->text retrieval against the Whisper cascade;
+8. real non-speech (nonspeech_dev, 203 ESC-50 clips, evaluation only) through routes/home.yaml
+   with benchmarks/route_vs_cascade.py: how often each system triggers a route at the routes
+   file's thresholds (`--nonspeech-only` runs this step alone).
 
 Each step's exact command is printed, its JSON saved under --out, and a Markdown summary
 (`summary.md`) written from those JSON files. Nothing is downloaded.
@@ -77,6 +80,11 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads, every step [1]")
     p.add_argument("--exemplar-voices", type=int, default=None, help="TTS voices per route text")
     p.add_argument("--skip-cascade", action="store_true", help="skip route_vs_cascade.py")
+    p.add_argument(
+        "--nonspeech-only",
+        action="store_true",
+        help="run only step 8 (false triggers on real non-speech) and its summary",
+    )
     args = p.parse_args()
 
     out = args.out.resolve()
@@ -102,6 +110,13 @@ def main() -> int:
     }
     log: list[dict[str, Any]] = []
     res: dict[str, Any] = {}
+
+    if args.nonspeech_only:
+        res["nonspeech_home"] = _nonspeech(args, data, index, log, out)
+        (out / "commands_nonspeech.json").write_text(json.dumps(log, indent=2))
+        (out / "summary_nonspeech.md").write_text(summary(res, log, args))
+        print((out / "summary_nonspeech.md").read_text())
+        return 0
 
     res["calibrate"] = _run(
         [
@@ -184,10 +199,37 @@ def main() -> int:
         if args.retrieval_limit:
             cmd += ["--limit", str(args.retrieval_limit)]
         res["retrieval_speechocean762_test"] = _run(cmd, out / "retrieval_so762.json", log)
+        res["nonspeech_home"] = _nonspeech(args, data, index, log, out)
     (out / "commands.json").write_text(json.dumps(log, indent=2))
     (out / "summary.md").write_text(summary(res, log, args))
     print((out / "summary.md").read_text())
     return 0
+
+
+def _nonspeech(
+    args: argparse.Namespace, data: Path, index: Path, log: list[dict[str, Any]], out: Path
+) -> dict[str, Any]:
+    """Step 8: real non-speech through routes/home.yaml, voice-router beside both cascades."""
+    cmd = [
+        sys.executable,
+        "benchmarks/route_vs_cascade.py",
+        "--routes",
+        "routes/home.yaml",
+        "--data",
+        _rel(data / "nonspeech_dev" / "manifest.csv"),
+        "--model",
+        args.model,
+        "--index",
+        _rel(index),
+        "--threads",
+        str(args.threads),
+        "--systems",
+        ",".join(BENCH_SYSTEMS),
+        "--json",
+    ]
+    if args.exemplar_voices is not None:
+        cmd += ["--exemplar-voices", str(args.exemplar_voices)]
+    return _run(cmd, out / "bench_nonspeech_home.json", log)
 
 
 def _f(x: Any, nd: int = 3) -> str:
@@ -279,6 +321,29 @@ def summary(res: dict[str, Any], log: list[dict[str, Any]], args: argparse.Names
                 f"| {k[len('search_') :]} | {v['n_queries']} | {v['n_clips']} | {_f(v['R@1'])} | "
                 f"{_f(v['cvR@5'])} | {_f(v['R@10'])} |"
             )
+    ns = res.get("nonspeech_home")
+    if ns:
+        lines += [
+            "",
+            "### False triggers on real non-speech (nonspeech_dev: 203 ESC-50 recordings, "
+            "routes/home.yaml at its own thresholds)",
+            "",
+            "| system | clips | nothing heard | triggered a route | false-trigger rate |",
+            "|---|---|---|---|---|",
+        ]
+        for s in ns["systems"]:
+            fa = s["false_accept_rate_file_thresholds"]
+            n_fa = None if fa is None else round(fa * s["n"])
+            lines.append(
+                f"| {s['name']} | {s['n']} | {s.get('n_nothing_heard', 'n/a')} | "
+                f"{'n/a' if n_fa is None else n_fa} | {_f(fa)} |"
+            )
+        lines += [
+            "",
+            "nothing heard: voice-router's speech gate found no speech / the cascade's "
+            "transcript was empty. The cascades' scores are MiniLM cosines held to home.yaml's "
+            "threshold (0.55), which was set for voice-router's scale.",
+        ]
     lines += ["", "Commands (from the repository root):", "", "```"]
     lines += [c["command"] for c in log]
     lines += ["```", ""]

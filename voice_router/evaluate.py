@@ -239,9 +239,9 @@ def score_clips(
             scores = scorer.scores_vector(vector)  # type: ignore[attr-defined]
             read_slots = getattr(scorer, "read_slots", None)
             read = read_slots(frames, scores) if read_slots is not None else None
-            names = list(scores)
-            top, _, _ = top_two(np.array([[scores[n] for n in names]]), names)  # (1,)
-            best = names[int(top[0])]  # the decision rule's route, ties included
+            names = list(scores)  # none: nothing heard (a cascade's empty transcript)
+            top, _, _ = top_two(np.array([[scores[n] for n in names]]), names)  # (1,) or (0,)
+            best = names[int(top[0])] if names else None  # the decision rule's route, ties too
             if read is not None:
                 reading = read.to_dict()
                 if read.understood:

@@ -207,6 +207,37 @@ def test_benchmark_offers_whisper_cascade_and_run_all_tabulates_it() -> None:
     assert "whisper-cascade = whisper-tiny.en (faster-whisper int8)" in md
 
 
+def test_run_all_tabulates_false_triggers_on_non_speech() -> None:
+    """Step 8's table: per system, the clips nothing was heard in and the routes triggered at
+    the routes file's thresholds (the count comes from the rate and the clip count)."""
+
+    def system(name: str, heard_nothing: int, fa: float) -> dict:
+        return {"name": name, "n": 200, "n_nothing_heard": heard_nothing,
+                "false_accept_rate_file_thresholds": fa}  # fmt: skip
+
+    bench = {"systems": [system("voice-router", 187, 0.02), system("cascade", 40, 0.31),
+                         system("whisper-cascade", 12, 0.125)]}  # fmt: skip
+    md = run_all_summary({"nonspeech_home": bench}, [], argparse.Namespace(model="default"))
+    assert "False triggers on real non-speech" in md
+    assert "| voice-router | 200 | 187 | 4 | 0.020 |" in md
+    assert "| cascade | 200 | 40 | 62 | 0.310 |" in md
+    assert "| whisper-cascade | 200 | 12 | 25 | 0.125 |" in md
+
+
+def test_benchmark_counts_clips_nothing_was_heard_in() -> None:
+    """A clip with no scores (the gate found no speech / an empty transcript) is counted."""
+    routes = load_routes(DATA / "eval" / "routes.yaml")
+    clips = [
+        {"display": f"c{i}", "label": "", "scores": {} if i < 3 else {"yes": 0.9, "on": 0.1,
+         "off": 0.1}, "latency_ms": 1.0, "duration_s": 1.0, "error": None}
+        for i in range(5)
+    ]  # fmt: skip
+    rows = [ManifestRow(Path(c["display"]), c["display"], c["label"], "") for c in clips]
+    result = {"name": "x", "clips": clips, "peak_rss_mb": 1.0, "setup_s": 0.1, "threads": 1}
+    out = _summarise(result, routes, rows, 0.05)
+    assert out["n_nothing_heard"] == 3
+
+
 def test_pocketsphinx_transcribes_a_real_clip() -> None:
     from voice_router.audio.io import load_audio
 
@@ -393,3 +424,14 @@ def test_cascade_resolves_slots_through_evaluate() -> None:
     rep = evaluation_report(got, SLOTTED)
     assert rep["top1_accuracy"] == 1.0
     assert rep["command_accuracy"] == pytest.approx(2 / 3, abs=1e-4)  # reports round to 4
+
+
+def test_an_empty_transcript_on_routes_with_slots_scores_nothing() -> None:
+    """Non-speech often transcribes to nothing: on routes with `sentences:` the slot path
+    records the clip with no scores (no route can match) instead of failing the run."""
+    cascade = CascadeRouter(SLOTTED, GivenTranscripts(["", "set a timer for 12 minutes"]),
+                            HashText())  # fmt: skip
+    manifest = [ManifestRow(Path(f"c{i}.wav"), f"c{i}.wav", "", "") for i in range(2)]
+    got = score_clips(cascade, manifest, loader=lambda p: np.zeros(800, np.float32))
+    assert got[0].scores == {} and got[0].slots is None and got[0].error is None
+    assert got[1].scores and got[1].slots == {"minutes": 12}
