@@ -24,8 +24,10 @@ from voice_router.audio.vad import FRAME, SAMPLE_RATE, UtteranceSegmenter, load_
 #: Speech must be voiced (Silero's probability >= `threshold`) in at least this fraction of
 #: the frames from the first utterance's start to the last one's end. Bursts that Silero calls
 #: speech for a frame or two in a longer noisy stretch (a pig's grunts, laughter, a toilet
-#: flushing) fall under it; words and commands do not. Fitted on the fit halves of
-#: benchmarks/gate_variants.py (README, "The speech gate").
+#: flushing) fall under it; words and commands do not. The lowest of 0.3-0.6 tried on the fit
+#: halves of benchmarks/gate_variants.py: higher fractions stop more non-speech and more words
+#: (0.6: 30 of 864 fit-half Speech Commands words, and multi-word commands pause more)
+#: (README, "The speech gate").
 MIN_VOICED_FRACTION = 0.3
 #: A clip no longer than this is embedded whole when it has speech: a short clip is one word
 #: already, and trimming it cut Speech Commands' calibrated accuracy 0.924 -> 0.915 and
