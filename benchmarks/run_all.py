@@ -239,10 +239,12 @@ def _f(x: Any, nd: int = 3) -> str:
 def summary(res: dict[str, Any], log: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """Markdown tables from the saved reports."""
     lines = [f"## Evaluation (model: {args.model})", ""]
-    lines += [
-        "| set | clips | top-1 | accuracy | macro acc. | false accepts | latency p50 / p95 ms |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    if any(k.startswith("eval_") for k in res):
+        lines += [
+            "| set | clips | top-1 | accuracy | macro acc. | false accepts | "
+            "latency p50 / p95 ms |",
+            "|---|---|---|---|---|---|---|",
+        ]
     rows = [
         ("Speech Commands, 10 words, test speakers (calibrated)", "eval_speech_commands_test"),
         ("same, pink noise at 6 dB SNR", "eval_speech_commands_test_noise6"),
