@@ -335,3 +335,28 @@ def test_route_says_no_speech_for_a_tone_and_no_speech_gate_turns_the_gate_off(
                        "--no-speech-gate", *FAST)  # fmt: skip
     row = json.loads(out.splitlines()[0])
     assert row.get("reason") != "no speech" and row["candidates"]
+
+
+@pytest.mark.parametrize("cmd", ["eval", "calibrate"])
+def test_commands_that_call_no_tool_offer_no_tool_options(cmd, capsys):
+    """eval and calibrate decide only: --allow-import, --dry-run and --tool-timeout would
+    suggest a tool runs; `route` keeps them."""
+    tool_options = ("--allow-import", "--dry-run", "--tool-timeout")
+    for command, shown in ((cmd, False), ("route", True)):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        out = capsys.readouterr().out
+        assert [o in out for o in tool_options] == [shown] * 3, command
+
+
+def test_wake_word_help_names_the_extra_that_brings_pytorch(capsys):
+    import tomllib
+
+    with pytest.raises(SystemExit):
+        cli.main(["listen", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert any(d.startswith("torch") for d in extras["torch"])  # the extra that brings PyTorch
+    assert "needs PyTorch: pip install 'voice-router[torch]'" in out

@@ -58,19 +58,27 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON (one object per line)")
 
 
-def add_router_args(parser: argparse.ArgumentParser, *, routes_required: bool = True) -> None:
-    """Add the options `build_router` reads: --routes, --allow-import, --fusion, ..."""
+def add_router_args(
+    parser: argparse.ArgumentParser, *, routes_required: bool = True, tools: bool = True
+) -> None:
+    """Add the options `build_router` reads: --routes, --allow-import, --fusion, ...
+
+    `tools=False` leaves out the tool options (--allow-import, --dry-run, --tool-timeout) for
+    commands that decide only and never call a tool (eval, calibrate): listed, they would
+    suggest a tool runs."""
     parser.add_argument(
         "--routes", required=routes_required, metavar="ROUTES.yaml", help="routes YAML file"
     )
-    parser.add_argument(
-        "--allow-import",
-        action="store_true",
-        help="let routes name tools as package.module:attr (imports that code: trusted files only)",
-    )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="decide only: do not call the routes' tools"
-    )
+    if tools:
+        parser.add_argument(
+            "--allow-import",
+            action="store_true",
+            help="let routes name tools as package.module:attr (imports that code: trusted "
+            "files only)",
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="decide only: do not call the routes' tools"
+        )
     parser.add_argument(
         "--fusion",
         default=None,
@@ -93,13 +101,14 @@ def add_router_args(parser: argparse.ArgumentParser, *, routes_required: bool = 
         help="route every clip as it is, speech or not (default: Silero VAD first: a clip with no "
         "speech gets no route, speech is trimmed to its utterances)",
     )
-    parser.add_argument(
-        "--tool-timeout",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="stop waiting for a tool after this long [default: %(default)s]",
-    )
+    if tools:
+        parser.add_argument(
+            "--tool-timeout",
+            type=float,
+            default=10.0,
+            metavar="SECONDS",
+            help="stop waiting for a tool after this long [default: %(default)s]",
+        )
 
 
 def open_store(args: argparse.Namespace) -> Any:

@@ -91,7 +91,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_data_args(p)
     add_common_args(p)
-    add_router_args(p)
+    add_router_args(p, tools=False)  # decides only: no tool options
     p.set_defaults(func=_cmd_eval)
 
     p = subparsers.add_parser(
@@ -114,7 +114,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         help="largest allowed fraction of no-match clips that match a route [0.05]",
     )
     add_common_args(p)
-    add_router_args(p)
+    add_router_args(p, tools=False)  # decides only: no tool options
     p.set_defaults(func=_cmd_calibrate)
 
     p = subparsers.add_parser(

@@ -232,7 +232,8 @@ def register_cli(subparsers: Any) -> None:
         default=None,
         metavar="NAME",
         help="only route speech after this wake word (openWakeWord model in pyopen-wakeword: "
-        "hey_jarvis, alexa, hey_mycroft, hey_rhasspy, okay_nabu)",
+        "hey_jarvis, alexa, hey_mycroft, hey_rhasspy, okay_nabu); needs PyTorch: "
+        "pip install 'voice-router[torch]'",
     )
     p.add_argument(
         "--wake-threshold",
