@@ -360,3 +360,38 @@ def test_wake_word_help_names_the_extra_that_brings_pytorch(capsys):
     ]
     assert any(d.startswith("torch") for d in extras["torch"])  # the extra that brings PyTorch
     assert "needs PyTorch: pip install 'voice-router[torch]'" in out
+
+
+def test_index_audio_refuses_a_missing_or_empty_folder_and_creates_no_collection(
+    capsys, tmp_path
+):
+    idx = ["--model", "hash", "--index", tmp_path / "idx"]
+    empty = tmp_path / "empty"
+    (empty / "notes").mkdir(parents=True)
+    (empty / "notes" / "readme.txt").write_text("no audio here")
+    for folder, says in ((tmp_path / "nosuch", "does not exist"), (empty, "holds no audio files")):
+        code, out, err = run(capsys, "index-audio", folder, "--collection", "sounds", *idx)
+        assert code == 3 and out == "", err
+        assert err.startswith("error: ") and str(folder) in err and says in err
+    code, out, _ = run(capsys, "index", "list", "--json", *idx)
+    assert code == 0 and out == ""  # nothing was created
+    code, out, err = run(capsys, "search", "x", "--collection", "sounds", *idx)
+    assert code == 6 and "there are none yet" in err
+
+
+def test_index_list_reports_the_bytes_a_collection_occupies(capsys, tmp_path):
+    """Qdrant Edge preallocates sparse 32 MiB files: the size is what the files hold on disk
+    (as `du`), not their lengths."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    sf.write(lib / "c.wav", _tone(1), 16000)
+    idx = ["--model", "hash", "--index", tmp_path / "idx"]
+    assert run(capsys, "index-audio", lib, "--collection", "sounds", *idx)[0] == 0
+    code, out, _ = run(capsys, "index", "list", "--json", *idx)
+    (row,) = map(json.loads, out.splitlines())
+    files = [f for f in (tmp_path / "idx" / "sounds").rglob("*") if f.is_file()]
+    used = sum(f.stat().st_blocks * 512 for f in files)
+    length = sum(f.stat().st_size for f in files)
+    assert code == 0 and row["bytes"] == used
+    if used < length:  # a filesystem with sparse files (ext4, tmpfs, ...): far below the lengths
+        assert row["bytes"] < length

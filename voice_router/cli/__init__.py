@@ -248,10 +248,21 @@ def cmd_routes_import(args: argparse.Namespace) -> int:
 
 
 def cmd_index_audio(args: argparse.Namespace) -> int:
-    """Index a folder of audio into a library collection."""
-    from voice_router.library import AudioLibrary
+    """Index a folder of audio into a library collection.
+
+    The folder is checked first: a missing one, or one without audio files, fails (AudioError,
+    exit 3) before a model loads or a collection is created, so no empty collection is left
+    behind for `index list` and `search` to show."""
+    from voice_router.library import AudioLibrary, audio_extensions, audio_folder
     from voice_router.model.loader import resolve_model
 
+    folder, files = audio_folder(args.dir)
+    if not files:
+        raise AudioError(
+            f"{folder} holds no audio files (looked for "
+            f"{', '.join(sorted(audio_extensions()))}, in subfolders too); pass the folder "
+            "that holds your recordings"
+        )
     model = resolve_model(args.model)
     with AudioLibrary(model, args.collection, open_store(args)) as lib:
         rep = lib.index_dir(args.dir, batch_size=args.batch_size, progress=not args.json)
@@ -507,7 +518,8 @@ def build_parser(optional: bool = True) -> argparse.ArgumentParser:
         "index-audio",
         help="index a folder of audio for search",
         description="Embed every audio file under DIR into a collection. Resumable: files "
-        "already indexed are skipped; unreadable files are reported and skipped.",
+        "already indexed are skipped; unreadable files are reported and skipped. A missing "
+        "DIR, or one without audio files, is an error (exit 3) and creates no collection.",
         epilog="example:\n  voice-router index-audio ~/recordings --collection sounds",
         formatter_class=_FMT,
     )
