@@ -75,7 +75,8 @@ def import_tool(path: str) -> Any:
             obj = getattr(obj, part)
         except AttributeError:
             raise ToolError(
-                f"tool {path!r}: module {mod_name!r} has no attribute {attr!r}"
+                f"tool {path!r}: module {mod_name!r} has no attribute {attr!r}; correct the "
+                "tool's name in the routes file (`voice-router routes check` lists them all)"
             ) from None
     return as_langchain_tool(obj, name=path)
 
@@ -118,7 +119,12 @@ class ToolRegistry:
                         "a routes file is off by default: pass allow_import=True (CLI: "
                         "--allow-import) if you trust it, or register the tool in Python"
                     )
-                tool = import_tool(name)
+                try:
+                    tool = import_tool(name)
+                except ToolError as e:  # say which route, as the other errors here do
+                    if route == "?":
+                        raise
+                    raise ToolError(f"route {route!r}: {e}") from None
                 self._tools[name] = tool
                 return tool
             known = ", ".join(self.names) or "none"

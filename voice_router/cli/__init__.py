@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from voice_router.errors import AudioError, VoiceRouterError
+from voice_router.errors import AudioError, ToolError, VoiceRouterError
 
 log = logging.getLogger("voice_router")
 
@@ -135,7 +135,10 @@ def build_router(args: argparse.Namespace, tools: Sequence[Any] = ()) -> Any:
         fusion=getattr(args, "fusion", None),
         exemplar_voices=getattr(args, "exemplar_voices", None),
         dispatch=not getattr(args, "dry_run", False),
-        strict_tools=False,
+        # A tool that cannot be resolved or validated (a misspelt import path, arguments its
+        # schema refuses) is a configuration error: exit 7 before any audio, not a tool_error
+        # in every match. Import paths without --allow-import stay "decide only".
+        strict_tools=True,
         tool_timeout_s=getattr(args, "tool_timeout", 10.0),
         speech_gate=False if getattr(args, "no_speech_gate", False) else None,
     )
@@ -166,6 +169,7 @@ def cmd_route(args: argparse.Namespace) -> int:
 
     failed = 0
     last_code = 0
+    tool_failed = 0
     with contextlib.ExitStack() as stack:
         router = None
         for f in args.files:
@@ -184,10 +188,21 @@ def cmd_route(args: argparse.Namespace) -> int:
             m.latency_ms["decode"] = round(decode_ms, 3)
             m.latency_ms["total"] = round(m.latency_ms.get("total", 0.0) + decode_ms, 3)
             _print_match(m, f, as_json=args.json)
+            # a tool that ran and failed (raised, timed out, refused the slot values); a route
+            # whose tool is an import path without --allow-import only decides, as documented
+            if m.tool_error and m.route not in router.tool_problems:
+                tool_failed += 1
     if failed:
         if len(args.files) > 1:
             print(f"error: {failed} of {len(args.files)} files could not be read", file=sys.stderr)
         return last_code
+    if tool_failed:
+        print(
+            f"error: the tool of {tool_failed} of {len(args.files)} file(s) failed (see its "
+            "tool_error)",
+            file=sys.stderr,
+        )
+        return ToolError.exit_code
     return 0
 
 
@@ -206,16 +221,75 @@ def _print_match(m: Any, f: str, *, as_json: bool) -> None:
         print(line, flush=True)
 
 
+def _tool_lines(path: str) -> dict[int, int]:
+    """Route index -> line of its `tool:` key in a routes file (for FILE:LINE messages)."""
+    import yaml
+
+    from voice_router.routes import _line_map
+
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return {}
+    lines = _line_map(root) if root is not None else {}
+    return {
+        k[1]: v for k, v in lines.items() if len(k) == 3 and k[0] == "routes" and k[2] == "tool"
+    }
+
+
 def cmd_routes_check(args: argparse.Namespace) -> int:
-    """Validate a routes file (schema, and with --tools-importable the import paths)."""
+    """Validate a routes file: its schema, and its tools. Import paths are looked up without
+    running code (voice_router.tool_check); with --allow-import each is also imported and the
+    route's args validated against the tool's schema, as `route --allow-import` does at start."""
     from voice_router.routes import load_routes
+    from voice_router.tool_check import check_tools
 
     rs = load_routes(args.file)
+    problems, notes = check_tools(rs)
+    at = _tool_lines(args.file)
+    index = {r.name: i for i, r in enumerate(rs.routes)}
+
+    def where(route: str) -> str:
+        line = at.get(index[route])
+        return f"{args.file}:{line}" if line else str(args.file)
+
+    found = [f"{where(p.route)}: route {p.route!r}: tool {p.tool!r}: {p.message}" for p in problems]
+    if args.allow_import and not problems:
+        found += _import_and_validate(rs, where)
+    for n in notes:
+        print(f"note: {where(n.route)}: route {n.route!r}: tool {n.tool!r}: {n.message}",
+              file=sys.stderr)  # fmt: skip
+    if found:
+        raise ToolError("\n".join(found))
     if args.json:
-        _print_json({"file": args.file, "ok": True, "routes": [r.name for r in rs.routes]})
+        _print_json({"file": args.file, "ok": True, "routes": [r.name for r in rs.routes],
+                     "tools_imported": bool(args.allow_import)})  # fmt: skip
     else:
         print(f"{args.file}: ok, {len(rs.routes)} routes ({', '.join(r.name for r in rs.routes)})")
     return 0
+
+
+def _import_and_validate(rs: Any, where: Any) -> list[str]:
+    """`routes check --allow-import`: import every import-path tool and validate its route's
+    args (with a value for each slot) against its schema; one message per problem."""
+    from voice_router.dispatch import ToolRegistry, is_import_path, validate_args
+    from voice_router.templates import phrasings
+
+    registry = ToolRegistry(allow_import=True)
+    found = []
+    for r in rs.routes:
+        if not r.tool or not is_import_path(r.tool):
+            continue
+        slots: dict[str, Any] = {}
+        for ph in phrasings(r.sentences, rs.lists) if r.sentences else ():
+            for name, value in ph.slots.items():
+                slots.setdefault(name, value)
+        try:
+            tool = registry.resolve(r.tool, r.name)
+            validate_args(tool, r.name, {**slots, **r.args}, with_match=True)
+        except ToolError as e:
+            found.append(f"{where(r.name)}: {e}")
+    return found
 
 
 def cmd_routes_import(args: argparse.Namespace) -> int:
@@ -463,8 +537,10 @@ def build_parser(optional: bool = True) -> argparse.ArgumentParser:
         description="Decide the route of each audio file and call the route's tool.",
         epilog="examples:\n  voice-router route cmd.wav --routes routes/home.yaml --json\n"
         "  voice-router route a.wav b.flac --routes my.yaml --dry-run\n\n"
-        "Exit status: 0 when every file was read; non-zero (with one line per bad file on "
-        "stderr) otherwise; results for the good files are still printed.",
+        "Exit status: 0 when every file was read and every tool called worked; 3 (one line "
+        "per bad file on stderr) when a file could not be read, the good files' results still "
+        "printed; 7 when a tool cannot be resolved or validated (before any audio) or a tool "
+        "raised or timed out (every file still routed).",
         formatter_class=_FMT,
     )
     r.add_argument("files", nargs="+", metavar="AUDIO", help="audio files (WAV, FLAC, OGG, MP3)")
@@ -477,11 +553,22 @@ def build_parser(optional: bool = True) -> argparse.ArgumentParser:
     rc = rsub.add_parser(
         "check",
         help="validate a routes file",
-        description="Validate a routes YAML file; exit non-zero with FILE:LINE: message if broken.",
-        epilog="example:\n  voice-router routes check routes/home.yaml",
+        description="Validate a routes YAML file; exit non-zero with FILE:LINE: message if broken "
+        "(4: the file; 7: a tool, e.g. a misspelt `package.module:attr`). Tools named by import "
+        "path are looked up without running any code; --allow-import imports them and checks "
+        "each route's args too.",
+        epilog="examples:\n  voice-router routes check routes/home.yaml\n"
+        "  voice-router routes check routes/home.yaml --allow-import",
         formatter_class=_FMT,
     )
     rc.add_argument("file", metavar="ROUTES.yaml", help="the routes file to check")
+    rc.add_argument(
+        "--allow-import",
+        action="store_true",
+        help="also import the tools named by import path and validate each route's args "
+        "against its tool (runs that code: trusted files only) [default: look the paths up "
+        "without importing]",
+    )
     rc.add_argument("--json", action="store_true", help="print JSON")
     rc.set_defaults(func=cmd_routes_check)
     ri = rsub.add_parser(
