@@ -230,31 +230,56 @@ _EMPTY: frozenset[Config] = frozenset()
 
 
 class _Trie:
-    """Whisper's text tokens by their (case-folded) characters: children and ids per node (a
-    plain slotted class: 300,000 of them are made per trie, a frozen dataclass's init is 3x
-    slower)."""
+    """A node of the trie of Whisper's text tokens by their (case-folded) characters: the ids
+    of the tokens that end here, and its children by next character.
 
-    __slots__ = ("children", "ids")
+    Lazy: a node is the range of the sorted keys that share its prefix, and its children are
+    made on first use (one bisection per next character). The constrained walk visits only the
+    prefixes some phrasing allows, a few thousand of the ~300,000 nodes a full trie has, so
+    the trie costs one sort of the vocabulary (built eagerly it took 0.3 s of the first read
+    of every process). A plain slotted class: many are made."""
 
-    def __init__(self) -> None:
-        self.children: dict[str, _Trie] = {}
-        self.ids: list[int] = []
+    __slots__ = ("_children", "_depth", "_hi", "_keys", "_lo", "_tids", "ids")
+
+    def __init__(self, keys: list[str], tids: list[int], lo: int, hi: int, depth: int) -> None:
+        ids: list[int] = []
+        while lo < hi and len(keys[lo]) == depth:  # sorted: the keys that end here come first
+            ids.append(tids[lo])
+            lo += 1
+        self.ids = ids
+        self._keys, self._tids, self._lo, self._hi, self._depth = keys, tids, lo, hi, depth
+        self._children: dict[str, _Trie] | None = None
+
+    @property
+    def more(self) -> bool:
+        """Whether some token continues past this node (it has children)."""
+        return self._lo < self._hi
+
+    @property
+    def children(self) -> dict[str, _Trie]:
+        """Next character -> node."""
+        if self._children is None:
+            from bisect import bisect_left
+
+            keys, lo, hi, d = self._keys, self._lo, self._hi, self._depth
+            out: dict[str, _Trie] = {}
+            while lo < hi:
+                ch = keys[lo][d]
+                nxt = ord(ch) + 1
+                end = hi if nxt > 0x10FFFF else bisect_left(keys, keys[lo][:d] + chr(nxt), lo, hi)
+                out[ch] = _Trie(keys, self._tids, lo, end, d + 1)
+                lo = end
+            self._children = out
+        return self._children
 
 
 def build_trie(token_texts: Sequence[tuple[int, str]]) -> _Trie:
-    """A character trie over (token id, decoded text) pairs, keys lower-cased."""
-    root = _Trie()
-    for tid, text in token_texts:
-        if not text:
-            continue
-        node = root
-        for ch in text.lower():
-            child = node.children.get(ch)
-            if child is None:
-                child = node.children[ch] = _Trie()
-            node = child
-        node.ids.append(tid)
-    return root
+    """A character trie over (token id, decoded text) pairs, keys lower-cased (lazy: see
+    `_Trie`)."""
+    pairs = sorted((text.lower(), tid) for tid, text in token_texts if text)
+    keys = [k for k, _ in pairs]
+    tids = [t for _, t in pairs]
+    return _Trie(keys, tids, 0, len(keys), 0)
 
 
 class TokenMatcher:
@@ -367,7 +392,7 @@ class TokenMatcher:
                 punct = ch in PUNCTUATION
                 for tid in child.ids:
                     out[tid] = (nxt, punct)
-                if child.children:
+                if child.more:
                     stack.append((child, nxt, fst and ch == " ", punct))
         return out
 
@@ -427,14 +452,17 @@ def _byte_alphabet() -> dict[str, int]:
 def _token_texts(tok: WhisperTokenizer) -> list[tuple[int, str]]:
     """(id, text) of every text token (below <|endoftext|>) that is whole UTF-8; pieces of a
     multi-byte character never spell an English phrasing."""
-    to_byte = _byte_alphabet()
+    # piece -> the bytes it stands for, by one str.translate per piece (a character outside
+    # the alphabet maps past latin-1, so encoding fails and the piece is skipped, as before)
+    table = {c: 0x100 for c in range(0x100)}
+    table.update({ord(c): b for c, b in _byte_alphabet().items()})
     out = []
     for piece, tid in tok.vocab().items():
         if tid >= tok.first_special:
             continue
         try:
-            out.append((tid, bytes(to_byte[c] for c in piece).decode("utf-8")))
-        except (KeyError, UnicodeDecodeError):
+            out.append((tid, piece.translate(table).encode("latin-1").decode("utf-8")))
+        except UnicodeError:
             continue
     return sorted(out)
 
