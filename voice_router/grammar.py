@@ -435,36 +435,9 @@ class TokenMatcher:
         return out
 
 
-def _byte_alphabet() -> dict[str, int]:
-    """GPT-2's byte-level BPE alphabet: the printable character standing for each byte."""
-    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-          *range(ord("®"), ord("ÿ") + 1)]  # fmt: skip
-    cs = bs[:]
-    extra = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + extra)
-            extra += 1
-    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
-
-
 def _token_texts(tok: WhisperTokenizer) -> list[tuple[int, str]]:
-    """(id, text) of every text token (below <|endoftext|>) that is whole UTF-8; pieces of a
-    multi-byte character never spell an English phrasing."""
-    # piece -> the bytes it stands for, by one str.translate per piece (a character outside
-    # the alphabet maps past latin-1, so encoding fails and the piece is skipped, as before)
-    table = {c: 0x100 for c in range(0x100)}
-    table.update({ord(c): b for c, b in _byte_alphabet().items()})
-    out = []
-    for piece, tid in tok.vocab().items():
-        if tid >= tok.first_special:
-            continue
-        try:
-            out.append((tid, piece.translate(table).encode("latin-1").decode("utf-8")))
-        except UnicodeError:
-            continue
-    return sorted(out)
+    """(id, text) of every whole-UTF-8 text token (`WhisperTokenizer.text_tokens`)."""
+    return tok.text_tokens()
 
 
 _TRIES: dict[str, _Trie] = {}

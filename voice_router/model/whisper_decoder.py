@@ -615,29 +615,78 @@ _LAYER_KEYS = [
 
 
 class WhisperTokenizer:
-    """Whisper's byte-level BPE (the `tokenizers` package) and its special token ids."""
+    """Whisper's byte-level BPE (the `tokenizers` package) and its special token ids.
+
+    What the slot stage needs (special ids, each text token's text, decoding its tokens) is
+    kept in the user cache folder as a small JSON table (`token_table_file`), so a warm start
+    never loads the 2 MB tokenizer.json into `tokenizers` (0.1-0.2 s here) nor decodes the
+    vocabulary's 50,000 pieces (0.1-0.3 s); `encode` and `vocab` load it on first use."""
 
     def __init__(self, path: str | Path | None = None) -> None:
-        from tokenizers import Tokenizer
-
         p = Path(path) if path is not None else BUNDLED / TOKENIZER_FILE
         if not p.is_file():
             raise ModelError(f"no Whisper tokenizer at {p}")
         self.path = p
-        self._tok = Tokenizer.from_file(str(p))
-        self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
-
-        def special(name: str) -> int:
-            i = self._tok.token_to_id(name)
-            if i is None:
-                raise ModelError(f"{p}: the tokenizer has no {name}")
-            return int(i)
-
-        self.eot = special("<|endoftext|>")
-        self.sot = special("<|startoftranscript|>")
-        self.no_timestamps = special("<|notimestamps|>")
+        self._tok: Any = None
+        self._by_id: dict[int, str] | None = None
+        table = self._table()
+        self.vocab_size = int(table["vocab_size"])
+        self.eot = int(table["eot"])
+        self.sot = int(table["sot"])
+        self.no_timestamps = int(table["no_timestamps"])
         # The first id that is not text: specials and timestamps are never part of a phrasing.
         self.first_special = self.eot
+        self._ids: list[int] = table["ids"]
+        self._texts: list[str] = table["texts"]
+
+    @property
+    def tokenizer(self) -> Any:
+        """The `tokenizers` Tokenizer (loaded on first use)."""
+        if self._tok is None:
+            from tokenizers import Tokenizer
+
+            self._tok = Tokenizer.from_file(str(self.path))
+        return self._tok
+
+    def _table(self) -> dict[str, Any]:
+        """Special ids, vocabulary size and text tokens: from the cache, else computed from
+        the tokenizer and cached (an unreadable or unwritable cache only costs time)."""
+        cache = token_table_file(self.path)
+        if cache is not None and cache.is_file():
+            try:
+                table = json.loads(cache.read_text(encoding="utf-8"))
+                if table.get("version") == TOKEN_TABLE_VERSION and len(table["ids"]) == len(
+                    table["texts"]
+                ):
+                    return table
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        tok = self.tokenizer
+
+        def special(name: str) -> int:
+            i = tok.token_to_id(name)
+            if i is None:
+                raise ModelError(f"{self.path}: the tokenizer has no {name}")
+            return int(i)
+
+        eot = special("<|endoftext|>")
+        table = {
+            "version": TOKEN_TABLE_VERSION,
+            "vocab_size": tok.get_vocab_size(with_added_tokens=True),
+            "eot": eot,
+            "sot": special("<|startoftranscript|>"),
+            "no_timestamps": special("<|notimestamps|>"),
+            **_text_tokens(tok.get_vocab(with_added_tokens=False), eot),
+        }
+        if cache is not None:
+            try:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(table, ensure_ascii=False), encoding="utf-8")
+                os.replace(tmp, cache)
+            except OSError:
+                pass
+        return table
 
     @property
     def prompt(self) -> list[int]:
@@ -645,14 +694,81 @@ class WhisperTokenizer:
         models have no language or task token)."""
         return [self.sot, self.no_timestamps]
 
+    def text_tokens(self) -> list[tuple[int, str]]:
+        """(id, text) of every text token (below <|endoftext|>) that is whole UTF-8 (pieces of
+        a multi-byte character never spell an English phrasing), ordered by (lower-cased text,
+        id): the order the vocabulary trie keeps them in (voice_router.grammar)."""
+        return list(zip(self._ids, self._texts, strict=True))
+
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` exactly as written (no special tokens added)."""
-        return list(self._tok.encode(text, add_special_tokens=False).ids)
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
     def vocab(self) -> dict[str, int]:
         """The BPE vocabulary (byte-level piece -> id), without added tokens."""
-        return dict(self._tok.get_vocab(with_added_tokens=False))
+        return dict(self.tokenizer.get_vocab(with_added_tokens=False))
 
     def decode(self, ids: list[int]) -> str:
-        """Text of token ids; special tokens are dropped."""
-        return self._tok.decode([i for i in ids if i < self.first_special])
+        """Text of token ids; special tokens are dropped. Text tokens (what the slot stage
+        reads) are joined from the table; any other id goes through the tokenizer."""
+        ids = [i for i in ids if i < self.first_special]
+        if self._by_id is None:
+            self._by_id = dict(zip(self._ids, self._texts, strict=True))
+        by_id = self._by_id
+        if all(i in by_id for i in ids):
+            return "".join(by_id[i] for i in ids)
+        return self.tokenizer.decode(ids)
+
+
+#: Bump when the table's contents change: old cache files are recomputed.
+TOKEN_TABLE_VERSION = 2
+
+
+def token_table_file(tokenizer: Path) -> Path | None:
+    """Where a tokenizer's table is cached (None: VOICE_ROUTER_DECODER_CACHE=0); keyed by the
+    file as it is now (path, size, mtime), as the decoder's step weights are."""
+    if os.environ.get("VOICE_ROUTER_DECODER_CACHE", "1") == "0":
+        return None
+    from platformdirs import user_cache_dir
+
+    try:
+        st = tokenizer.stat()
+    except OSError:
+        return None
+    text = f"{TOKEN_TABLE_VERSION}|{tokenizer.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    key = hashlib.sha256(text.encode()).hexdigest()[:20]
+    return Path(user_cache_dir("voice-router")) / "tokens" / f"{key}.json"
+
+
+def _byte_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet: the printable character standing for each byte."""
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+          *range(ord("®"), ord("ÿ") + 1)]  # fmt: skip
+    cs = bs[:]
+    extra = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
+
+
+def _text_tokens(vocab: Mapping[str, int], first_special: int) -> dict[str, list[Any]]:
+    """{"ids": [...], "texts": [...]} of every whole-UTF-8 text token of a byte-level BPE
+    vocabulary, ordered by (lower-cased text, id) (two flat lists: they load from JSON in a
+    third of the time pairs take)."""
+    # piece -> the bytes it stands for, by one str.translate per piece (a character outside
+    # the alphabet maps past latin-1, so encoding fails and the piece is skipped)
+    table = dict.fromkeys(range(0x100), 0x100)
+    table.update({ord(c): b for c, b in _byte_alphabet().items()})
+    out = []
+    for piece, tid in vocab.items():
+        if tid >= first_special:
+            continue
+        try:
+            out.append((piece.translate(table).encode("latin-1").decode("utf-8"), tid))
+        except UnicodeError:
+            continue
+    out.sort(key=lambda x: (x[0].lower(), x[1]))
+    return {"ids": [tid for _, tid in out], "texts": [text for text, _ in out]}

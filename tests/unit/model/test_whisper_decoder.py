@@ -211,3 +211,32 @@ def test_int8_step_weights_are_cached_on_disk_and_rebuilt_when_damaged(
     assert (folder / "lm.wq.npy").stat().st_size > 1000  # rewritten
     monkeypatch.setenv("VOICE_ROUTER_DECODER_CACHE", "0")
     assert np.array_equal(step()[1], expected)
+
+
+def test_tokenizer_table_is_cached_and_decodes_as_the_tokenizer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slot stage's view of the tokenizer (special ids, text tokens, decoding) comes from
+    a table cached in the user cache folder: a warm WhisperTokenizer never loads
+    `tokenizers`, and its decoding equals the tokenizer's on random text-token sequences."""
+    import random
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("VOICE_ROUTER_DECODER_CACHE", raising=False)
+    cold = WhisperTokenizer()
+    assert cold._tok is not None and list((tmp_path / "voice-router" / "tokens").iterdir())
+    warm = WhisperTokenizer()
+    assert warm._tok is None  # nothing loaded but the table
+    assert (warm.eot, warm.sot, warm.no_timestamps, warm.vocab_size) == (
+        cold.eot, cold.sot, cold.no_timestamps, cold.vocab_size,
+    )  # fmt: skip
+    texts = warm.text_tokens()
+    assert texts == cold.text_tokens() and len(texts) > 49_000
+    assert [(t.lower(), i) for i, t in texts] == sorted((t.lower(), i) for i, t in texts)
+    ids = [i for i, _ in texts]
+    rng = random.Random(0)
+    for _ in range(300):
+        seq = [rng.choice(ids) for _ in range(rng.randint(1, 10))] + [warm.eot]
+        assert warm.decode(seq) == cold.tokenizer.decode(seq[:-1])
+    assert warm._tok is None
+    assert warm.decode([220, 50, 1]) == cold.tokenizer.decode([220, 50, 1])
