@@ -222,6 +222,74 @@ def compile_phrasings(
     return nfa
 
 
+#: Bump when compiling changes what a grammar is: old cache files are then ignored.
+GRAMMAR_CACHE_VERSION = "1"
+
+
+def _grammar_cache_file(key_parts: list[Any]) -> Any:
+    """Where a compiled grammar is kept (None: VOICE_ROUTER_TEMPLATE_CACHE=0, as phrasings)."""
+    import hashlib
+    import json
+    import os
+    from pathlib import Path
+
+    if os.environ.get("VOICE_ROUTER_TEMPLATE_CACHE", "1") == "0":
+        return None
+    from platformdirs import user_cache_dir
+
+    blob = json.dumps([GRAMMAR_CACHE_VERSION, *key_parts], sort_keys=True, default=repr)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return Path(user_cache_dir("voice-router")) / "grammars" / f"{key}.json"
+
+
+def cached_compile_phrasings(
+    templates: Sequence[str],
+    examples: Sequence[str],
+    lists: Mapping[str, Any],
+    route: str,
+    fillers: Iterable[str] = FILLERS,
+) -> CharNFA:
+    """`compile_phrasings` through a JSON file in the user cache folder, keyed by everything
+    it reads: parsing templates needs hassil, whose import took 0.03-0.09 s of every start
+    that reads slots (unicode_rbnf and its number rules come with it); a warm start reads the
+    automaton back instead (its tags' values are JSON scalars, checked on writing; a damaged
+    file is compiled again)."""
+    import json
+    import os
+
+    fill = list(fillers)
+    if not templates:  # examples only: no hassil, nothing to save
+        return compile_phrasings(templates, examples, lists, route, fill)
+    path = _grammar_cache_file([list(templates), list(examples), lists, route, fill])
+    if path is not None and path.is_file():
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+            nfa = CharNFA(start=int(d["start"]), accept=int(d["accept"]))
+            nfa.edges = [
+                [(sym, int(dst), tuple((k, n, v) for k, n, v in tags)) for sym, dst, tags in row]
+                for row in d["edges"]
+            ]
+            return nfa
+        except (OSError, ValueError, TypeError, KeyError):
+            pass
+    nfa = compile_phrasings(templates, examples, lists, route, fill)
+    scalars = all(
+        v is None or type(v) in (str, int, float, bool)
+        for row in nfa.edges for _, _, tags in row for _, _, v in tags
+    )  # fmt: skip  # JSON gives these back as they were (a tuple would come back a list)
+    if path is not None and scalars:
+        try:
+            text = json.dumps({"start": nfa.start, "accept": nfa.accept, "edges": nfa.edges},
+                              allow_nan=False)  # fmt: skip
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        except (OSError, TypeError, ValueError):
+            pass  # a value JSON cannot hold, or an unwritable folder: compiled every time
+    return nfa
+
+
 # --------------------------------------------------------------------------- matching
 
 Config = tuple[int, int, tuple[Tag, ...]]
