@@ -185,3 +185,29 @@ def test_compiled_grammars_are_cached_and_read_back_without_hassil(tmp_path, mon
     got = cached_compile_phrasings(r.sentences, r.examples, ROUTES.lists, r.name)
     fresh = compile_phrasings(r.sentences, r.examples, ROUTES.lists, r.name)
     assert got.edges == fresh.edges
+
+
+def test_the_lazy_vocabulary_trie_holds_every_text_token(tok):
+    """token_trie (lazy, from the tokenizer's table in key order) has exactly the nodes and
+    ids an eager character trie of every text token has."""
+    import sys
+
+    def flat(node, prefix: str, out: dict) -> dict:
+        if node.ids:
+            out[prefix] = sorted(node.ids)
+        for ch, child in node.children.items():
+            flat(child, prefix + ch, out)
+        return out
+
+    expected: dict[str, list[int]] = {}
+    for tid, text in tok.text_tokens():
+        expected.setdefault(text.lower(), []).append(tid)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10_000))
+    try:
+        got = flat(token_trie(tok), "", {})
+        shuffled = flat(build_trie(list(reversed(tok.text_tokens()))), "", {})
+    finally:
+        sys.setrecursionlimit(limit)
+    assert got == {k: sorted(v) for k, v in expected.items()} == shuffled
+    assert len(got) > 39_000
