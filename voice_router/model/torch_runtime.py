@@ -5,17 +5,15 @@ runtime and the ONNX one."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from voice_router.errors import ModelError
-from voice_router.model.base import check_audio
+from voice_router.model.base import embed_chunked
 from voice_router.model.catalog import COMPACT_WEIGHTS, DEFAULT_WEIGHTS, NAMED
 from voice_router.model.config import (
     CARD_NAME,
@@ -37,22 +35,11 @@ from voice_router.model.routing_defaults import (
 # EmbeddingModel wrapper
 
 
-def _chunk(audio: np.ndarray, max_seconds: float) -> list[np.ndarray]:
-    """Pieces no longer than max_seconds (voice_router.audio.io.chunk_audio when available)."""
-    try:
-        from voice_router.audio.io import chunk_audio
-    except ImportError:
-        n = int(max_seconds * SAMPLE_RATE)
-        k = max(1, math.ceil(len(audio) / n))
-        return [p for p in np.array_split(audio, k) if len(p)]
-    return list(chunk_audio(audio, max_seconds, SAMPLE_RATE))
-
-
 class TorchEmbeddingModel:
     """EmbeddingModel over an AudioTextEmbedder: numpy in/out, batching, long-audio chunking.
 
-    Audio longer than `max_seconds` is cut into pieces; each is embedded and the piece
-    embeddings are mean-pooled and re-normalised (one vector per input clip).
+    Audio longer than `max_seconds` is cut and pooled by `voice_router.model.base.embed_chunked`
+    (one vector per input clip), as in `OnnxEmbeddingModel`.
     """
 
     sample_rate = SAMPLE_RATE
@@ -78,24 +65,21 @@ class TorchEmbeddingModel:
         return f"TorchEmbeddingModel(name={self.name!r}, dim={self.dim}, fp={self.fingerprint})"
 
     def embed_audio(self, audios: Sequence[np.ndarray]) -> np.ndarray:
-        """Mono float32 16 kHz clips -> (N, D) float32, rows L2-normalised."""
-        if len(audios) == 0:
-            return np.zeros((0, self.dim), np.float32)
-        pieces: list[np.ndarray] = []
-        owner: list[int] = []
-        for i, a in enumerate(audios):
-            for p in _chunk(check_audio(i, a), self.max_seconds):
-                pieces.append(p)
-                owner.append(i)
+        """Mono float32 16 kHz clips -> (N, D) float32, rows L2-normalised (long clips cut and
+        pooled by `embed_chunked`)."""
+        return embed_chunked(
+            self._embed_pieces, audios, self.max_seconds, self.sample_rate, self.dim
+        )
+
+    def _embed_pieces(self, pieces: list[np.ndarray]) -> np.ndarray:
+        """Checked pieces no longer than `max_seconds` -> (P, D), batched by similar length."""
         order = sorted(range(len(pieces)), key=lambda j: len(pieces[j]))  # similar lengths
         vecs = torch.zeros(len(pieces), self.dim)  # (P, D)
         with torch.inference_mode():
             for s in range(0, len(order), self.batch_size):
                 idx = order[s : s + self.batch_size]
                 vecs[idx] = self.embedder.encode_audio([pieces[j] for j in idx]).float().cpu()
-        out = torch.zeros(len(audios), self.dim)  # (N, D)
-        out.index_add_(0, torch.tensor(owner), vecs)  # sum of piece vectors per clip
-        return F.normalize(out, dim=-1).numpy().astype(np.float32)
+        return vecs.numpy()
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         """Strings -> (N, D) float32, rows L2-normalised."""
