@@ -112,12 +112,12 @@ def open_store(args: argparse.Namespace) -> Any:
 def build_router(args: argparse.Namespace, tools: Sequence[Any] = ()) -> Any:
     """A `Router` (the core of `VoiceRouter`, without LangChain) from parsed `add_common_args`
     + `add_router_args` options."""
-    from voice_router.model.loader import resolve_model
+    from voice_router.model.loader import load_model
     from voice_router.routes import load_routes
     from voice_router.routing import Router
 
     routes = load_routes(args.routes)
-    model = resolve_model(getattr(args, "model", "default"))
+    model = load_model(getattr(args, "model", "default"))
     return Router(
         routes,
         model=model,
@@ -242,9 +242,9 @@ def cmd_routes_import(args: argparse.Namespace) -> int:
 def cmd_index_audio(args: argparse.Namespace) -> int:
     """Index a folder of audio into a library collection."""
     from voice_router.library import AudioLibrary
-    from voice_router.model.loader import resolve_model
+    from voice_router.model.loader import load_model
 
-    model = resolve_model(args.model)
+    model = load_model(args.model)
     with AudioLibrary(model, args.collection, open_store(args)) as lib:
         rep = lib.index_dir(args.dir, batch_size=args.batch_size, progress=not args.json)
         total = lib.count()
@@ -263,9 +263,9 @@ def cmd_index_audio(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     """Search a library collection by text."""
     from voice_router.library import AudioLibrary
-    from voice_router.model.loader import resolve_model
+    from voice_router.model.loader import load_model
 
-    model = resolve_model(args.model)
+    model = load_model(args.model)
     with AudioLibrary(model, args.collection, open_store(args), create=False) as lib:
         hits = lib.search(args.text, k=args.k)
     for h in hits:
@@ -278,22 +278,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """List the models `--model` accepts."""
-    rows: list[dict[str, Any]] = []
-    try:
-        from voice_router.model import list_models
-
-        rows = list(list_models())
-    except ImportError as e:
-        log.info("model registry unavailable: %s", e)
-    rows.append(
-        {
-            "name": "hash",
-            "description": "deterministic fake (plumbing tests only)",
-            "available": True,
-            "runtimes": [],
-        }
-    )
+    from voice_router.model.loader import list_models
     from voice_router.store import default_index_path
+
+    rows = list_models()
 
     if args.json:
         for r in rows:
@@ -301,7 +289,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     else:
         for r in rows:
             desc = r.get("description") or ""
-            can = ", ".join(r.get("runtimes") or []) or ("-" if r["name"] == "hash" else "none")
+            can = ", ".join(r.get("runtimes") or []) or ("-" if r.get("available") else "none")
             fusion = f"\t[fusion: {r['fusion']}]" if r.get("fusion") else ""
             print(f"{r.get('name')}\t[runs on: {can}]{fusion}\t{desc}")
         print(f"\nindex folder: {default_index_path()}")
@@ -331,10 +319,10 @@ def cmd_index_list(args: argparse.Namespace) -> int:
 def cmd_index_prune(args: argparse.Namespace) -> int:
     """Delete route collections of other models (and, with --routes, of other route sets)."""
     from voice_router.index import prune_route_collections, route_set_id
-    from voice_router.model.loader import resolve_model
+    from voice_router.model.loader import load_model
     from voice_router.routes import load_routes
 
-    fp = resolve_model(args.model).fingerprint
+    fp = load_model(args.model).fingerprint
     keep_sets = {route_set_id(load_routes(f)) for f in args.routes} if args.routes else None
     store = open_store(args)
     try:
@@ -380,13 +368,13 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     """Store recordings of a route as its audio exemplars."""
     from voice_router.audio.io import load_audio
     from voice_router.index import RouteIndex, route_set_id
-    from voice_router.model.loader import resolve_model
+    from voice_router.model.loader import load_model
     from voice_router.points import PointBuilder
     from voice_router.routes import load_routes
 
     routes = load_routes(args.routes)
     routes.get(args.route)  # raises RoutesError for an unknown route
-    model = resolve_model(args.model)
+    model = load_model(args.model)
     clips = [load_audio(f, target_rate=model.sample_rate) for f in args.files]
     labels = [str(Path(f).resolve()) for f in args.files]
     index = RouteIndex(open_store(args), dim=int(model.dim), fingerprint=model.fingerprint,

@@ -207,11 +207,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval_search(args: argparse.Namespace) -> int:
-    from voice_router.model.loader import resolve_model
+    from voice_router.model.loader import load_model
 
     _set_threads(args)
     rows = read_manifest(args.data, required=("path", args.caption_column), limit=args.limit)
-    model = resolve_model(args.model)
+    model = load_model(args.model)
     vectors = None
     if args.collection:
         from voice_router.cli import open_store

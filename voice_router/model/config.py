@@ -23,9 +23,6 @@ from pydantic import (
 from voice_router.errors import ModelError
 
 SAMPLE_RATE = 16000
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-CARD_NAME = "README.md"
 FORMAT_VERSION = 1
 
 # =============================================================================================
