@@ -223,8 +223,9 @@ def test_speech_embedding_encoder_cannot_be_made_trainable() -> None:
 
 def test_unknown_part_names_fail_with_the_known_names() -> None:
     d = _with(["audio_encoder"], {"name": "no_such_tower"})
-    with pytest.raises(ModelError, match="known audio encoders: .*tiny_conv"):
+    with pytest.raises(ModelError, match="known audio encoders: .*tiny_conv") as e:
         AudioTextEmbedder(d)
+    assert "import training.towers" in str(e.value)  # where the training configs' towers are
 
 
 def test_registered_external_encoder_is_used() -> None:

@@ -36,12 +36,12 @@ def test_not_hub_ids(s: str) -> None:
 
 
 def test_unknown_names_list_every_known_one_without_the_network(monkeypatch) -> None:
-    import huggingface_hub
+    from voice_router.model import loader
 
-    def no_hub(*args, **kwargs):
+    def no_hub(repo_id: str):
         raise AssertionError("the hub must not be contacted")
 
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_hub)
+    monkeypatch.setattr(loader, "_hub_snapshot", no_hub)
     for s in ("no_such_model", "./models/mine", "a/b/c"):
         with pytest.raises(ModelError, match="default, compact, tiny, hash, hash-<dim>"):
             load_model(s)
