@@ -176,7 +176,3 @@ def list_models() -> list[dict[str, Any]]:
 
 
 __all__ = ["EmbeddingModel", "list_models", "load_model", "looks_like_hub_id", "runtime_choice"]
-
-# voice_router/routing.py (being refactored elsewhere) still imports this name; it goes when that
-# import becomes `load_model`. Nothing else may use it.
-resolve_model = load_model
