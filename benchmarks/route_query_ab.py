@@ -31,18 +31,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from route_scale import RandomModel  # noqa: E402
 
-from voice_router import routing  # noqa: E402
-from voice_router.index import EdgeBackend, RouteIndex  # noqa: E402
+from voice_router import scoring  # noqa: E402
+from voice_router.index import RouteIndex  # noqa: E402
+from voice_router.point_schema import KIND_AUDIO, KIND_TEXT  # noqa: E402
+from voice_router.points import PointBuilder  # noqa: E402
 from voice_router.routes import Route, RouteSet  # noqa: E402
-from voice_router.routing import KIND_AUDIO, KIND_TEXT, Router  # noqa: E402
+from voice_router.routing import Router  # noqa: E402
+from voice_router.store import EdgeBackend  # noqa: E402
 
 
-class PerKindRouter(Router):
+class PerKindScorer(scoring.RouteScorer):
     """The former strategy: one query per point kind, each filtered on the kind."""
 
-    def _query(self, q: np.ndarray) -> Any:
-        text, t_floor = self._hits(q, KIND_TEXT, routing.EXACT_TEXT_POINTS, routing.TEXT_HITS)
-        audio, a_floor = self._hits(q, KIND_AUDIO, routing.EXACT_AUDIO_POINTS, routing.AUDIO_HITS)
+    def _query(self, q: np.ndarray, with_audio: bool) -> Any:
+        text, t_floor = self.hits(q, KIND_TEXT, scoring.EXACT_TEXT_POINTS, scoring.TEXT_HITS)
+        audio, a_floor = self.hits(q, KIND_AUDIO, scoring.EXACT_AUDIO_POINTS, scoring.AUDIO_HITS)
         return text, t_floor, audio, a_floor
 
 
@@ -72,16 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="vr-ab-") as tmp:
-        index = RouteIndex(model, EdgeBackend(Path(tmp) / "idx"), exemplar_voices=0, set_id="ab")
-        index.sync(routes)
+        index = RouteIndex(EdgeBackend(Path(tmp) / "idx"), dim=model.dim,
+                           fingerprint=model.fingerprint, set_id="ab")  # fmt: skip
+        points = PointBuilder(model, exemplar_voices=0)
+        points.sync(index, routes)
         exemplar = {}
         for i in range(n):
             clips = [np.full(4, i * 1000 + j, np.float32) for j in range(3)]
             exemplar[i] = clips
-            index.enroll(f"r{i}", clips, [f"x{j}" for j in range(3)])
+            points.enroll(index, f"r{i}", clips, [f"x{j}" for j in range(3)])
         index.optimize()
-        one = Router(routes, model=model, index=index, dispatch=False)
-        per_kind = PerKindRouter(routes, model=model, index=index, dispatch=False)
+        one = Router(routes, model=model, index=index, exemplar_voices=0, dispatch=False)
+        per_kind = Router(routes, model=model, index=index, exemplar_voices=0, dispatch=False)
+        per_kind.scorer = PerKindScorer(index, routes.names, per_kind.fusion)
         qs = rng.standard_normal((a.queries, model.dim)).astype(np.float32)
         qs /= np.linalg.norm(qs, axis=1, keepdims=True)
         near = []

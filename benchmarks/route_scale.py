@@ -5,7 +5,7 @@ Each route has one text point and `--exemplars` audio points (random unit vector
 deterministic fake model: the stage's cost does not depend on what the vectors mean). The
 router is the real one (`voice_router.routing.Router`): two Qdrant queries (text and audio
 points, payload-indexed filter on the kind), then per-route aggregation and the decision.
-Building the collection is not timed. As `RouteIndex.sync` does, a collection of OPTIMIZE_AT
+Building the collection is not timed. As `PointBuilder.sync` does, a collection of OPTIMIZE_AT
 points or more gets Qdrant's HNSW index built after it (`--optimize`: at every size); smaller
 ones are scanned.
 
@@ -28,9 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from voice_router.index import OPTIMIZE_AT, EdgeBackend, RouteIndex
+from voice_router.index import RouteIndex
+from voice_router.points import PointBuilder
 from voice_router.routes import Route, RouteSet
 from voice_router.routing import Router
+from voice_router.store import OPTIMIZE_AT, EdgeBackend
 
 
 class RandomModel:
@@ -63,18 +65,19 @@ def measure(n_routes: int, exemplars: int, queries: int, optimize: bool) -> dict
     )
     with tempfile.TemporaryDirectory(prefix="vr-scale-") as tmp:
         backend = EdgeBackend(Path(tmp) / "idx")
-        index = RouteIndex(model, backend, exemplar_voices=0, set_id="scale")
-        index.sync(routes)
+        index = RouteIndex(backend, dim=model.dim, fingerprint=model.fingerprint, set_id="scale")
+        points = PointBuilder(model, exemplar_voices=0)
+        points.sync(index, routes)
         t0 = time.perf_counter()
         for i in range(n_routes):  # exemplar points: distinct tiny "clips" per route
             clips = [np.full(4, i * 1000 + j, np.float32) for j in range(exemplars)]
             if clips:
-                index.enroll(f"r{i}", clips, [f"x{j}" for j in range(exemplars)])
-        hnsw = optimize or index.count() >= OPTIMIZE_AT  # as RouteIndex.sync does
+                points.enroll(index, f"r{i}", clips, [f"x{j}" for j in range(exemplars)])
+        hnsw = optimize or index.count() >= OPTIMIZE_AT  # as PointBuilder.sync does
         if hnsw:
             index.optimize()
         build_s = time.perf_counter() - t0
-        router = Router(routes, model=model, index=index, dispatch=False)
+        router = Router(routes, model=model, index=index, exemplar_voices=0, dispatch=False)
         rng = np.random.default_rng(0)
         qs = rng.standard_normal((queries, model.dim)).astype(np.float32)
         qs /= np.linalg.norm(qs, axis=1, keepdims=True)

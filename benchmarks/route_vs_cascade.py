@@ -141,13 +141,8 @@ def _summarise(result: dict[str, Any], routes: Any, rows: list[Any], max_fa: flo
     import numpy as np
 
     from voice_router.calibration import fit_calibration
-    from voice_router.evaluate import (
-        ClipScore,
-        ScoreTable,
-        decision_metrics,
-        evaluation_report,
-        route_thresholds,
-    )
+    from voice_router.decision import route_thresholds
+    from voice_router.evaluate import ClipScore, ScoreTable, decision_metrics, evaluation_report
 
     clips = [ClipScore(**c) for c in result["clips"]]
     rep = evaluation_report(clips, routes)

@@ -47,7 +47,7 @@ def _clips(router: Any, rows: list, ks: list[int], progress: bool) -> dict[int, 
         vector, frames = router.embed_with_frames((audio, SAMPLE_RATE))
         scores = router.scores_vector(vector)
         for k in ks:
-            router.slot_top_k = k
+            router.slots.top_k = k
             reading = router.read_slots(frames, scores)
             out[k].append(
                 ClipScore(
@@ -82,7 +82,8 @@ def _confirm(clips: list, routes: Any) -> float | None:
     """Route accuracy of the other rule measured: the reading only CONFIRMS the embedding's
     decision (a route with phrasings matches when the reading understood that same route)
     instead of deciding among the top k."""
-    from voice_router.evaluate import ScoreTable, route_thresholds
+    from voice_router.decision import route_thresholds
+    from voice_router.evaluate import ScoreTable
 
     names = [r.name for r in routes.routes]
     table = ScoreTable.from_clips(clips, names)

@@ -29,9 +29,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from route_scale import RandomModel  # noqa: E402
 
-from voice_router.index import EdgeBackend, RouteIndex  # noqa: E402
+from voice_router.index import RouteIndex  # noqa: E402
 from voice_router.routes import RouteSet  # noqa: E402
 from voice_router.routing import Router  # noqa: E402
+from voice_router.store import EdgeBackend  # noqa: E402
 from voice_router.templates import expand_templates  # noqa: E402
 
 AREAS = ["kitchen", "office", "living room", "bedroom", "hallway", "garage", "bathroom", "attic"]
@@ -67,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     model = RandomModel()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="vr-slots-") as tmp:
-        index = RouteIndex(model, EdgeBackend(Path(tmp) / "idx"), exemplar_voices=0, set_id="s")
-        router = Router(routes, model=model, index=index, dispatch=False)
+        index = RouteIndex(EdgeBackend(Path(tmp) / "idx"), dim=model.dim,
+                           fingerprint=model.fingerprint, set_id="s")  # fmt: skip
+        router = Router(routes, model=model, index=index, exemplar_voices=0, dispatch=False)
         said = []
         for _ in range(a.queries):
             r = routes.routes[int(rng.integers(len(routes.routes)))]

@@ -45,6 +45,7 @@ from torch import nn
 
 from training import data as D
 from training import distributed as dist_utils
+from training import towers  # noqa: F401 - registers the hub towers the configs name
 from training.losses import info_nce
 from voice_router.errors import ModelError
 

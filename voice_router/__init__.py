@@ -29,19 +29,19 @@ _EXPORTS: dict[str, str] = {
     "Route": "voice_router.routes",
     "RouteSet": "voice_router.routes",
     # model
-    "load_model": "voice_router.model",
-    "list_models": "voice_router.model",
+    "load_model": "voice_router.model.loader",
+    "list_models": "voice_router.model.loader",
     "EmbeddingModel": "voice_router.model.base",
     "HashEmbeddingModel": "voice_router.model.fake",
     # index, router, dispatch, library, LangChain adapter
     "RouteIndex": "voice_router.index",
-    "EdgeBackend": "voice_router.index",
-    "ClientBackend": "voice_router.index",
-    "VectorBackend": "voice_router.index",
+    "EdgeBackend": "voice_router.store",
+    "ClientBackend": "voice_router.store",
+    "VectorBackend": "voice_router.store",
     "VoiceRouter": "voice_router.router",
     "Router": "voice_router.routing",
     "RouteMatch": "voice_router.routing",
-    "Fusion": "voice_router.routing",
+    "Fusion": "voice_router.decision",
     "ToolRegistry": "voice_router.dispatch",
     "AudioLibrary": "voice_router.library",
     "VoiceRouterEmbeddings": "voice_router.embeddings",
@@ -118,6 +118,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from voice_router.audio.capture import ArraySource, FileSource, MicrophoneSource
     from voice_router.audio.io import AudioInput, chunk_audio, load_audio
+    from voice_router.decision import Fusion
     from voice_router.dispatch import ToolRegistry
     from voice_router.embeddings import VoiceRouterEmbeddings
     from voice_router.errors import (
@@ -131,11 +132,12 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         ToolImportBlocked,
         VoiceRouterError,
     )
-    from voice_router.index import ClientBackend, EdgeBackend, RouteIndex, VectorBackend
+    from voice_router.index import RouteIndex
     from voice_router.library import AudioLibrary
-    from voice_router.model import list_models, load_model
     from voice_router.model.base import EmbeddingModel
     from voice_router.model.fake import HashEmbeddingModel
+    from voice_router.model.loader import list_models, load_model
     from voice_router.router import VoiceRouter
     from voice_router.routes import Route, RouteSet, dump_routes, load_routes, parse_routes
-    from voice_router.routing import Fusion, RouteMatch, Router
+    from voice_router.routing import RouteMatch, Router
+    from voice_router.store import ClientBackend, EdgeBackend, VectorBackend

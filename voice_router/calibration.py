@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from voice_router.decision import route_thresholds
 from voice_router.errors import VoiceRouterError
 from voice_router.evaluate import (
     ClipScore,
@@ -22,7 +23,6 @@ from voice_router.evaluate import (
     failures,
     fmt_score,
     rounded,
-    route_thresholds,
 )
 
 if TYPE_CHECKING:

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from voice_router.errors import VoiceRouterError
+
+if TYPE_CHECKING:
+    from voice_router.routes import RouteSet
 
 #: With a single route there is no runner-up; its margin is measured against the lowest cosine.
 NO_RUNNER_UP = -1.0
@@ -136,6 +139,13 @@ def top_two(scores: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.nd
     gap[both] = s1[both] - s2[both]
     gap[fin1 & ~fin2] = np.inf
     return best, s1, gap
+
+
+def route_thresholds(routes: RouteSet, names: Sequence[str] | None = None) -> np.ndarray:
+    """(R,) the threshold each route of `names` (default: every route of `routes`, in order)
+    must reach: its own, else the set's (`RouteSet.route_threshold`)."""
+    names = routes.names if names is None else names
+    return np.array([float(routes.route_threshold(n)) for n in names], dtype=np.float64)
 
 
 def decide(

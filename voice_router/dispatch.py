@@ -21,9 +21,12 @@ import sys
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voice_router.errors import ToolError, ToolImportBlocked
+
+if TYPE_CHECKING:
+    from voice_router.routes import Route, RouteSet
 
 log = logging.getLogger(__name__)
 
@@ -262,3 +265,86 @@ def invoke_tool(
     msg = f"tool {tool.name!r} (route {route!r}) raised {type(value).__name__}: {value}"
     log.error(msg, exc_info=(type(value), value, value.__traceback__))
     return ToolOutcome(error=msg)
+
+
+class ToolRunner:
+    """The tools of a route set: checked once at start-up, run for each match.
+
+    Args:
+        routes: the route set (each route's `tool`, static `args` and `sentences:`).
+        tools: LangChain tools (or callables) that routes may name by `.name`.
+        allow_import: let routes name tools as `package.module:attr` (imports that code).
+        strict: True raises `ToolError` at `check()` when a route's tool cannot be resolved or
+            its args do not validate; False records the problem in `problems` and every match
+            of that route reports it in `tool_error`. A tool named by import path without
+            `allow_import` is never an error at start-up: its matches say how to allow it.
+        timeout_s: give up waiting for a tool after this many seconds.
+    """
+
+    def __init__(
+        self,
+        routes: RouteSet,
+        tools: Iterable[Any] = (),
+        *,
+        allow_import: bool = False,
+        strict: bool = True,
+        timeout_s: float | None = DEFAULT_TOOL_TIMEOUT_S,
+    ) -> None:
+        self.routes = routes
+        self.registry = ToolRegistry(tools, allow_import=allow_import)
+        self.strict = strict
+        self.timeout_s = timeout_s
+        self.problems: dict[str, str] = {}  # route -> why its tool is not called
+
+    def check(self) -> None:
+        """Resolve every route's tool and validate its args now, not at the first utterance."""
+        for r in self.routes.routes:
+            if r.tool:
+                try:
+                    tool = self.registry.resolve(r.tool, r.name)
+                    validate_args(tool, r.name, {**self._sample_slots(r), **r.args},
+                                  with_match=True)  # fmt: skip
+                except ToolImportBlocked as e:
+                    self.problems[r.name] = f"tool not called: {e}"
+                except ToolError as e:
+                    if self.strict:
+                        raise
+                    self.problems[r.name] = f"tool not called: {e}"
+        if self.problems:
+            names = list(self.problems)
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            blocked = all("import" in p for p in self.problems.values())
+            log.warning(
+                "%d route(s) will not call their tool (%s)%s; each match says why in tool_error",
+                len(names),
+                shown,
+                ": their tools are import paths; pass --allow-import (Python: allow_import=True)"
+                " if you trust the routes file"
+                if blocked
+                else "",
+            )
+
+    def _sample_slots(self, r: Route) -> dict[str, Any]:
+        """A value for every slot `r`'s templates can fill (each list's first), so the tool's
+        arguments are checked at start-up as they will be called."""
+        if not r.sentences:
+            return {}
+        from voice_router.templates import phrasings
+
+        out: dict[str, Any] = {}
+        for ph in phrasings(r.sentences, self.routes.lists):
+            for name, value in ph.slots.items():
+                out.setdefault(name, value)
+        return out
+
+    def run(self, route: Route, args: Mapping[str, Any], match: Mapping[str, Any]) -> ToolOutcome:
+        """Call `route`'s tool with `args` (+ the match, when it takes one). Never raises: a
+        known problem, slot values the tool's schema refuses, or the tool's own failure come
+        back in `ToolOutcome.error`."""
+        if route.name in self.problems:
+            return ToolOutcome(error=self.problems[route.name])
+        tool = self.registry.resolve(str(route.tool), route.name)
+        try:
+            return invoke_tool(tool, route.name, args, match=match, timeout_s=self.timeout_s)
+        except ToolError as e:  # slot values the tool's args_schema refuses
+            return ToolOutcome(error=f"tool not called: {e}")

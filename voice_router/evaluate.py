@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from voice_router.decision import decide, overrule, top_two
+from voice_router.decision import decide, overrule, route_thresholds, top_two
 from voice_router.errors import AudioError, ManifestError
 
 if TYPE_CHECKING:
@@ -360,11 +360,6 @@ class ScoreTable:
         if self.read is None:
             return pred
         return overrule(pred, self.read, self.understood, self.readable)
-
-
-def route_thresholds(routes: RouteSet) -> np.ndarray:
-    """(R,) the threshold each route of `routes` uses (its own, else the set's)."""
-    return np.array([float(routes.route_threshold(r)) for r in routes.routes], dtype=np.float64)
 
 
 def _percentiles(values: Sequence[float]) -> dict[str, float | None]:

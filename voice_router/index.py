@@ -1,25 +1,18 @@
-"""A route set's collection in the store, kept in sync with the routes file.
+"""A route set's collection in the store: its points' vectors in, nearest points out.
 
 `RouteIndex` holds one collection of the store (`voice_router.store`) per model fingerprint and
-route set. `sync` diffs the points the routes call for (`voice_router.points.PointBuilder.plan`:
-texts, TTS exemplars, audio files; ids deterministic) against what the collection holds, has the
-builder embed only the missing ones, and deletes stale ones: a restart with the same routes
-writes nothing and an edited route re-embeds only its changed texts. Routing queries the
-collection (`voice_router.routing`); the whole matrix (`RouteVectors`) is read only by the numpy
-oracle and by checks.
-
-The store names are re-exported here for older imports (`from voice_router.index import
-EdgeBackend` keeps working).
+route set, `routes_<fingerprint>_<set id>`. It takes vectors and never a model: the points a
+route set calls for are planned, embedded and synced into it by `voice_router.points`
+(`PointBuilder.sync`: plan -> diff -> embed -> upsert -> delete). Routing queries it
+(`voice_router.scoring`); the whole matrix (`RouteVectors`) is read only by the numpy oracle and
+by checks. It keeps the route and kind of every point it holds (read once from the store, then
+kept up to date by its own writes), so a query needs ids and scores only.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import re
-import sys
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,58 +22,30 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from voice_router.errors import IndexStoreError
-from voice_router.points import PointBuilder
-from voice_router.store import (
-    DEFAULT_MIN_FREE_BYTES,
+from voice_router.point_schema import (
+    INDEXED_KEYS,
     KIND_AUDIO,
     KIND_TEXT,
-    LOCK_NAME,
-    MANIFEST_FORMAT,
-    MANIFEST_NAME,
-    MANIFEST_VERSION,
-    OPTIMIZE_AT,
-    P_FINGERPRINT,
     P_KIND,
     P_ROUTE,
-    P_SOURCE,
     P_TEXT,
     P_VOICE,
-    POINT_NAMESPACE,
-    SOURCE_ENROLLED,
-    SOURCE_FILE,
-    SOURCE_ROUTES,
-    UPSERT_BATCH,
-    ClientBackend,
-    EdgeBackend,
+    point_id,
+)
+from voice_router.store import (
+    P_FINGERPRINT,
     PointRecord,
     ScoredRecord,
     VectorBackend,
     check_collection_name,
-    default_index_path,
-    open_backend,
-    point_id,
 )
 
 if TYPE_CHECKING:
-    from voice_router.model.base import EmbeddingModel
     from voice_router.routes import RouteSet
-
-log = logging.getLogger(__name__)
-
 
 # --------------------------------------------------------------------------------------------
 # Route index
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SyncReport:
-    """What `RouteIndex.sync` did: point counts added, removed and left as they were."""
-
-    added: int = 0
-    removed: int = 0
-    kept: int = 0
-    exemplars_skipped: str | None = None  # why TTS exemplars were not built, if they were not
 
 
 @dataclass
@@ -106,18 +71,6 @@ class RouteVectors:
             ],
             dtype=np.int64,
         )
-
-
-def _stderr_is_tty() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):  # replaced or closed stderr
-        return False
-
-
-def _say(line: str) -> None:
-    """One progress line on stderr (where no progress bar is drawn)."""
-    print(f"voice-router: {line}", file=sys.stderr, flush=True)
 
 
 def prune_route_collections(
@@ -168,138 +121,98 @@ class RouteIndex:
     """The points of a route set, stored in Qdrant under `routes_<fingerprint>_<set id>`.
 
     Args:
-        model: the embedding model (its fingerprint keys the collection and every point id).
-        backend: a `VectorBackend`; default: Qdrant Edge at `path` (or the user data folder).
-        path: Edge folder, used when `backend` is None.
-        exemplar_voices: how many TTS voices speak each route text as audio exemplars
-            (0 disables them; None = 12 when espeak-ng is available, else 0 with a notice).
-        set_id: which route set this collection holds (`route_set_id(routes)`; "inline" default).
+        backend: where the collection lives (`voice_router.store.open_backend` makes one).
+        dim: the vectors' dimension; fingerprint: the model that made them (it keys the
+            collection and every point id; a collection of another model is refused).
+        set_id: which route set this collection holds (`route_set_id(routes)`).
     """
 
     def __init__(
-        self,
-        model: EmbeddingModel,
-        backend: VectorBackend | None = None,
-        *,
-        path: str | os.PathLike[str] | None = None,
-        exemplar_voices: int | None = None,
-        set_id: str = "inline",
+        self, backend: VectorBackend, *, dim: int, fingerprint: str, set_id: str = "inline"
     ) -> None:
-        self.model = model
-        self.backend = backend if backend is not None else EdgeBackend(path or default_index_path())
-        self.collection = check_collection_name(f"routes_{model.fingerprint}_{set_id}")
-        self.points = PointBuilder(model, exemplar_voices)  # plans and embeds; the store never does
-        self._lock = threading.RLock()
+        self.backend = backend
+        self.dim = int(dim)
+        self.fingerprint = fingerprint
+        self.collection = check_collection_name(f"routes_{fingerprint}_{set_id}")
+        #: held by a writer for a whole sync; queries never wait on it for long
+        self.lock = threading.RLock()
         self._vectors: RouteVectors | None = None
-        # points per (route, kind), known after a sync: what a query-scored decision needs to
-        # tell "not among the hits" from "has no such points"
-        self._counts: dict[tuple[str, str], int] | None = None
-        self._route_of: dict[str, tuple[str, str]] = {}  # point id -> (route, kind), same sync
-        self.backend.open_collection(self.collection, int(model.dim), model.fingerprint, "routes")
-
-    @property
-    def exemplar_voices(self) -> int | None:
-        """TTS voices per route text (see `PointBuilder`)."""
-        return self.points.exemplar_voices
+        # point id -> (route, kind) of every point held, and points per (route, kind) (and per
+        # kind under the route ""): what a query-scored decision needs to tell "not among the
+        # hits" from "has no such points". None until first read from the store.
+        self._route_of: dict[str, tuple[str, str]] | None = None
+        self._counts: dict[tuple[str, str], int] = {}
+        self.backend.open_collection(
+            self.collection, self.dim, fingerprint, "routes", indexed=INDEXED_KEYS
+        )
 
     # -- writing ------------------------------------------------------------------------------
 
-    def sync(self, routes: RouteSet) -> SyncReport:
-        """Make the collection hold exactly the points `routes` calls for (plus enrolled clips of
-        routes that still exist): embed and upsert only missing points, delete stale ones."""
-        with self._lock:
-            specs = self.points.plan(routes)
-            report = SyncReport(exemplars_skipped=self.points.skipped)
-            desired = {s.id: s for s in specs}
-            names = {r.name for r in routes.routes}
-            existing: dict[str, dict[str, Any]] = {
+    def payloads(self) -> dict[str, dict[str, Any]]:
+        """Every point's payload by id, read from the store (what a sync diffs against)."""
+        with self.lock:
+            out = {
                 p.id: p.payload for p in self.backend.scroll(self.collection, with_vectors=False)
             }
-            stale = [
-                pid
-                for pid, pl in existing.items()
-                if pid not in desired
-                and not (pl.get(P_SOURCE) == SOURCE_ENROLLED and pl.get(P_ROUTE) in names)
-            ]
-            missing = [s for s in specs if s.id not in existing]
-            n_audio = sum(s.kind == KIND_AUDIO for s in missing)
-            # a terminal gets the progress bar; a log or pipe one line before and one after
-            quiet = n_audio < 50 or _stderr_is_tty()
-            if missing:
-                log.info(
-                    "indexing %d route points (%d audio exemplars) in %s",
-                    len(missing),
-                    n_audio,
-                    self.backend.location,
-                )
-                if not quiet:
-                    _say(
-                        f"indexing {len(missing)} route points ({n_audio} spoken exemplars, "
-                        "once per model and route set) ..."
-                    )
-            t0 = time.perf_counter()
-            for batch in self.points.embed(missing):
-                self.backend.upsert(self.collection, batch)
-                report.added += len(batch)
-            if missing and not quiet:
-                _say(
-                    f"indexed {report.added} route points in {time.perf_counter() - t0:.1f} s "
-                    f"into {self.backend.location}"
-                )
-            if missing and len(existing) + len(missing) >= OPTIMIZE_AT:
-                _say(f"building the search index of {self.collection} (once; can take minutes)")
-                self.optimize()
-            for i in range(0, len(stale), 256):
-                self.backend.delete(self.collection, stale[i : i + 256])
-            report.removed = len(stale)
-            report.kept = len(existing) - len(stale)
-            gone = set(stale)
-            counts: dict[tuple[str, str], int] = {}
-            kinds = [
-                (str(pl.get(P_ROUTE)), str(pl.get(P_KIND)))
-                for pid, pl in existing.items()
-                if pid not in gone
-            ]
-            for key in kinds + [(s.route, s.kind) for s in missing]:
-                counts[key] = counts.get(key, 0) + 1
-                counts[("", key[1])] = counts.get(("", key[1]), 0) + 1  # per kind
-            self._counts = counts
             self._route_of = {
-                pid: (str(pl.get(P_ROUTE)), str(pl.get(P_KIND)))
-                for pid, pl in existing.items()
-                if pid not in gone
+                pid: (str(pl.get(P_ROUTE)), str(pl.get(P_KIND))) for pid, pl in out.items()
             }
-            self._route_of.update((s.id, (s.route, s.kind)) for s in missing)
-            self._vectors = None
-            return report
+            self._recount()
+            return out
 
-    def enroll(self, route: str, clips: Sequence[np.ndarray], labels: Sequence[str]) -> int:
-        """Store user recordings of `route` as audio points (kept across syncs while the route
-        exists). `labels` name each clip (e.g. its file name). Returns points written."""
-        pts = self.points.enrolled(route, clips, labels)
-        with self._lock:
-            known = self.backend.existing_ids(self.collection, [p.id for p in pts])
-            for i in range(0, len(pts), UPSERT_BATCH):
-                self.backend.upsert(self.collection, pts[i : i + UPSERT_BATCH])
-            self._vectors = None
-            if self._counts is not None:
-                for key in ((route, KIND_AUDIO), ("", KIND_AUDIO)):
-                    self._counts[key] = self._counts.get(key, 0) + len(pts) - len(known)
-                self._route_of.update((p.id, (route, KIND_AUDIO)) for p in pts)
-        return len(pts)
+    def upsert(self, points: Sequence[PointRecord]) -> None:
+        """Write `points` (embedded route points, `voice_router.points`), replacing any with
+        the same id."""
+        if not points:
+            return
+        with self.lock:
+            route_of = self._known()
+            self.backend.upsert(self.collection, points)
+            for p in points:
+                route_of[p.id] = (str(p.payload.get(P_ROUTE)), str(p.payload.get(P_KIND)))
+            self._recount()
 
-    # -- reading ------------------------------------------------------------------------------
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove the points `ids` (ids it does not hold are ignored)."""
+        if not ids:
+            return
+        with self.lock:
+            route_of = self._known()
+            for i in range(0, len(ids), 256):
+                self.backend.delete(self.collection, list(ids[i : i + 256]))
+            for pid in ids:
+                route_of.pop(pid, None)
+            self._recount()
 
     def optimize(self) -> None:
-        """Build the collection's search index (sync does it past OPTIMIZE_AT points)."""
-        with self._lock:
+        """Build the collection's search index (a sync does it past `store.OPTIMIZE_AT`)."""
+        with self.lock:
             self.backend.optimize(self.collection)
+
+    def _known(self) -> dict[str, tuple[str, str]]:
+        """The id -> (route, kind) map, read from the store the first time."""
+        if self._route_of is None:
+            self.payloads()
+        assert self._route_of is not None
+        return self._route_of
+
+    def _recount(self) -> None:
+        """Rebuild the per-(route, kind) counts after a change (a new dict: readers holding the
+        old view see a consistent snapshot) and forget the cached matrix."""
+        counts: dict[tuple[str, str], int] = {}
+        for key in (self._route_of or {}).values():
+            counts[key] = counts.get(key, 0) + 1
+            counts[("", key[1])] = counts.get(("", key[1]), 0) + 1  # per kind
+        self._counts = counts
+        self._vectors = None
+
+    # -- reading ------------------------------------------------------------------------------
 
     def query(self, vector: np.ndarray, kind: str, limit: int) -> list[tuple[str, float]]:
         """(route, cosine) of the `limit` points of `kind` ("text" or "audio") nearest to
         `vector`, best first: one Qdrant query (payload-indexed filter on the kind) returning
-        ids and scores; routes come from the id -> route map of the last sync, and a point
-        this process has not seen (written by another one since) is read with its payload."""
+        ids and scores; routes come from the id map, and a point this process has not seen
+        (written by another one since) is read with its payload."""
         return [(route, score) for route, _, score in self._nearest(vector, limit, {P_KIND: kind})]
 
     def query_all(self, vector: np.ndarray, limit: int) -> list[tuple[str, str, float]]:
@@ -311,11 +224,11 @@ class RouteIndex:
         self, vector: np.ndarray, limit: int, where: Mapping[str, Any] | None
     ) -> list[tuple[str, str, float]]:
         """(route, kind, cosine) of the nearest points matching `where`: ids and scores from
-        the store, routes and kinds from the id map of the last sync; a point this process has
-        not seen (written by another one since) makes it read the payloads instead."""
+        the store, routes and kinds from the id map; a point this process has not seen
+        (written by another one since) makes it read the payloads instead."""
         hits = self.backend.query(self.collection, vector, limit, where, False)
-        with self._lock:
-            route_of = self._route_of
+        with self.lock:
+            route_of = self._known()
             try:
                 return [(*route_of[h.id], h.score) for h in hits]
             except KeyError:
@@ -334,30 +247,29 @@ class RouteIndex:
         return [(float(h.score), h.payload) for h in hits]
 
     def total(self, kind: str) -> int:
-        """Points of `kind` after the last sync (plus enrolments since)."""
+        """Points of `kind` held."""
         return self.counts().get(("", kind), 0)
 
     def counts(self) -> Mapping[tuple[str, str], int]:
-        """Points per (route, kind) after the last sync (plus enrolments since), and per kind
-        under the route "" (read-only view, not a copy: it is read on every utterance)."""
-        with self._lock:
-            if self._counts is None:
-                raise IndexStoreError("the route index has not been synced; call sync(routes)")
-            return MappingProxyType(self._counts)
+        """Points per (route, kind) held, and per kind under the route "" (a read-only view,
+        not a copy: it is read on every utterance)."""
+        if self._route_of is None:
+            with self.lock:
+                self._known()
+        return MappingProxyType(self._counts)
 
     def vectors(self) -> RouteVectors:
-        """All route points as a matrix (cached until the next sync/enroll)."""
-        with self._lock:
+        """All route points as a matrix (cached until the next write)."""
+        with self.lock:
             if self._vectors is None:
                 rows = list(self.backend.scroll(self.collection, with_vectors=True))
                 rows.sort(key=lambda p: p.id)  # a stable order, whatever the store returns
-                d = int(self.model.dim)
                 for p in rows:
-                    self._check_point(p, d)
+                    self._check_point(p)
                 mat = (
                     np.stack([np.asarray(p.vector, np.float32) for p in rows])
                     if rows
-                    else np.zeros((0, d), np.float32)
+                    else np.zeros((0, self.dim), np.float32)
                 )  # (N, D)
                 norms = np.linalg.norm(mat, axis=1, keepdims=True)  # (N, 1)
                 mat = mat / np.maximum(norms, 1e-12)
@@ -371,24 +283,25 @@ class RouteIndex:
                 )
             return self._vectors
 
-    def _check_point(self, p: PointRecord, dim: int) -> None:
-        """A stored point must be what this index wrote: its id recomputes from its payload
-        (so a damaged payload cannot silently rename a route) and its vector is finite (D,)."""
+    def _check_point(self, p: PointRecord) -> None:
+        """A stored point must be what the points layer wrote: its id recomputes from its
+        payload (so a damaged payload cannot silently rename a route) and its vector is finite
+        (D,)."""
         pl = p.payload
         ok = (
-            pl.get(P_FINGERPRINT) == self.model.fingerprint
+            pl.get(P_FINGERPRINT) == self.fingerprint
             and pl.get(P_KIND) in (KIND_TEXT, KIND_AUDIO)
             and isinstance(pl.get(P_ROUTE), str)
             and p.id
             == point_id(
-                self.model.fingerprint,
+                self.fingerprint,
                 str(pl.get(P_ROUTE)),
                 str(pl.get(P_KIND)),
                 str(pl.get(P_TEXT)),
                 str(pl.get(P_VOICE, "")),
             )
             and p.vector is not None
-            and p.vector.shape == (dim,)
+            and p.vector.shape == (self.dim,)
             and bool(np.isfinite(p.vector).all())
         )
         if not ok:
@@ -415,40 +328,3 @@ class RouteIndex:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-__all__ = [
-    "ClientBackend",
-    "DEFAULT_MIN_FREE_BYTES",
-    "EdgeBackend",
-    "KIND_AUDIO",
-    "KIND_TEXT",
-    "LOCK_NAME",
-    "MANIFEST_FORMAT",
-    "MANIFEST_NAME",
-    "MANIFEST_VERSION",
-    "OPTIMIZE_AT",
-    "POINT_NAMESPACE",
-    "P_FINGERPRINT",
-    "P_KIND",
-    "P_ROUTE",
-    "P_SOURCE",
-    "P_TEXT",
-    "P_VOICE",
-    "PointRecord",
-    "RouteIndex",
-    "RouteVectors",
-    "SOURCE_ENROLLED",
-    "SOURCE_FILE",
-    "SOURCE_ROUTES",
-    "ScoredRecord",
-    "SyncReport",
-    "UPSERT_BATCH",
-    "VectorBackend",
-    "check_collection_name",
-    "default_index_path",
-    "open_backend",
-    "prune_route_collections",
-    "point_id",
-    "route_set_id",
-]

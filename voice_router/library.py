@@ -25,7 +25,6 @@ from voice_router.errors import AudioError, IndexStoreError
 from voice_router.model.base import embed_audio_pooled
 from voice_router.store import (
     P_FINGERPRINT,
-    POINT_NAMESPACE,
     EdgeBackend,
     PointRecord,
     VectorBackend,
@@ -36,6 +35,10 @@ if TYPE_CHECKING:
     from voice_router.model.base import EmbeddingModel
 
 log = logging.getLogger(__name__)
+
+#: Namespace of library point ids (the route points' namespace: ids written before the two
+#: were split stay valid).
+LIBRARY_NAMESPACE = uuid.UUID("6f1c1f6e-6b9a-5d0e-9a57-7a3e0c6f9d21")
 
 P_PATH = "path"
 P_SIZE = "size"
@@ -60,7 +63,7 @@ def audio_extensions() -> frozenset[str]:
 
 def file_point_id(fingerprint: str, path: Path, size: int, mtime_ns: int) -> str:
     """Deterministic id of one version of one file for one model."""
-    return str(uuid.uuid5(POINT_NAMESPACE, f"{fingerprint}|{path}|{size}|{mtime_ns}"))
+    return str(uuid.uuid5(LIBRARY_NAMESPACE, f"{fingerprint}|{path}|{size}|{mtime_ns}"))
 
 
 @dataclass

@@ -3,10 +3,12 @@
 A route contributes its texts (`description` and `examples`) as `kind="text"` points and, as
 `kind="audio"` points, each text spoken by several TTS voices (exemplars), its
 `examples_audio` files, and user enrolment clips. `PointBuilder.plan` lists the points a route
-set calls for, each with its deterministic id (uuid5 of model fingerprint, route, kind, text and
-voice), without embedding anything; `PointBuilder.embed` synthesises and embeds the ones a store
-lacks. The store (`voice_router.store`) only stores and searches; `voice_router.index` diffs the
-plan against a collection and writes the difference.
+set calls for, each with its deterministic id (`point_schema.point_id`: uuid5 of model
+fingerprint, route, kind, text and voice), without embedding anything; `PointBuilder.sync`
+diffs the plan against a `RouteIndex`, embeds only the missing points (`embed` synthesises the
+TTS exemplars) and writes the difference: a restart with the same routes writes nothing and an
+edited route re-embeds only its changed texts. The index (`voice_router.index`) and the store
+(`voice_router.store`) only store and search vectors.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import hashlib
 import json
 import logging
 import os
+import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +29,9 @@ import numpy as np
 from voice_router.checksums import file_sha256
 from voice_router.errors import IndexStoreError
 from voice_router.model.base import embed_audio_pooled
-from voice_router.store import (
+from voice_router.point_schema import (
     KIND_AUDIO,
     KIND_TEXT,
-    P_FINGERPRINT,
     P_KIND,
     P_ROUTE,
     P_SLOTS,
@@ -40,12 +43,12 @@ from voice_router.store import (
     SOURCE_FILE,
     SOURCE_ROUTES,
     SOURCE_TEMPLATE,
-    UPSERT_BATCH,
-    PointRecord,
     point_id,
 )
+from voice_router.store import OPTIMIZE_AT, P_FINGERPRINT, UPSERT_BATCH, PointRecord
 
 if TYPE_CHECKING:
+    from voice_router.index import RouteIndex
     from voice_router.model.base import EmbeddingModel
     from voice_router.routes import RouteSet
 
@@ -53,6 +56,16 @@ log = logging.getLogger(__name__)
 
 DEFAULT_EXEMPLAR_VOICES = 12
 """TTS voices that speak each route text when espeak-ng is installed."""
+
+
+@dataclass
+class SyncReport:
+    """What `PointBuilder.sync` did: point counts added, removed and left as they were."""
+
+    added: int = 0
+    removed: int = 0
+    kept: int = 0
+    exemplars_skipped: str | None = None  # why TTS exemplars were not built, if they were not
 
 
 @dataclass
@@ -254,5 +267,83 @@ class PointBuilder:
             pts.append(PointRecord(s.id, embed_audio_pooled(self.model, clip), self.payload(s)))
         return pts
 
+    # -- writing into an index -----------------------------------------------------------------
 
-__all__ = ["DEFAULT_EXEMPLAR_VOICES", "PointBuilder", "PointSpec"]
+    def sync(self, index: RouteIndex, routes: RouteSet) -> SyncReport:
+        """Make `index` hold exactly the points `routes` calls for (plus enrolled clips of
+        routes that still exist): embed and upsert only missing points, delete stale ones."""
+        self._check_index(index)
+        with index.lock:
+            specs = self.plan(routes)
+            report = SyncReport(exemplars_skipped=self.skipped)
+            desired = {s.id for s in specs}
+            names = {r.name for r in routes.routes}
+            existing = index.payloads()
+            stale = [
+                pid
+                for pid, pl in existing.items()
+                if pid not in desired
+                and not (pl.get(P_SOURCE) == SOURCE_ENROLLED and pl.get(P_ROUTE) in names)
+            ]
+            missing = [s for s in specs if s.id not in existing]
+            n_audio = sum(s.kind == KIND_AUDIO for s in missing)
+            where = index.backend.location
+            # a terminal gets the progress bar; a log or pipe one line before and one after
+            quiet = n_audio < 50 or _stderr_is_tty()
+            if missing:
+                log.info("indexing %d route points (%d audio exemplars) in %s", len(missing),
+                         n_audio, where)  # fmt: skip
+                if not quiet:
+                    _say(f"indexing {len(missing)} route points ({n_audio} spoken exemplars, "
+                         "once per model and route set) ...")  # fmt: skip
+            t0 = time.perf_counter()
+            for batch in self.embed(missing):
+                index.upsert(batch)
+                report.added += len(batch)
+            if missing and not quiet:
+                _say(f"indexed {report.added} route points in {time.perf_counter() - t0:.1f} s "
+                     f"into {where}")  # fmt: skip
+            if missing and len(existing) + len(missing) >= OPTIMIZE_AT:
+                _say(f"building the search index of {index.collection} (once; can take minutes)")
+                index.optimize()
+            index.delete(stale)
+            report.removed = len(stale)
+            report.kept = len(existing) - len(stale)
+            return report
+
+    def enroll(
+        self, index: RouteIndex, route: str, clips: Sequence[np.ndarray], labels: Sequence[str]
+    ) -> int:
+        """Store user recordings of `route` in `index` as audio points (kept across syncs while
+        the route exists). `labels` name each clip (e.g. its file name). Returns points
+        written."""
+        self._check_index(index)
+        pts = self.enrolled(route, clips, labels)
+        for i in range(0, len(pts), UPSERT_BATCH):
+            index.upsert(pts[i : i + UPSERT_BATCH])
+        return len(pts)
+
+    def _check_index(self, index: RouteIndex) -> None:
+        """`index` must hold this model's vectors."""
+        if index.fingerprint != self.model.fingerprint or index.dim != int(self.model.dim):
+            raise IndexStoreError(
+                f"the route index {index.collection!r} holds vectors of model "
+                f"{index.fingerprint} ({index.dim}-d), not of "
+                f"{getattr(self.model, 'name', 'this model')!r} "
+                f"({self.model.fingerprint}); open the index for this model"
+            )
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
+
+
+def _say(line: str) -> None:
+    """One progress line on stderr (where no progress bar is drawn)."""
+    print(f"voice-router: {line}", file=sys.stderr, flush=True)
+
+
+__all__ = ["DEFAULT_EXEMPLAR_VOICES", "PointBuilder", "PointSpec", "SyncReport"]

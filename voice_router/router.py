@@ -10,27 +10,7 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from voice_router.decision import FUSION_MODES, NO_RUNNER_UP
-from voice_router.routing import (
-    Fusion,
-    RouteMatch,
-    Router,
-    make_backend,
-    resolve_model,
-    resolve_routes,
-)
-
-__all__ = [
-    "FUSION_MODES",
-    "NO_RUNNER_UP",
-    "Fusion",
-    "RouteMatch",
-    "Router",
-    "VoiceRouter",
-    "make_backend",
-    "resolve_model",
-    "resolve_routes",
-]
+from voice_router.routing import RouteMatch, Router
 
 
 class VoiceRouter(Router, Runnable[Any, RouteMatch]):
@@ -54,7 +34,7 @@ class VoiceRouter(Router, Runnable[Any, RouteMatch]):
         so an agent can hand a recording to the router."""
         from langchain_core.tools import StructuredTool
 
-        routes = ", ".join(self._route_names)
+        routes = ", ".join(self.routes.names)
         desc = description or (
             "Route a spoken command in an audio file to an action. Input: the path of an audio "
             f"file. Output: the matched route (one of: {routes}, or null), its score and the "

@@ -1,26 +1,16 @@
 """Router: audio (or a precomputed vector) in, `RouteMatch` out, tool dispatched.
 
-Routing is a Qdrant query: per utterance, the nearest text points and audio-exemplar points of
-the route set's collection (one filtered query per kind for small sets, one query for both in
-large ones; see below), on Qdrant Edge or a Qdrant server alike. Scoring, per route, from
-those hits:
-- text score  = max over its text points (description, examples);
-- audio score = mean of the top-k over its audio exemplar points (TTS voices, enrolment clips);
-- fused score = `Fusion.combine(text, audio)`; a route without audio points uses its text score.
-The best fused route matches when its score >= the route's threshold and its margin over the
-runner-up >= the route set's margin. Where the leading routes have `sentences:`, the slot stage
-(voice_router.slot_reader) then has Whisper's decoder read the utterance held to those routes'
-phrasings: a reading it is confident of decides the route among them and gives every slot value
-exactly; speech that fits none of them is "not understood" and calls no tool. The router then
-calls the route's tool (see dispatch.py).
-
-Up to EXACT_TEXT_POINTS text and EXACT_AUDIO_POINTS audio points every point is returned, and
-the scores are exactly those of the numpy oracle (`score_matrix`, which reads every vector).
-Larger sets take the best TEXT_HITS + AUDIO_HITS points of either kind in ONE query without a
-filter (a kind too rare among them gets its own filtered query): a decision is made among the
-routes that have a point among them (a route missing from the text or the audio hits gets the
-lowest cosine returned, an upper bound of its own), and `scores_vector` gives every other route
-those bounds too, so only routes far from the utterance are approximated.
+The router orchestrates; each step is its own module's:
+1. the speech gate (`voice_router.audio.gate`): no speech, no route;
+2. the model embeds the speech (and gives its encoder frames to the slot stage);
+3. scoring (`voice_router.scoring`): Qdrant queries -> a fused score per route;
+4. the decision (`voice_router.decision`): threshold and margin, one rule for router and eval;
+5. the slot stage (`voice_router.slots`): where the leading routes have `sentences:`,
+   Whisper's decoder reads the utterance held to their phrasings: an understood reading
+   decides the route among them and gives the slot values; speech that fits none of them is
+   "not understood" and calls no tool;
+6. dispatch (`voice_router.dispatch.ToolRunner`): the route's tool runs with its args.
+The route set's points are synced into the index by `voice_router.points` at construction.
 """
 
 from __future__ import annotations
@@ -34,55 +24,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from voice_router.decision import Fusion, decide, overrule
-from voice_router.dispatch import (
-    DEFAULT_TOOL_TIMEOUT_S,
-    ToolRegistry,
-    invoke_tool,
-    validate_args,
-)
-from voice_router.errors import (
-    ModelError,
-    RoutesError,
-    ToolError,
-    ToolImportBlocked,
-    VoiceRouterError,
-)
-from voice_router.index import (
-    KIND_AUDIO,
-    KIND_TEXT,
-    RouteIndex,
-    SyncReport,
-    VectorBackend,
-    open_backend,
-    route_set_id,
-)
+from voice_router.decision import Fusion, decide, route_thresholds
+from voice_router.dispatch import DEFAULT_TOOL_TIMEOUT_S, ToolRunner
+from voice_router.errors import ModelError, RoutesError, VoiceRouterError
+from voice_router.index import RouteIndex, route_set_id
 from voice_router.model.base import embed_audio_pooled, embed_audio_with_frames
-from voice_router.model.loader import resolve_model
-from voice_router.store import P_KIND, P_ROUTE, P_SLOTS
+from voice_router.model.loader import load_model
+from voice_router.points import PointBuilder, SyncReport
+from voice_router.scoring import RouteScorer
+from voice_router.slots import SLOT_TOP_K, SlotStage, slots_from_embeddings
+from voice_router.store import VectorBackend, open_backend
 
 if TYPE_CHECKING:
     from voice_router.audio.gate import SpeechGate
     from voice_router.model.base import EmbeddingModel
     from voice_router.routes import RouteSet
-    from voice_router.slot_reader import SlotReader
+    from voice_router.slot_reader import Reading, SlotReader
 
 log = logging.getLogger(__name__)
-
-#: Route sets up to this many points of a kind get every point back from a query (exact).
-MAX_SLOT_POINTS = 512
-"""Most text points of the matched route read back to resolve its slots (one query)."""
-EXACT_TEXT_POINTS = 256
-EXACT_AUDIO_POINTS = 256
-#: Hits per query for larger sets (see the module docstring). Each hit costs (~15 us to read
-#: back); the decision needs a few points of the leading routes, which are the nearest ones.
-TEXT_HITS = 32
-AUDIO_HITS = 64
-#: Fewest hits of a kind that the one unfiltered query of a large set must bring back; below
-#: it that kind gets its own filtered query.
-MIN_KIND_HITS = 8
-#: How many of the best-scoring routes the slot stage reads against (those with `sentences:`).
-SLOT_TOP_K = 10
 
 
 @dataclass
@@ -160,25 +119,6 @@ def resolve_routes(routes: RouteSet | str | os.PathLike[str]) -> RouteSet:
     return routes
 
 
-def make_backend(index: VectorBackend | str | os.PathLike[str] | None) -> VectorBackend:
-    """A backend from `index`: a backend as it is, else `voice_router.store.open_backend`'s
-    one rule (":memory:", a URL or host:port: qdrant-client; a folder: Qdrant Edge; None: Edge
-    in the user data folder)."""
-    if index is None or isinstance(index, str | os.PathLike):
-        return open_backend(index)
-    return index
-
-
-@dataclass(frozen=True)
-class _ScoringState:
-    """What scoring reads: the point matrix and, per route, its text and audio row indices."""
-
-    matrix: np.ndarray  # (N, D)
-    route_names: list[str]
-    text_rows: list[np.ndarray]
-    audio_rows: list[np.ndarray]
-
-
 _warned_no_gate = False
 
 
@@ -241,8 +181,9 @@ class Router:
         routes: a `RouteSet` or the path of a routes YAML file.
         model: an `EmbeddingModel` or a name for `load_model` ("default", "tiny", a folder).
         tools: LangChain tools (or callables) that routes may name by `.name`.
-        index: a `RouteIndex`, a `VectorBackend`, a folder (Qdrant Edge), ":memory:" or a
-            Qdrant URL (qdrant-client); None = Qdrant Edge in the user data folder.
+        index: a `RouteIndex` (of this model's vectors), a `VectorBackend`, a folder (Qdrant
+            Edge), ":memory:" or a Qdrant URL (qdrant-client); None = Qdrant Edge in the user
+            data folder.
         allow_import: let routes name tools as `package.module:attr` (imports that code).
         fusion: how text and audio-exemplar scores combine (`Fusion` or a spec string); None =
             the model's own default (its folder's routing.json, exposed as `model.fusion`),
@@ -291,48 +232,37 @@ class Router:
         if not self.routes.routes:
             raise RoutesError("the route set has no routes; add at least one")
         explicit = None if fusion is None else Fusion.parse(fusion)  # bad specs fail first
+        if slot_top_k < 1:
+            raise ValueError(f"slot_top_k must be >= 1, got {slot_top_k}")
         self.dispatch = dispatch
-        self.tool_timeout_s = tool_timeout_s
         self.top_candidates = top_candidates
-        self.registry = ToolRegistry(tools, allow_import=allow_import)
-        self.strict_tools = strict_tools
-        self.tool_problems: dict[str, str] = {}
+        self.tools = ToolRunner(self.routes, tools, allow_import=allow_import,
+                                strict=strict_tools, timeout_s=tool_timeout_s)  # fmt: skip
         if dispatch:
-            self._check_tools()  # before opening anything: a config error leaves no lock behind
+            self.tools.check()  # before opening anything: a config error leaves no lock behind
+        self.model = load_model(model)
+        self.points = PointBuilder(self.model, exemplar_voices)
+        owned = not isinstance(index, RouteIndex)
         if isinstance(index, RouteIndex):
             self.index = index
-            self.model = index.model
-            if not isinstance(model, str) and model is not index.model:
-                raise ModelError("the model passed differs from the RouteIndex's model")
-            owned = False
         else:
-            self.model = resolve_model(model)
-            backend = make_backend(index)
+            backend = open_backend(index)
             try:
-                self.index = RouteIndex(
-                    self.model,
-                    backend,
-                    exemplar_voices=exemplar_voices,
-                    set_id=route_set_id(self.routes),
-                )
+                self.index = RouteIndex(backend, dim=int(self.model.dim),
+                                        fingerprint=self.model.fingerprint,
+                                        set_id=route_set_id(self.routes))  # fmt: skip
             except BaseException:
                 backend.close()
                 raise
-            owned = True
-        self.routes = with_model_defaults(self.routes, self.model)
-        self._route_names = [r.name for r in self.routes.routes]
-        self._route_index = {n: i for i, n in enumerate(self._route_names)}
-        self._by_name = {r.name: r for r in self.routes.routes}
-        self._known = self._by_name.keys()
-        self._oracle: _ScoringState | None = None
-        self.slot_reader = self._make_reader(slot_reader)
-        if slot_top_k < 1:
-            raise ValueError(f"slot_top_k must be >= 1, got {slot_top_k}")
-        self.slot_top_k = slot_top_k
-        self.speech_gate = _make_gate(speech_gate)
         try:
+            self.routes = with_model_defaults(self.routes, self.model)
+            self._names = [r.name for r in self.routes.routes]
+            self._by_name = {r.name: r for r in self.routes.routes}
             self.fusion = explicit or model_fusion(self.model)
-            self.sync_report: SyncReport = self.index.sync(self.routes)
+            self.scorer = RouteScorer(self.index, self._names, self.fusion)
+            self.slots = SlotStage(self._make_reader(slot_reader), self._names, slot_top_k)
+            self.speech_gate = _make_gate(speech_gate)
+            self.sync_report: SyncReport = self.points.sync(self.index, self.routes)
         except BaseException:
             if owned:  # release the folder lock we took; a caller's RouteIndex stays open
                 self.index.close()
@@ -341,7 +271,8 @@ class Router:
     # -- set-up -------------------------------------------------------------------------------
 
     def _make_reader(self, choice: SlotReader | bool | None) -> SlotReader | None:
-        """The slot stage (see __init__'s slot_reader); its decoder loads at the first read."""
+        """The slot stage's reader (see __init__'s slot_reader); its decoder loads at the first
+        read."""
         if choice is False:
             return None
         if choice is None or choice is True:
@@ -359,67 +290,30 @@ class Router:
             return SlotReader(self.routes)
         return choice
 
-    def _check_tools(self) -> None:
-        """Resolve every route's tool and validate its args now, not at the first utterance."""
-        for r in self.routes.routes:
-            if r.tool:
-                try:
-                    tool = self.registry.resolve(r.tool, r.name)
-                    validate_args(tool, r.name, {**self._sample_slots(r), **r.args},
-                                  with_match=True)  # fmt: skip
-                except ToolImportBlocked as e:
-                    self.tool_problems[r.name] = f"tool not called: {e}"
-                except ToolError as e:
-                    if self.strict_tools:
-                        raise
-                    self.tool_problems[r.name] = f"tool not called: {e}"
-        if self.tool_problems:
-            names = list(self.tool_problems)
-            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-            blocked = all("import" in p for p in self.tool_problems.values())
-            log.warning(
-                "%d route(s) will not call their tool (%s)%s; each match says why in tool_error",
-                len(names),
-                shown,
-                ": their tools are import paths; pass --allow-import (Python: allow_import=True)"
-                " if you trust the routes file"
-                if blocked
-                else "",
-            )
+    @property
+    def slot_reader(self) -> SlotReader | None:
+        """The slot stage's constrained decoder (None: slots from embeddings only)."""
+        return self.slots.reader
 
-    def _sample_slots(self, r: Any) -> dict[str, Any]:
-        """A value for every slot `r`'s templates can fill (each list's first), so the tool's
-        arguments are checked at start-up as they will be called."""
-        if not r.sentences:
-            return {}
-        from voice_router.templates import phrasings
-
-        out: dict[str, Any] = {}
-        for ph in phrasings(r.sentences, self.routes.lists):
-            for name, value in ph.slots.items():
-                out.setdefault(name, value)
-        return out
-
-    def _load_vectors(self) -> _ScoringState:
-        """Every point as a matrix, for the numpy oracle (`score_matrix`)."""
-        rv = self.index.vectors()
-        names = self._route_names
-        # One tuple, swapped in by a single assignment: threads scoring during `refresh()`
-        # see either the old state or the new one, never a mix.
-        state = _ScoringState(
-            matrix=rv.vectors,  # (N, D)
-            route_names=names,
-            text_rows=[rv.rows(n, KIND_TEXT) for n in names],
-            audio_rows=[rv.rows(n, KIND_AUDIO) for n in names],
-        )
-        self._oracle = state
-        return state
+    @property
+    def tool_problems(self) -> dict[str, str]:
+        """Per route whose tool will not be called: why (see `strict_tools`)."""
+        return self.tools.problems
 
     def refresh(self) -> SyncReport:
-        """Re-sync the index with `self.routes` (e.g. after enrolment)."""
-        self.sync_report = self.index.sync(self.routes)
-        self._oracle = None
+        """Re-sync the index with `self.routes` (e.g. after the routes' audio files changed)."""
+        self.sync_report = self.points.sync(self.index, self.routes)
+        self.scorer.invalidate()
         return self.sync_report
+
+    def enroll(self, route: str, clips: Sequence[np.ndarray], labels: Sequence[str]) -> int:
+        """Store user recordings of `route` as its audio exemplars (kept across syncs while the
+        route exists); `labels` name each clip. Returns points written."""
+        if route not in self._by_name:
+            raise RoutesError(f"no route {route!r} in this route set; routes: {self._names}")
+        n = self.points.enroll(self.index, route, clips, labels)
+        self.scorer.invalidate()
+        return n
 
     def close(self) -> None:
         """Release the index (and the Edge folder lock)."""
@@ -437,11 +331,7 @@ class Router:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- scoring ------------------------------------------------------------------------------
-
-    def embed(self, audio: Any) -> np.ndarray:
-        """Decode `audio` (path, bytes, (array, rate) or a 16 kHz array) and embed it -> (D,)."""
-        return embed_audio_pooled(self.model, self._decode(audio))
+    # -- the steps, one at a time -------------------------------------------------------------
 
     def _decode(self, audio: Any) -> np.ndarray:
         """Any AudioInput (a bare 1-D array counts as mono at the model's rate) -> validated
@@ -452,160 +342,62 @@ class Router:
             audio = (audio, self.model.sample_rate)
         return load_audio(audio, target_rate=self.model.sample_rate)
 
+    def speech(self, audio: Any) -> np.ndarray | None:
+        """The clip as the router embeds it: decoded, then trimmed to its speech by the speech
+        gate (None when the gate hears none; the whole clip when the gate is off)."""
+        clip = self._decode(audio)
+        return clip if self.speech_gate is None else self.speech_gate(clip)
+
+    def embed(self, audio: Any) -> np.ndarray:
+        """Decode `audio` (path, bytes, (array, rate) or a 16 kHz array) and embed it -> (D,)."""
+        return embed_audio_pooled(self.model, self._decode(audio))
+
+    def embed_with_frames(self, audio: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """(embedding (D,), encoder frames or None) of a clip (no speech gate: see `speech`):
+        the frames only when the slot stage reads and the model gives them."""
+        return self._embed(self._decode(audio))
+
+    def _embed(self, clip: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.slots.reader is None:
+            return embed_audio_pooled(self.model, clip), None
+        return embed_audio_with_frames(self.model, clip)
+
     def component_scores(self, vector: np.ndarray) -> dict[str, dict[str, float | None]]:
-        """Per route: {"text": ..., "audio": ... or None, "score": fused}, from two Qdrant
-        queries (text points, audio points) around `vector`."""
-        return self._components(vector, every_route=True)
-
-    def _components(
-        self, vector: np.ndarray, every_route: bool
-    ) -> dict[str, dict[str, float | None]]:
-        """Scores of every route, or (`every_route=False`) of the routes among the hits only."""
-        text, audio = self._route_components(vector, every_route)
-        combine = self.fusion.combine
-        return {
-            n: {"text": t, "audio": audio.get(n), "score": combine(t, audio.get(n))}
-            for n, t in text.items()
-        }
-
-    def _route_components(
-        self, vector: np.ndarray, every_route: bool
-    ) -> tuple[dict[str, float], dict[str, float]]:
-        """(text score per route, audio score per route that has exemplars), for every route or
-        (`every_route=False`, the per-utterance path) for the routes among the hits only: every
-        route when the queries returned every point. This runs on every utterance: one pass
-        over at most TEXT_HITS + AUDIO_HITS hits, no per-route objects."""
-        q = np.asarray(vector, dtype=np.float32).reshape(-1)  # (D,)
-        if q.shape[0] != self.model.dim:
-            raise ModelError(f"vector has dimension {q.shape[0]}, the index has {self.model.dim}")
-        if not np.isfinite(q).all():
-            raise ModelError("vector has NaN or Inf values")
-        q = q / max(float(np.linalg.norm(q)), 1e-12)
-        count = self.index.counts().get
-        known = self._known
-        k = self.fusion.top_k
-        best_text: dict[str, float] = {}
-        text_hits, t_floor, audio_hits, a_floor = self._query(q)
-        for route, score in text_hits:  # best first: the first hit of a route is its text score
-            if route not in best_text and route in known:
-                best_text[route] = score
-        top_audio: dict[str, list[float]] = {}
-        if self.fusion.mode != "text":
-            for route, score in audio_hits:  # a stale point of a removed route never counts
-                got = top_audio.get(route)
-                if got is None:
-                    if route in known:
-                        top_audio[route] = [score]
-                elif len(got) < k:
-                    got.append(score)
-        names = self._route_names if every_route else list({**best_text, **top_audio})
-        text: dict[str, float] = {}
-        audio: dict[str, float] = {}
-        with_audio = self.fusion.mode != "text"
-        for name in names:
-            t = best_text.get(name)
-            if t is None:  # below the cut: at most the floor (-1 when it has no text points)
-                t = t_floor if count((name, KIND_TEXT)) else -1.0
-            text[name] = t
-            if with_audio:
-                n_audio = count((name, KIND_AUDIO), 0)
-                if n_audio:
-                    got = top_audio.get(name, [])
-                    want = min(k, n_audio)  # the missing ones are below the cut: at most a_floor
-                    audio[name] = (sum(got) + a_floor * (want - len(got))) / want
-        return text, audio
-
-    def _query(
-        self, q: np.ndarray
-    ) -> tuple[list[tuple[str, float]], float, list[tuple[str, float]], float]:
-        """(text hits, text floor, audio hits, audio floor) of one utterance. Sets with few
-        points of a kind get every point of it back (one filtered query per kind: exact).
-        Larger sets with both kinds take one unfiltered query of TEXT_HITS + AUDIO_HITS points
-        split by kind: its last score bounds every point not returned, of either kind. A kind
-        with fewer than MIN_KIND_HITS points among them gets its own filtered query instead.
-        Faster than a filtered query per kind, and closer to the exact numpy scores (Qdrant's
-        HNSW search finds the true neighbours better without a filter): see
-        benchmarks/route_query_ab.py and the README's figures."""
-        with_audio = self.fusion.mode != "text"
-        total = self.index.total
-        large = total(KIND_TEXT) > EXACT_TEXT_POINTS and total(KIND_AUDIO) > EXACT_AUDIO_POINTS
-        if with_audio and large:
-            limit = TEXT_HITS + AUDIO_HITS
-            hits = self.index.query_all(q, limit)  # [(route, kind, cosine)], best first
-            floor = float(hits[-1][2]) if len(hits) >= limit else -1.0
-            text = [(r, s) for r, k, s in hits if k == KIND_TEXT]
-            audio = [(r, s) for r, k, s in hits if k == KIND_AUDIO]
-            t_floor = a_floor = floor
-            if len(text) < MIN_KIND_HITS:
-                text, t_floor = self._hits(q, KIND_TEXT, EXACT_TEXT_POINTS, TEXT_HITS)
-            if len(audio) < MIN_KIND_HITS:
-                audio, a_floor = self._hits(q, KIND_AUDIO, EXACT_AUDIO_POINTS, AUDIO_HITS)
-            return text, t_floor, audio, a_floor
-        text, t_floor = self._hits(q, KIND_TEXT, EXACT_TEXT_POINTS, TEXT_HITS)
-        if not with_audio:
-            return text, t_floor, [], -1.0
-        audio, a_floor = self._hits(q, KIND_AUDIO, EXACT_AUDIO_POINTS, AUDIO_HITS)
-        return text, t_floor, audio, a_floor
-
-    def _hits(
-        self, q: np.ndarray, kind: str, exact_up_to: int, approx: int
-    ) -> tuple[list[tuple[str, float]], float]:
-        """(route, cosine) of the points of `kind` a query returns, best first, and the floor
-        for routes below the cut (-1 when every point came back)."""
-        total = self.index.total(kind)
-        if total == 0:
-            return [], -1.0
-        limit = total if total <= exact_up_to else approx
-        hits = self.index.query(q, kind, limit)  # [(route, cosine)], best first
-        floor = float(hits[-1][1]) if hits and limit < total else -1.0
-        return hits, floor
+        """Per route: {"text": ..., "audio": ... or None, "score": fused} (`RouteScorer`)."""
+        return self.scorer.component_scores(vector)
 
     def scores_vector(self, vector: np.ndarray) -> dict[str, float]:
         """Fused score per route for an embedding."""
-        return {r: float(c["score"]) for r, c in self.component_scores(vector).items()}  # type: ignore[arg-type]
-
-    def score_matrix(self, vectors: np.ndarray) -> tuple[list[str], np.ndarray]:
-        """The numpy oracle: fused scores of many embeddings at once from every stored vector
-        (route names, (N, R) scores). The same values as `scores_vector` row by row wherever
-        that is exact (see the module docstring); tests check the two against each other."""
-        st = self._oracle if self._oracle is not None else self._load_vectors()
-        v = np.asarray(vectors, dtype=np.float32)
-        if v.ndim != 2 or v.shape[1] != st.matrix.shape[1]:
-            raise ModelError(f"vectors must be (N, {st.matrix.shape[1]}), got {v.shape}")
-        v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)  # (N, D)
-        sims = v @ st.matrix.T  # (N, D) @ (D, P) -> (N, P)
-        k = self.fusion.top_k
-        n, r = v.shape[0], len(st.route_names)
-        text = np.full((n, r), -1.0)  # (N, R) best text cosine; -1 for a route without texts
-        audio = np.full((n, r), np.nan)  # (N, R) mean of the k best exemplar cosines, or NaN
-        for j, (trows, arows) in enumerate(zip(st.text_rows, st.audio_rows, strict=True)):
-            if trows.size:
-                text[:, j] = sims[:, trows].max(axis=1)
-            if arows.size:
-                a = sims[:, arows]  # (N, A)
-                kk = min(k, a.shape[1])
-                audio[:, j] = np.partition(a, a.shape[1] - kk, axis=1)[:, a.shape[1] - kk :].mean(1)
-        out = self.fusion.combine_matrix(text, audio).astype(np.float32)  # (N, R)
-        return list(st.route_names), out
+        return self.scorer.scores(vector, every_route=True)
 
     def scores(self, audio: Any) -> dict[str, float]:
         """Fused score per route for a clip."""
         return self.scores_vector(self.embed(audio))
+
+    def score_matrix(self, vectors: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """The numpy oracle's scores of many embeddings (`RouteScorer.score_matrix`)."""
+        return self.scorer.score_matrix(vectors)
 
     def decide(self, scores: Mapping[str, float]) -> tuple[str | None, float, float, str, list]:
         """(route or None, score, margin, nearest, candidates) from per-route scores, by the
         one decision rule (`voice_router.decision`)."""
         names = list(scores)
         row = np.array([[scores[n] for n in names]], dtype=np.float64)  # (1, R)
-        default, by_name = self.routes.threshold, self._by_name
-        thresholds = np.array(
-            [default if (t := by_name[n].threshold) is None else t for n in names]
-        )  # (R,) each route's own, else the set's (as RouteSet.route_threshold)
+        thresholds = route_thresholds(self.routes, names)  # (R,)
         pred, best, s1, gap = decide(row, names, thresholds, float(self.routes.margin))
         nearest = names[int(best[0])]
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
         route = nearest if pred[0] >= 0 else None
         return route, float(s1[0]), float(gap[0]), nearest, ranked[: self.top_candidates]
+
+    def read_slots(self, frames: np.ndarray | None, scores: Mapping[str, float]) -> Reading | None:
+        """The slot stage's reading of an utterance's `frames` (`SlotStage.read`)."""
+        return self.slots.read(frames, scores)
+
+    def resolve_slots(self, vector: np.ndarray, route: str) -> dict[str, dict[str, Any]]:
+        """The slot values of `route` heard in `vector`, from embeddings
+        (`slots.slots_from_embeddings`)."""
+        return slots_from_embeddings(self.index, vector, route)
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -635,10 +427,7 @@ class Router:
                 return m
             clip = speech
         t1 = time.perf_counter()
-        if self.slot_reader is not None:
-            vec, frames = embed_audio_with_frames(self.model, clip)
-        else:
-            vec, frames = embed_audio_pooled(self.model, clip), None
+        vec, frames = self._embed(clip)
         t2 = time.perf_counter()
         m = self.route_vector(vec, dispatch=dispatch, frames=frames)
         m.latency_ms = {
@@ -662,52 +451,35 @@ class Router:
         the slot stage reads it too (see the module docstring), else slots come from
         embeddings."""
         t0 = time.perf_counter()
-        text, audio = self._route_components(vector, every_route=False)
-        combine = self.fusion.combine
-        scores = {n: combine(t, audio.get(n)) for n, t in text.items()}
+        scores = self.scorer.scores(vector)
         route, score, margin, nearest, cands = self.decide(scores)
-        reason = None if route is not None else self._why_not(score, margin, nearest)
+        reason = None if route is not None else self._why_not(score, nearest)
         t1 = time.perf_counter()
-        reading = self.read_slots(frames, scores)
-        if reading is not None:
-            idx = self._route_index
-            readable = np.array([n in self.slot_reader.readable for n in self._route_names])
-            pred = np.array([-1 if route is None else idx[route]])  # (1,)
-            got = overrule(pred, np.array([True]),
-                           np.array([idx[reading.route] if reading.understood else -1]),
-                           readable)[0]  # fmt: skip  # readable: (R,) routes with phrasings
-            if got >= 0:
-                route, reason = self._route_names[got], None
-                score = float(scores.get(route, score))
-            elif route is not None:
-                route, reason = None, "not understood"
+        reading = self.slots.read(frames, scores)
+        decided, vetoed = self.slots.decide(route, reading)
+        if decided is not None and decided != route:
+            score = float(scores.get(decided, score))
+        if decided is not None:
+            reason = None
+        elif vetoed:
+            reason = "not understood"
+        route = decided
         t2 = time.perf_counter()
         m = RouteMatch(route=route, score=score, margin=margin, candidates=cands, nearest=nearest)
         m.reason = reason
         m.reading = None if reading is None else reading.to_dict()
-        do_dispatch = self.dispatch if dispatch is None else dispatch
         if route is not None:
             r = self._by_name[route]
             m.tool = r.tool
             m.args = dict(r.args)
-            if reading is not None and reading.understood and reading.route == route:
-                conf = round(float(reading.confidence), 4)
-                m.slots = {k: {"value": v, "confidence": conf} for k, v in reading.slots.items()}
-                m.args.update(reading.slots)
-            elif r.sentences:
+            m.slots = SlotStage.from_reading(reading, route)
+            if m.slots is None and r.sentences:
                 m.slots = self.resolve_slots(vector, route)
+            if m.slots is not None:
                 m.args.update({name: s["value"] for name, s in m.slots.items()})
-            if r.tool and do_dispatch and r.name in self.tool_problems:
-                m.tool_error = self.tool_problems[r.name]
-            elif r.tool and do_dispatch:
-                tool = self.registry.resolve(r.tool, r.name)
-                try:
-                    out = invoke_tool(
-                        tool, r.name, m.args, match=m.to_dict(), timeout_s=self.tool_timeout_s
-                    )
-                    m.tool_result, m.tool_error = out.result, out.error
-                except ToolError as e:  # slot values the tool's args_schema refuses
-                    m.tool_error = f"tool not called: {e}"
+            if r.tool and (self.dispatch if dispatch is None else dispatch):
+                out = self.tools.run(r, m.args, m.to_dict())
+                m.tool_result, m.tool_error = out.result, out.error
         t3 = time.perf_counter()
         m.latency_ms = {
             "search": (t1 - t0) * 1e3,
@@ -717,74 +489,11 @@ class Router:
         }
         return m
 
-    def speech(self, audio: Any) -> np.ndarray | None:
-        """The clip as the router embeds it: decoded, then trimmed to its speech by the speech
-        gate (None when the gate hears none; the whole clip when the gate is off)."""
-        clip = self._decode(audio)
-        return clip if self.speech_gate is None else self.speech_gate(clip)
-
-    def embed_with_frames(self, audio: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        """(embedding (D,), encoder frames or None) of a clip (no speech gate: see `speech`):
-        the frames only when the slot stage is on and the model gives them."""
-        clip = self._decode(audio)
-        if self.slot_reader is None:
-            return embed_audio_pooled(self.model, clip), None
-        return embed_audio_with_frames(self.model, clip)
-
-    def read_slots(self, frames: np.ndarray | None, scores: Mapping[str, float]) -> Any:
-        """The slot stage's `Reading` of an utterance's `frames`, held to the phrasings of the
-        best `slot_top_k` routes by `scores` that have them; None when it does not run (no
-        frames, no slot stage, or none of those routes has phrasings)."""
-        if frames is None or self.slot_reader is None:
-            return None
-        ranked = sorted(scores, key=lambda n: (-scores[n], n))
-        top = [n for n in ranked[: self.slot_top_k] if n in self.slot_reader.readable]
-        return self.slot_reader.read(frames, top) if top else None
-
-    def _why_not(self, score: float, margin: float, nearest: str) -> str:
+    def _why_not(self, score: float, nearest: str) -> str:
         """Why the embedding decision gave no route."""
         if not np.isfinite(score) or score < self.routes.route_threshold(nearest):
             return "below threshold"
         return "too close to the runner-up"
-
-    def resolve_slots(self, vector: np.ndarray, route: str) -> dict[str, dict[str, Any]]:
-        """The slot values of `route` heard in `vector`, scored one slot at a time.
-
-        One Qdrant query returns the route's text points (filtered by route; every point up to
-        MAX_SLOT_POINTS) with their payloads. For each slot, the template phrasings that carry it
-        are candidates (they differ from one another in that slot only, the others being at
-        their first value: voice_router.templates); the best one's value is the slot's value,
-        its cosine the slot's score and its lead over the best phrasing with another value the
-        margin. An optional slot that the best phrasing without it beats stays unset.
-        """
-        q = np.asarray(vector, dtype=np.float32).reshape(-1)  # (D,)
-        q = q / max(float(np.linalg.norm(q)), 1e-12)
-        n = self.index.counts().get((route, KIND_TEXT), 0)
-        hits = self.index.query_payloads(q, {P_ROUTE: route, P_KIND: KIND_TEXT},
-                                         min(n, MAX_SLOT_POINTS))  # fmt: skip
-        best: dict[str, tuple[float, Any]] = {}  # slot -> (score, value) of its best phrasing
-        second: dict[str, float] = {}  # slot -> best score of a phrasing with another value
-        without: dict[str, float] = {}  # slot -> best score of a phrasing that lacks it
-        names: set[str] = set()
-        phrasings = [(s, p.get(P_SLOTS)) for s, p in hits if isinstance(p.get(P_SLOTS), dict)]
-        for _, slots in phrasings:
-            names.update(slots)
-        for score, slots in phrasings:  # best first
-            for name in names:
-                if name not in slots:
-                    without.setdefault(name, score)
-                elif name not in best:
-                    best[name] = (score, slots[name])
-                elif name not in second and slots[name] != best[name][1]:
-                    second[name] = score
-        out: dict[str, dict[str, Any]] = {}
-        for name, (score, value) in sorted(best.items()):
-            if without.get(name, -2.0) > score:
-                continue  # optional, and the phrasings without it fit better: not said
-            runner = second.get(name)
-            margin = None if runner is None else round(score - runner, 6)
-            out[name] = {"value": value, "score": round(score, 6), "margin": margin}
-        return out
 
     def route_many(self, audios: Sequence[Any]) -> list[RouteMatch]:
         """Route several clips, one after another."""

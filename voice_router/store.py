@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import threading
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,26 +36,9 @@ from voice_router.errors import IndexStoreError, VoiceRouterError
 
 log = logging.getLogger(__name__)
 
-#: Namespace of every deterministic point id voice-router writes.
-POINT_NAMESPACE = uuid.UUID("6f1c1f6e-6b9a-5d0e-9a57-7a3e0c6f9d21")
-
-# Payload keys (constants so the index, router and library agree).
-P_ROUTE = "route"
-P_KIND = "kind"
-P_TEXT = "text"
-P_VOICE = "voice"
-P_SOURCE = "source"
+#: Payload key stamped on every point: which model's vectors a collection holds (checked on
+#: open, so one model never searches another's vectors).
 P_FINGERPRINT = "fingerprint"
-P_SLOTS = "slots"  # slot values a template phrasing carries ({} for other points)
-P_VARIES = "varies"  # the slot a template phrasing varies ("" for its carriers)
-
-KIND_TEXT = "text"
-KIND_AUDIO = "audio"
-
-SOURCE_ROUTES = "routes"  # description/examples text, or TTS of them
-SOURCE_FILE = "examples_audio"  # audio file named in the routes file
-SOURCE_ENROLLED = "enrolled"  # clip added with `voice-router enroll`
-SOURCE_TEMPLATE = "sentences"  # a phrasing expanded from a route's `sentences:` templates
 
 MANIFEST_NAME = "voice-router.json"
 #: A route collection this large gets its HNSW index built after a sync adds points: below it
@@ -74,11 +56,6 @@ DEFAULT_MIN_FREE_BYTES = 96 * 2**20
 UPSERT_BATCH = 64
 
 _COLLECTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-
-
-def point_id(fingerprint: str, route: str, kind: str, text: str, voice: str = "") -> str:
-    """Deterministic id of a route point: the same inputs always give the same UUID string."""
-    return str(uuid.uuid5(POINT_NAMESPACE, f"{fingerprint}|{route}|{kind}|{text}|{voice}"))
 
 
 def default_index_path() -> Path:
@@ -121,8 +98,12 @@ class VectorBackend(Protocol):
 
     location: str
 
-    def open_collection(self, name: str, dim: int, fingerprint: str, kind: str) -> None:
-        """Create or open `name`; raise `IndexStoreError` if it holds another dim/model."""
+    def open_collection(
+        self, name: str, dim: int, fingerprint: str, kind: str, indexed: Sequence[str] = ()
+    ) -> None:
+        """Create or open `name` (`kind`: "routes" or "library", recorded for listings) with
+        keyword payload indexes on the `indexed` keys; raise `IndexStoreError` if it holds
+        another dim/model."""
         ...
 
     def upsert(self, name: str, points: Sequence[PointRecord]) -> None: ...
@@ -316,7 +297,9 @@ class EdgeBackend:
 
     # -- protocol -----------------------------------------------------------------------------
 
-    def open_collection(self, name: str, dim: int, fingerprint: str, kind: str) -> None:
+    def open_collection(
+        self, name: str, dim: int, fingerprint: str, kind: str, indexed: Sequence[str] = ()
+    ) -> None:
         """Create or open the Edge shard `<root>/<name>`, locked for this process."""
         import qdrant_edge as q
 
@@ -388,9 +371,9 @@ class EdgeBackend:
                         shard = q.EdgeShard.load(str(folder), cfg)
                     else:
                         shard = q.EdgeShard.create(str(folder), cfg)
-                    if kind == "routes":  # routing filters by kind on every utterance
+                    if indexed:  # e.g. routing filters by kind on every utterance
                         have = set(shard.info().payload_schema)
-                        for key in (P_KIND, P_ROUTE):
+                        for key in indexed:
                             if key not in have:
                                 shard.update(
                                     q.UpdateOperation.create_field_index(
@@ -641,7 +624,10 @@ class ClientBackend:
                 self._scrub(f"Qdrant at {self.location}: {what} failed: {e}")
             ) from None
 
-    def open_collection(self, name: str, dim: int, fingerprint: str, kind: str) -> None:
+    def open_collection(
+        self, name: str, dim: int, fingerprint: str, kind: str, indexed: Sequence[str] = ()
+    ) -> None:
+        """Create or open collection `name` on the server (see `VectorBackend`)."""
         from qdrant_client import models
 
         check_collection_name(name)
@@ -653,8 +639,8 @@ class ClientBackend:
                 name,
                 vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
             )
-            if kind == "routes" and self.location != ":memory:":  # local mode has no indexes
-                for key in (P_KIND, P_ROUTE):
+            if self.location != ":memory:":  # local mode has no payload indexes
+                for key in indexed:
                     self._call(
                         "indexing a payload field",
                         self.client.create_payload_index,
@@ -827,7 +813,7 @@ def _checked_vectors(points: Sequence[PointRecord], dim: int | None = None) -> n
     bad = ~np.isfinite(mat).all(axis=1)  # (N,)
     if bad.any():
         first = points[int(np.argmax(bad))].payload
-        what = first.get(P_TEXT) or first.get("path") or "?"
+        what = first.get("text") or first.get("path") or "?"  # a route text or an audio file
         raise IndexStoreError(
             f"the model produced non-finite values (NaN/Inf) for {int(bad.sum())} point(s), e.g. "
             f"{what!r}; nothing of that batch was stored: check the model's weights"
@@ -855,7 +841,7 @@ _HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
 
 
 def open_backend(
-    location: str | os.PathLike[str] | None = None,
+    location: VectorBackend | str | os.PathLike[str] | None = None,
     *,
     path: str | os.PathLike[str] | None = None,
     url: str | None = None,
@@ -864,7 +850,10 @@ def open_backend(
     """The one rule that turns a place into a backend, as qdrant-client reads its arguments:
     `url` (a server; ":memory:" allowed) wins over `path` (a Qdrant Edge folder); `location`
     is either, told apart by its form: ":memory:", "http(s)://..." or "host:port" is a server
-    (qdrant-client), anything else a folder. Nothing given: Edge in the user data folder."""
+    (qdrant-client), anything else a folder; a backend is returned as it is. Nothing given:
+    Edge in the user data folder."""
+    if location is not None and not isinstance(location, str | os.PathLike):
+        return location  # already a backend
     if location is not None and url is None and path is None:
         loc = os.fspath(location)
         if loc == ":memory:" or "://" in loc or _HOST_PORT.match(loc):

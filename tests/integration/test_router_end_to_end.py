@@ -11,8 +11,10 @@ import pytest
 
 from examples import home_tools
 from voice_router import AudioLibrary, RouteIndex, VoiceRouter, VoiceRouterEmbeddings
-from voice_router.index import KIND_AUDIO, ClientBackend, EdgeBackend
+from voice_router.point_schema import KIND_AUDIO
+from voice_router.points import PointBuilder
 from voice_router.routes import parse_routes
+from voice_router.store import ClientBackend, EdgeBackend
 
 from .conftest import ROOT
 
@@ -47,11 +49,13 @@ def test_enrolled_recording_routes_to_its_tool(store, tmp_path, tiny_model):
     """A real recording enrolled for a route is routed there and its LangChain tool runs."""
     home_tools.ACTIONS.clear()
     rs = parse_routes(ROUTES)
-    index = RouteIndex(tiny_model, _backend(store, tmp_path), exemplar_voices=0)
-    router = VoiceRouter(rs, tools=home_tools.HOME_TOOLS, index=index, fusion="max")
+    index = RouteIndex(_backend(store, tmp_path), dim=tiny_model.dim,
+                       fingerprint=tiny_model.fingerprint)  # fmt: skip
+    router = VoiceRouter(rs, model=tiny_model, tools=home_tools.HOME_TOOLS, index=index,
+                         exemplar_voices=0, fusion="max")  # fmt: skip
     from voice_router.audio.io import load_audio
 
-    index.enroll("lights_on", [load_audio(CLIP)], [str(CLIP)])
+    router.enroll("lights_on", [load_audio(CLIP)], [str(CLIP)])
     router.refresh()
     m = router.route(CLIP)
     # the speech gate trims the clip's silence before embedding; the enrolled copy is whole
@@ -92,13 +96,15 @@ def test_espeak_exemplars_are_built_once(tmp_path, tiny_model):
     if not tts.tts_available():
         pytest.skip("espeak-ng is not installed")
     rs = parse_routes(ROUTES)
-    with RouteIndex(tiny_model, EdgeBackend(tmp_path), exemplar_voices=2) as idx:
-        rep = idx.sync(rs)
+    pts = PointBuilder(tiny_model, exemplar_voices=2)
+    kw = dict(dim=tiny_model.dim, fingerprint=tiny_model.fingerprint)
+    with RouteIndex(EdgeBackend(tmp_path), **kw) as idx:
+        rep = pts.sync(idx, rs)
         n_texts = sum(len(r.texts()) for r in rs.routes)
         assert rep.added == n_texts * 3 and rep.exemplars_skipped is None
         assert idx.vectors().kind.count(KIND_AUDIO) == n_texts * 2
-    with RouteIndex(tiny_model, EdgeBackend(tmp_path), exemplar_voices=2) as idx:
-        assert idx.sync(rs).added == 0
+    with RouteIndex(EdgeBackend(tmp_path), **kw) as idx:
+        assert pts.sync(idx, rs).added == 0
 
 
 def test_library_and_embeddings_adapter_against_qdrant_client(tmp_path, tiny_model):

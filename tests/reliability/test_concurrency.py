@@ -139,7 +139,7 @@ def test_refresh_while_other_threads_route(hash_model):
         i = 0
         while not stop.is_set():
             clip = np.random.default_rng(100 + i).uniform(-0.2, 0.2, 4000).astype(np.float32)
-            router.index.enroll("music", [clip], [f"e{i}"])
+            router.enroll("music", [clip], [f"e{i}"])
             router.refresh()
             i += 1
 

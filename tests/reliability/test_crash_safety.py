@@ -17,8 +17,8 @@ import pytest
 import soundfile as sf
 
 from voice_router import AudioLibrary
-from voice_router.index import EdgeBackend
 from voice_router.model.fake import HashEmbeddingModel
+from voice_router.store import EdgeBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,8 +28,8 @@ CHILD = """\
 import sys, time
 sys.path.insert(0, {root!r})
 from voice_router.library import AudioLibrary
-from voice_router.index import EdgeBackend
 from voice_router.model.fake import HashEmbeddingModel
+from voice_router.store import EdgeBackend
 
 class Slow(HashEmbeddingModel):
     def embed_audio(self, audios):

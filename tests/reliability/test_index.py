@@ -17,22 +17,29 @@ import pytest
 
 from voice_router import AudioLibrary, RouteIndex
 from voice_router.errors import IndexStoreError
-from voice_router.index import MANIFEST_NAME, ClientBackend, EdgeBackend
 from voice_router.model.fake import HashEmbeddingModel
+from voice_router.points import PointBuilder
 from voice_router.routes import parse_routes
+from voice_router.store import MANIFEST_NAME, ClientBackend, EdgeBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 RS = parse_routes("routes:\n  - {name: a, description: open the door, examples: [x, y]}\n")
 
 
 def _build(path: Path, model) -> Path:
-    with RouteIndex(model, EdgeBackend(path), exemplar_voices=0) as idx:
-        idx.sync(RS)
+    with _open(path, model) as idx:
+        PointBuilder(model, exemplar_voices=0).sync(idx, RS)
         return path / idx.collection
 
 
 def _open(path: Path, model, set_id: str = "inline") -> RouteIndex:
-    return RouteIndex(model, EdgeBackend(path), exemplar_voices=0, set_id=set_id)
+    return RouteIndex(
+        EdgeBackend(path), dim=model.dim, fingerprint=model.fingerprint, set_id=set_id
+    )
+
+
+def _sync(idx: RouteIndex, model, routes=RS):
+    return PointBuilder(model, exemplar_voices=0).sync(idx, routes)
 
 
 HOME = ROOT / "routes" / "home.yaml"
@@ -55,7 +62,7 @@ def test_corrupt_folder_is_a_clear_error(tmp_path, hash_model, damage):
         _open(tmp_path, hash_model)
     shutil.rmtree(col)  # the advice works: rebuilt from the routes file
     with _open(tmp_path, hash_model) as idx:
-        assert idx.sync(RS).added == 3
+        assert _sync(idx, hash_model).added == 3
 
 
 def test_foreign_folders_are_refused(tmp_path, hash_model):
@@ -101,12 +108,13 @@ def test_second_process_on_the_same_folder_gets_a_clear_error_not_a_hang(tmp_pat
             "-c",
             "import sys, time\n"
             f"sys.path.insert(0, {str(ROOT)!r})\n"
-            "from voice_router.index import RouteIndex, EdgeBackend, route_set_id\n"
+            "from voice_router.index import RouteIndex, route_set_id\n"
+            "from voice_router.store import EdgeBackend\n"
             "from voice_router.model.fake import HashEmbeddingModel\n"
             "from voice_router.routes import load_routes\n"
             f"sid = route_set_id(load_routes({str(HOME)!r}))\n"
-            f"idx = RouteIndex(HashEmbeddingModel(32), EdgeBackend({str(tmp_path)!r}), "
-            "exemplar_voices=0, set_id=sid)\n"
+            f"idx = RouteIndex(EdgeBackend({str(tmp_path)!r}), dim=32, "
+            "fingerprint=HashEmbeddingModel(32).fingerprint, set_id=sid)\n"
             "print('ready', flush=True)\n"
             "time.sleep(60)\n",
         ],
@@ -180,7 +188,7 @@ def test_disk_full_while_writing_the_manifest_is_a_clear_error(tmp_path, hash_mo
         _open(tmp_path, hash_model)
     monkeypatch.undo()
     with _open(tmp_path, hash_model) as idx:  # nothing half-written was left behind
-        assert idx.sync(RS).added == 3
+        assert _sync(idx, hash_model).added == 3
 
 
 def _mount_tmpfs(path: Path, size: str) -> bool:
@@ -203,16 +211,20 @@ def test_real_full_disk_is_refused_before_edge_can_crash(tmp_path):
         script = (
             "import sys\n"
             f"sys.path.insert(0, {str(ROOT)!r})\n"
-            "from voice_router.index import RouteIndex, EdgeBackend\n"
+            "from voice_router.index import RouteIndex\n"
+            "from voice_router.points import PointBuilder\n"
+            "from voice_router.store import EdgeBackend\n"
             "from voice_router.errors import IndexStoreError\n"
             "from voice_router.model.fake import HashEmbeddingModel\n"
             "from voice_router.routes import parse_routes\n"
             "rs = parse_routes('routes:\\n  - {name: a, description: open the door}\\n"
             "  - {name: b, description: ' + sys.argv[2] + '}\\n')\n"
             "try:\n"
-            "    with RouteIndex(HashEmbeddingModel(32), EdgeBackend(sys.argv[1]), "
-            "exemplar_voices=0) as idx:\n"
-            "        print('added', idx.sync(rs).added, 'count', idx.count())\n"
+            "    m = HashEmbeddingModel(32)\n"
+            "    idx = RouteIndex(EdgeBackend(sys.argv[1]), dim=32, fingerprint=m.fingerprint)\n"
+            "    with idx:\n"
+            "        added = PointBuilder(m, exemplar_voices=0).sync(idx, rs).added\n"
+            "        print('added', added, 'count', idx.count())\n"
             "except IndexStoreError as e:\n"
             "    print('refused', e)\n"
         )
@@ -244,7 +256,7 @@ def test_tiny_disk_refuses_to_create_an_index(tmp_path):
         pytest.skip("needs root and a mountable tmpfs")
     try:
         with pytest.raises(IndexStoreError, match=r"disk full: only .* MiB free"):
-            RouteIndex(HashEmbeddingModel(32), EdgeBackend(mnt / "idx"), exemplar_voices=0)
+            _open(mnt / "idx", HashEmbeddingModel(32))
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
@@ -256,9 +268,10 @@ def test_bad_vectors_never_reach_the_index(hash_model):
         def embed_text(self, texts):
             return np.full((len(texts), self.dim), np.nan, np.float32)
 
-    idx = RouteIndex(NaNModel(32, seed=3), ClientBackend(":memory:"), exemplar_voices=0)
+    model = NaNModel(32, seed=3)
+    idx = RouteIndex(ClientBackend(":memory:"), dim=32, fingerprint=model.fingerprint)
     with pytest.raises(IndexStoreError, match="non-finite"):
-        idx.sync(RS)
+        _sync(idx, model)
     assert idx.count() == 0
 
 
@@ -266,15 +279,18 @@ DAMAGE_CHILD = """\
 import glob, os, random, sys
 sys.path.insert(0, {root!r})
 from voice_router.errors import IndexStoreError
-from voice_router.index import EdgeBackend, RouteIndex
+from voice_router.index import RouteIndex
 from voice_router.model.fake import HashEmbeddingModel
+from voice_router.points import PointBuilder
 from voice_router.routes import parse_routes
+from voice_router.store import EdgeBackend
 
 m = HashEmbeddingModel(32)
+pts = PointBuilder(m, exemplar_voices=0)
 rs = parse_routes("routes:\\n  - {{name: a, description: open the door, examples: [x, y]}}\\n")
 path, mode, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
-with RouteIndex(m, EdgeBackend(path), exemplar_voices=0) as idx:
-    idx.sync(rs)
+with RouteIndex(EdgeBackend(path), dim=32, fingerprint=m.fingerprint) as idx:
+    pts.sync(idx, rs)
 col = glob.glob(path + "/routes_*")[0]
 files = sorted(f for f in glob.glob(col + "/segments/**/*", recursive=True)
                + glob.glob(col + "/wal/*") if os.path.isfile(f))
@@ -289,8 +305,8 @@ else:
             fh.seek(rng.randint(0, max(0, size - 1)))
             fh.write(bytes([rng.randint(0, 255)]))
 try:
-    with RouteIndex(m, EdgeBackend(path), exemplar_voices=0) as idx:
-        idx.sync(rs)
+    with RouteIndex(EdgeBackend(path), dim=32, fingerprint=m.fingerprint) as idx:
+        pts.sync(idx, rs)
         v = idx.vectors()
         assert set(v.route) == {{"a"}} and v.vectors.shape == (3, 32)
         print("ok")

@@ -105,7 +105,8 @@ class FakeStream:
         while self.active:
             if self.sd.die_after is not None and sent >= self.sd.die_after:
                 self.active = False  # the device vanished: stream stops, callbacks end
-                self.sd.fail_open = self.sd.stay_dead
+                # gone for good, or back for the next open until it has started `lives` times
+                self.sd.fail_open = self.sd.stay_dead or self.sd.started >= self.sd.lives
                 return
             t = (self._t + np.arange(self.blocksize)) / self.rate
             self._t += self.blocksize
@@ -133,6 +134,7 @@ class FakeSD:
         self.fail_open = False
         self.die_after: int | None = None
         self.stay_dead = True
+        self.lives = 1_000_000  # starts after which a device that dies stays dead
         self.block_sleep = 0.001
         self.refuse: set[tuple[int, int]] = set()  # (channels, rate) the "hardware" refuses
 
@@ -235,16 +237,16 @@ def test_callback_never_blocks_and_drops_oldest_when_full(fake_sd: FakeSD) -> No
 
 
 def test_lost_device_is_reopened_then_gives_up_with_device_error(fake_sd: FakeSD) -> None:
-    # The device dies, comes back once (reopen succeeds), dies again and stays gone.
+    # The device dies, comes back once (reopen succeeds), dies again and stays gone: decided
+    # by the fake's start count, not by when the consumer gets to look (it lags under load).
     fake_sd.die_after = 5
     fake_sd.stay_dead = False
+    fake_sd.lives = 2
     src = MicrophoneSource("pulse", retries=2, backoff_s=0.01, stall_timeout_s=0.2)
     n = 0
     with pytest.raises(DeviceError, match="lost audio input.*2 attempts.*voice-router devices"):
         for _ in src:
             n += 1
-            if src.stats()["reopens"] == 1:
-                fake_sd.stay_dead = True
     assert src.stats()["reopens"] == 1
     assert n >= 5
     assert fake_sd.started == 2  # first open and one successful reopen

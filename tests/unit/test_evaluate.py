@@ -312,7 +312,7 @@ def test_decisions_match_the_router_rule() -> None:
         assert names[best[i]] == nearest
         assert s1[i] == pytest.approx(score) and gap[i] == pytest.approx(margin)
     single = ScoreTable.from_clips([ClipScore("a", "", {"x": 0.3})], ["x"])
-    from voice_router.router import NO_RUNNER_UP
+    from voice_router.decision import NO_RUNNER_UP
 
     assert single.top()[2][0] == pytest.approx(0.3 - NO_RUNNER_UP)
 

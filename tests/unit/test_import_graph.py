@@ -6,6 +6,11 @@ import inside a function counts too."""
 from __future__ import annotations
 
 import ast
+import importlib.util
+import inspect
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,22 +38,86 @@ def test_the_library_never_imports_training(path: Path) -> None:
     assert not {m for m in _imports(path) if m == "training" or m.startswith("training.")}
 
 
+_TRAINING_TARGET = re.compile(r"training(\.[A-Za-z_]\w*)+(:\w+)?")
+
+
+@pytest.mark.parametrize("path", _modules(PKG), ids=lambda p: str(p.relative_to(PKG)))
+def test_the_library_names_no_training_module_to_import_by_string(path: Path) -> None:
+    """No string that is a module path into training/ ("training.towers",
+    "training.towers:build_x"): the part registry imports its "module:builder" targets by
+    name, so an `import` statement is not the only way to reach upward."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    named = [
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant)
+        and isinstance(n.value, str)
+        and _TRAINING_TARGET.fullmatch(n.value)
+    ]
+    assert not named
+
+
+def test_the_part_registry_builds_only_from_the_library() -> None:
+    from voice_router.model import registry
+
+    targets = {**registry.BUILTIN_AUDIO_ENCODERS, **registry.BUILTIN_BACKBONES}.values()
+    assert all(t.startswith("voice_router.") for t in targets)
+
+
+def test_importing_the_library_loads_no_training_module() -> None:
+    mods = ["voice_router", "voice_router.cli", "voice_router.model.loader"]
+    if importlib.util.find_spec("torch") is not None:  # not in the torch-free CI venv
+        mods += ["voice_router.model.registry", "voice_router.model.torch_runtime"]
+    code = (
+        f"import sys, {', '.join(mods)}; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'training'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PKG.parent
+    )
+    assert out.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("path", _modules(PKG / "audio"), ids=lambda p: p.name)
 def test_audio_never_imports_the_model(path: Path) -> None:
     assert not {m for m in _imports(path) if m.startswith("voice_router.model")}
 
 
-def test_the_store_imports_neither_the_model_nor_the_route_index() -> None:
-    bad = ("voice_router.model", "voice_router.index", "voice_router.tts", "voice_router.routes")
-    assert not {m for m in _imports(PKG / "store.py") if m.startswith(bad)}
+def _closure(module: str) -> set[str]:
+    """Every package module `module` imports at run time, directly or through others."""
+    paths = {_module_name(p): p for p in _modules(PKG)}
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        m = todo.pop()
+        for n in _runtime_imports(paths[m], set(paths)) - seen - {m}:
+            seen.add(n)
+            todo.append(n)
+    return seen
 
 
-def test_the_route_index_neither_synthesises_nor_embeds() -> None:
-    """The index diffs a plan against its collection and writes; voice_router.points builds and
-    embeds the points."""
-    assert not {m for m in _imports(PKG / "index.py") if m.startswith("voice_router.tts")}
-    src = (PKG / "index.py").read_text(encoding="utf-8")
-    assert ".embed_text(" not in src and ".embed_audio(" not in src
+def test_the_store_imports_neither_the_model_nor_the_route_schema() -> None:
+    """The store stores and searches vectors; what route points mean is not its business."""
+    bad = ("voice_router.model", "voice_router.index", "voice_router.tts", "voice_router.routes",
+           "voice_router.points", "voice_router.point_schema")  # fmt: skip
+    assert not {m for m in _closure("voice_router.store") if m.startswith(bad)}
+
+
+def test_the_route_index_takes_vectors_and_never_reaches_a_model() -> None:
+    """The index stores and queries vectors; voice_router.points plans, synthesises and embeds
+    the points and syncs them into it."""
+    bad = ("voice_router.model", "voice_router.tts", "voice_router.points", "voice_router.routes",
+           "voice_router.templates")  # fmt: skip
+    assert not {m for m in _closure("voice_router.index") if m.startswith(bad)}
+    from voice_router.index import RouteIndex
+
+    assert "model" not in inspect.signature(RouteIndex).parameters
+
+
+def test_scoring_and_decision_never_embed() -> None:
+    """Scores come from stored vectors and the decision from scores: neither loads a model."""
+    for module in ("voice_router.scoring", "voice_router.decision"):
+        assert not {m for m in _closure(module) if m.startswith("voice_router.model")}, module
 
 
 @pytest.mark.parametrize(

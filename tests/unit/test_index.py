@@ -10,18 +10,11 @@ import pytest
 import soundfile as sf
 
 from voice_router.errors import IndexStoreError
-from voice_router.index import (
-    KIND_AUDIO,
-    KIND_TEXT,
-    MANIFEST_NAME,
-    P_SOURCE,
-    SOURCE_ENROLLED,
-    ClientBackend,
-    EdgeBackend,
-    RouteIndex,
-    point_id,
-)
+from voice_router.index import RouteIndex
+from voice_router.point_schema import KIND_AUDIO, KIND_TEXT, P_SOURCE, SOURCE_ENROLLED, point_id
+from voice_router.points import PointBuilder
 from voice_router.routes import parse_routes
+from voice_router.store import MANIFEST_NAME, ClientBackend, EdgeBackend
 
 ONE_ROUTE = """\
 routes:
@@ -31,8 +24,13 @@ routes:
 """
 
 
-def _mem_index(model, **kw) -> RouteIndex:
-    return RouteIndex(model, ClientBackend(":memory:"), exemplar_voices=0, **kw)
+def _index(model, backend, set_id: str = "inline") -> RouteIndex:
+    return RouteIndex(backend, dim=model.dim, fingerprint=model.fingerprint, set_id=set_id)
+
+
+def _mem_index(model, exemplar_voices: int | None = 0) -> tuple[RouteIndex, PointBuilder]:
+    """An in-memory index of `model`'s vectors and the builder that syncs route sets into it."""
+    return _index(model, ClientBackend(":memory:")), PointBuilder(model, exemplar_voices)
 
 
 def test_point_id_is_deterministic_and_sensitive_to_every_field():
@@ -49,18 +47,18 @@ def test_point_id_is_deterministic_and_sensitive_to_every_field():
 
 
 def test_sync_writes_each_text_once_and_restart_writes_nothing(hash_model, route_set):
-    idx = _mem_index(hash_model)
+    idx, pts = _mem_index(hash_model)
     n_texts = sum(len(r.texts()) for r in route_set.routes)
-    first = idx.sync(route_set)
+    first = pts.sync(idx, route_set)
     assert (first.added, first.removed, first.kept) == (n_texts, 0, 0)
-    again = idx.sync(route_set)
+    again = pts.sync(idx, route_set)
     assert (again.added, again.removed, again.kept) == (0, 0, n_texts)
     assert idx.count() == n_texts
 
 
 def test_editing_one_route_reembeds_only_its_changed_text(hash_model, route_set):
-    idx = _mem_index(hash_model)
-    idx.sync(route_set)
+    idx, pts = _mem_index(hash_model)
+    pts.sync(idx, route_set)
     before = {p.id for p in idx.backend.scroll(idx.collection, with_vectors=False)}
     calls: list[list[str]] = []
     real = hash_model.embed_text
@@ -72,7 +70,7 @@ def test_editing_one_route_reembeds_only_its_changed_text(hash_model, route_set)
     hash_model.embed_text = spy
     edited = route_set.replace()
     edited.routes[2].examples = ["is it going to snow"]
-    rep = idx.sync(edited)
+    rep = pts.sync(idx, edited)
     assert (rep.added, rep.removed) == (1, 1)
     assert calls == [["is it going to snow"]]
     after = {p.id for p in idx.backend.scroll(idx.collection, with_vectors=False)}
@@ -80,18 +78,18 @@ def test_editing_one_route_reembeds_only_its_changed_text(hash_model, route_set)
 
 
 def test_removed_route_loses_its_points(hash_model, route_set):
-    idx = _mem_index(hash_model)
-    idx.sync(route_set)
+    idx, pts = _mem_index(hash_model)
+    pts.sync(idx, route_set)
     smaller = route_set.replace()
     smaller.routes = smaller.routes[:2]
-    rep = idx.sync(smaller)
+    rep = pts.sync(idx, smaller)
     assert rep.removed == len(route_set.routes[2].texts())
     assert set(idx.vectors().route) == {"lights_on", "lights_off"}
 
 
 def test_vectors_matrix_matches_embeddings_and_qdrant_query_agrees(hash_model, route_set):
-    idx = _mem_index(hash_model)
-    idx.sync(route_set)
+    idx, pts = _mem_index(hash_model)
+    pts.sync(idx, route_set)
     rv = idx.vectors()
     assert rv.vectors.shape == (idx.count(), hash_model.dim)
     i = rv.text.index("will it rain today")
@@ -106,11 +104,12 @@ def test_vectors_matrix_matches_embeddings_and_qdrant_query_agrees(hash_model, r
 
 
 def test_edge_index_persists_across_reopen(tmp_path, hash_model, route_set):
-    with RouteIndex(hash_model, EdgeBackend(tmp_path / "idx"), exemplar_voices=0) as idx:
-        added = idx.sync(route_set).added
+    pts = PointBuilder(hash_model, exemplar_voices=0)
+    with _index(hash_model, EdgeBackend(tmp_path / "idx")) as idx:
+        added = pts.sync(idx, route_set).added
         mat = idx.vectors().vectors.copy()
-    with RouteIndex(hash_model, EdgeBackend(tmp_path / "idx"), exemplar_voices=0) as idx:
-        rep = idx.sync(route_set)
+    with _index(hash_model, EdgeBackend(tmp_path / "idx")) as idx:
+        rep = pts.sync(idx, route_set)
         assert rep.added == 0 and rep.kept == added
         np.testing.assert_allclose(idx.vectors().vectors, mat, atol=1e-6)
     manifest = json.loads((tmp_path / "idx" / idx.collection / MANIFEST_NAME).read_text())
@@ -122,26 +121,27 @@ def test_collection_name_carries_the_fingerprint(hash_model):
 
     other = HashEmbeddingModel(dim=32, seed=1)
     backend = ClientBackend(":memory:")
-    a = RouteIndex(hash_model, backend, exemplar_voices=0)
-    b = RouteIndex(other, backend, exemplar_voices=0)
+    a = _index(hash_model, backend)
+    b = _index(other, backend)
     assert a.collection != b.collection
     assert hash_model.fingerprint in a.collection
 
 
 def test_second_open_of_an_edge_folder_is_refused_at_once(tmp_path, hash_model):
-    first = RouteIndex(hash_model, EdgeBackend(tmp_path), exemplar_voices=0)
+    first = _index(hash_model, EdgeBackend(tmp_path))
     with pytest.raises(IndexStoreError, match="already open in this process"):
-        RouteIndex(hash_model, EdgeBackend(tmp_path), exemplar_voices=0)
+        _index(hash_model, EdgeBackend(tmp_path))
     first.close()
-    RouteIndex(hash_model, EdgeBackend(tmp_path), exemplar_voices=0).close()  # lock released
+    _index(hash_model, EdgeBackend(tmp_path)).close()  # lock released
 
 
 def test_leftover_half_written_manifest_is_not_mistaken_for_foreign_data(tmp_path, hash_model):
     col = tmp_path / f"routes_{hash_model.fingerprint}_inline"
     col.mkdir()
     (col / (MANIFEST_NAME + ".tmp")).write_text('{"format": "voice-rou')  # killed mid-write
-    with RouteIndex(hash_model, EdgeBackend(tmp_path), exemplar_voices=0) as idx:
-        assert idx.sync(parse_routes(ONE_ROUTE)).added == 2
+    pts = PointBuilder(hash_model, exemplar_voices=0)
+    with _index(hash_model, EdgeBackend(tmp_path)) as idx:
+        assert pts.sync(idx, parse_routes(ONE_ROUTE)).added == 2
     assert not (col / (MANIFEST_NAME + ".tmp")).exists()
 
 
@@ -150,11 +150,11 @@ def test_foreign_and_corrupt_folders_are_refused(tmp_path, hash_model):
     col.mkdir()
     (col / "notes.txt").write_text("someone else's data")
     with pytest.raises(IndexStoreError, match="not a voice-router index"):
-        RouteIndex(hash_model, EdgeBackend(tmp_path), exemplar_voices=0)
+        _index(hash_model, EdgeBackend(tmp_path))
     (col / "notes.txt").unlink()
     (col / MANIFEST_NAME).write_text("{not json")
     with pytest.raises(IndexStoreError, match="corrupt"):
-        RouteIndex(hash_model, EdgeBackend(tmp_path), exemplar_voices=0)
+        _index(hash_model, EdgeBackend(tmp_path))
 
 
 def test_client_backend_refuses_other_dimension():
@@ -202,12 +202,12 @@ def _fake_tts(monkeypatch, model, *, available=True):
 def test_tts_exemplars_are_synthesised_once_per_text_and_voice(monkeypatch, hash_model):
     spoken = _fake_tts(monkeypatch, hash_model)
     rs = parse_routes(ONE_ROUTE)
-    idx = RouteIndex(hash_model, ClientBackend(":memory:"), exemplar_voices=3)
-    rep = idx.sync(rs)
+    idx, pts = _mem_index(hash_model, exemplar_voices=3)
+    rep = pts.sync(idx, rs)
     assert rep.added == 2 + 2 * 3
     assert sorted(spoken) == sorted((t, f"fake:{i}") for t in rs.routes[0].texts() for i in "012")
     spoken.clear()
-    assert idx.sync(rs).added == 0 and spoken == []
+    assert pts.sync(idx, rs).added == 0 and spoken == []
     rv = idx.vectors()
     assert rv.kind.count(KIND_AUDIO) == 6
     # The fake speaks each text so that it embeds exactly like the text.
@@ -217,8 +217,8 @@ def test_tts_exemplars_are_synthesised_once_per_text_and_voice(monkeypatch, hash
 
 def test_no_tts_means_text_points_only_with_a_reason(monkeypatch, hash_model):
     _fake_tts(monkeypatch, hash_model, available=False)
-    idx = RouteIndex(hash_model, ClientBackend(":memory:"), exemplar_voices=None)
-    rep = idx.sync(parse_routes(ONE_ROUTE))
+    idx, pts = _mem_index(hash_model, exemplar_voices=None)
+    rep = pts.sync(idx, parse_routes(ONE_ROUTE))
     assert rep.added == 2 and "espeak-ng" in (rep.exemplars_skipped or "")
 
 
@@ -229,11 +229,11 @@ def test_examples_audio_files_become_audio_points_and_reembed_when_changed(tmp_p
     from voice_router.routes import load_routes
 
     rs = load_routes(tmp_path / "r.yaml")
-    idx = _mem_index(hash_model)
-    assert idx.sync(rs).added == 3
-    assert idx.sync(rs).added == 0
+    idx, pts = _mem_index(hash_model)
+    assert pts.sync(idx, rs).added == 3
+    assert pts.sync(idx, rs).added == 0
     sf.write(tmp_path / "me.wav", clip * 0.5, 16000)  # same path, new content
-    rep = idx.sync(rs)
+    rep = pts.sync(idx, rs)
     assert (rep.added, rep.removed) == (1, 1)
     assert idx.vectors().kind.count(KIND_AUDIO) == 1
 
@@ -246,40 +246,41 @@ def test_examples_audio_file_gone_after_loading_is_a_clear_error(tmp_path, hash_
     rs = load_routes(tmp_path / "r.yaml")
     (tmp_path / "gone.wav").unlink()
     with pytest.raises(IndexStoreError, match=r"route 'a'.*gone\.wav"):
-        _mem_index(hash_model).sync(rs)
+        _idx, _pts = _mem_index(hash_model)
+        _pts.sync(_idx, rs)
 
 
 def test_enrolled_clips_survive_sync_until_their_route_goes(hash_model, route_set):
-    idx = _mem_index(hash_model)
-    idx.sync(route_set)
+    idx, pts = _mem_index(hash_model)
+    pts.sync(idx, route_set)
     clip = np.full(4000, 0.1, np.float32)
-    assert idx.enroll("weather", [clip], ["mine.wav"]) == 1
-    assert idx.enroll("weather", [clip], ["mine.wav"]) == 1  # same id: upsert, no duplicate
-    rep = idx.sync(route_set)
+    assert pts.enroll(idx, "weather", [clip], ["mine.wav"]) == 1
+    assert pts.enroll(idx, "weather", [clip], ["mine.wav"]) == 1  # same id: upsert, no duplicate
+    rep = pts.sync(idx, route_set)
     assert rep.added == 0 and rep.removed == 0
     sources = [p.payload[P_SOURCE] for p in idx.backend.scroll(idx.collection, with_vectors=False)]
     assert sources.count(SOURCE_ENROLLED) == 1
     smaller = route_set.replace()
     smaller.routes = smaller.routes[:2]
-    idx.sync(smaller)
+    pts.sync(idx, smaller)
     sources = [p.payload[P_SOURCE] for p in idx.backend.scroll(idx.collection, with_vectors=False)]
     assert SOURCE_ENROLLED not in sources
 
 
 def test_edge_refuses_writes_when_disk_is_nearly_full(tmp_path, hash_model, route_set):
-    idx = RouteIndex(hash_model, EdgeBackend(tmp_path), exemplar_voices=0)
+    idx, pts = _index(hash_model, EdgeBackend(tmp_path)), PointBuilder(hash_model, 0)
     idx.backend.min_free_bytes = 1 << 62  # pretend the disk is full
     with pytest.raises(IndexStoreError, match="disk full"):
-        idx.sync(route_set)
+        pts.sync(idx, route_set)
     idx.backend.min_free_bytes = 0
-    assert idx.sync(route_set).added > 0
+    assert pts.sync(idx, route_set).added > 0
     idx.close()
 
 
 def test_default_index_path_is_under_user_data_dir():
     from platformdirs import user_data_dir
 
-    from voice_router.index import default_index_path
+    from voice_router.store import default_index_path
 
     assert default_index_path() == Path(user_data_dir("voice-router")) / "index"
 
@@ -371,10 +372,11 @@ def test_two_routes_files_share_a_folder_without_evicting_each_other(tmp_path, h
     home, office = load_routes(tmp_path / "home.yaml"), load_routes(tmp_path / "office.yaml")
     assert route_set_id(home) != route_set_id(office) and route_set_id(None) == "inline"
     backend = EdgeBackend(tmp_path / "idx")
-    a = RouteIndex(hash_model, backend, exemplar_voices=0, set_id=route_set_id(home))
-    b = RouteIndex(hash_model, backend, exemplar_voices=0, set_id=route_set_id(office))
-    assert a.sync(home).added == 2 and b.sync(office).added == 2
-    assert a.sync(home).added == 0 and b.sync(office).added == 0  # nothing re-embedded
+    a = _index(hash_model, backend, route_set_id(home))
+    b = _index(hash_model, backend, route_set_id(office))
+    pts = PointBuilder(hash_model, exemplar_voices=0)
+    assert pts.sync(a, home).added == 2 and pts.sync(b, office).added == 2
+    assert pts.sync(a, home).added == 0 and pts.sync(b, office).added == 0  # nothing re-embedded
     assert a.collection != b.collection
     backend.close()
 
@@ -402,7 +404,7 @@ def test_route_set_identity_survives_moves_and_can_be_declared(tmp_path):
 
 
 def test_index_path_memory_is_in_memory_not_a_folder(tmp_path, monkeypatch):
-    from voice_router.index import ClientBackend, open_backend
+    from voice_router.store import ClientBackend, open_backend
 
     monkeypatch.chdir(tmp_path)
     backend = open_backend(path=":memory:")
@@ -420,22 +422,23 @@ def test_first_sync_without_a_terminal_says_what_it_does(tmp_path, hash_model, c
     routes = "routes:\n" + "".join(
         f"  - {{name: r{i}, description: command number {i}}}\n" for i in range(5)
     )
-    index = RouteIndex(hash_model, EdgeBackend(tmp_path / "idx"), exemplar_voices=12)
-    index.sync(parse_routes(routes))
+    index = _index(hash_model, EdgeBackend(tmp_path / "idx"))
+    pts = PointBuilder(hash_model, exemplar_voices=12)
+    pts.sync(index, parse_routes(routes))
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("voice-router:")]
     assert len(lines) == 2, lines
     assert "65 route points (60 spoken exemplars" in lines[0]
     assert lines[1].startswith("voice-router: indexed 65 route points in ")
-    index.sync(parse_routes(routes))
+    pts.sync(index, parse_routes(routes))
     assert "voice-router:" not in capsys.readouterr().err
     index.close()
 
 
 def test_one_rule_turns_a_location_into_a_backend(tmp_path, monkeypatch):
-    """open_backend (and the router's make_backend) read a place as qdrant-client does:
-    ":memory:", a URL or host:port is a server, anything else a Qdrant Edge folder."""
-    from voice_router.index import ClientBackend, open_backend
-    from voice_router.routing import make_backend
+    """open_backend, the one rule (the router and the CLI use it), reads a place as
+    qdrant-client does: ":memory:", a URL or host:port is a server, anything else a Qdrant
+    Edge folder; a backend passes through as it is."""
+    from voice_router.store import ClientBackend, open_backend
 
     monkeypatch.chdir(tmp_path)
     for loc, want in [
@@ -443,15 +446,14 @@ def test_one_rule_turns_a_location_into_a_backend(tmp_path, monkeypatch):
         ("http://qdrant.example:6333", "http://qdrant.example:6333"),
         ("localhost:6333", "http://localhost:6333"),
     ]:
-        for fn in (open_backend, make_backend):
-            b = fn(loc)
-            assert isinstance(b, ClientBackend) and b.location == want, (fn, loc)
-            b.close()
+        b = open_backend(loc)
+        assert isinstance(b, ClientBackend) and b.location == want, loc
+        b.close()
     for loc in ("idx", tmp_path / "idx2", "my:folder"):
-        b = make_backend(loc)
+        b = open_backend(loc)
         assert isinstance(b, EdgeBackend), loc
         b.close()
     assert not (tmp_path / "localhost:6333").exists()
     edge = EdgeBackend(tmp_path / "e")
-    assert make_backend(edge) is edge
+    assert open_backend(edge) is edge
     edge.close()

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from voice_router.point_schema import KIND_AUDIO, KIND_TEXT, P_KIND, P_ROUTE, P_TEXT, point_id
 from voice_router.points import PointBuilder
 from voice_router.routes import parse_routes
-from voice_router.store import KIND_AUDIO, KIND_TEXT, P_KIND, P_ROUTE, P_TEXT, point_id
 
 ROUTES = """\
 routes:

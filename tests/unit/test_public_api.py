@@ -15,13 +15,15 @@ import voice_router
 _TOP_LEVEL_MODULES = {
     "voice_router.errors": None,  # every public name
     "voice_router.router": {"VoiceRouter"},
-    "voice_router.routing": {"Router", "RouteMatch", "Fusion"},
-    "voice_router.index": {"RouteIndex", "EdgeBackend", "ClientBackend", "VectorBackend"},
+    "voice_router.routing": {"Router", "RouteMatch"},
+    "voice_router.decision": {"Fusion"},
+    "voice_router.index": {"RouteIndex"},
+    "voice_router.store": {"EdgeBackend", "ClientBackend", "VectorBackend"},
     "voice_router.library": {"AudioLibrary"},
     "voice_router.embeddings": {"VoiceRouterEmbeddings"},
     "voice_router.routes": {"Route", "RouteSet", "load_routes", "parse_routes", "dump_routes"},
     "voice_router.audio.io": {"load_audio", "chunk_audio", "AudioInput"},
-    "voice_router.model": {"load_model", "list_models"},
+    "voice_router.model.loader": {"load_model", "list_models"},
     "voice_router.audio.capture": {"MicrophoneSource", "FileSource", "ArraySource"},
 }
 
@@ -52,6 +54,16 @@ def test_all_is_sorted_unique_and_covers_the_interfaces():
         assert not missing, f"{module}: {sorted(missing)} not exported from voice_router"
         for n in names:
             assert getattr(voice_router, n) is getattr(mod, n)
+
+
+@pytest.mark.parametrize("name", sorted(voice_router._EXPORTS))
+def test_every_top_level_name_comes_from_the_module_that_defines_it(name):
+    """No re-exports: `voice_router.X` is looked up in X's own module, so a name moved between
+    modules cannot be served by a stale alias."""
+    obj = getattr(voice_router, name)
+    defined_in = getattr(obj, "__module__", None)
+    if isinstance(obj, type) or callable(obj):
+        assert defined_in == voice_router._EXPORTS[name]
 
 
 def test_unknown_attribute_raises_attribute_error():

@@ -10,10 +10,13 @@ import soundfile as sf
 from langchain_core.tools import tool
 
 from voice_router.audio.io import load_audio
+from voice_router.decision import Fusion
 from voice_router.errors import AudioError, ModelError, ToolError, VoiceRouterError
-from voice_router.index import ClientBackend, RouteIndex
-from voice_router.router import Fusion, RouteMatch, VoiceRouter
+from voice_router.index import RouteIndex
+from voice_router.router import VoiceRouter
 from voice_router.routes import parse_routes
+from voice_router.routing import RouteMatch
+from voice_router.store import ClientBackend
 
 CALLS: list[tuple[str, dict]] = []
 
@@ -185,10 +188,17 @@ def test_runnable_invoke_batch_ainvoke_and_as_tool(router, hash_model, tmp_path)
 
 
 def test_router_reuses_a_route_index(hash_model, route_set):
-    idx = RouteIndex(hash_model, ClientBackend(":memory:"), exemplar_voices=0)
-    r1 = VoiceRouter(route_set, tools=[lights_on, lights_off], index=idx)
-    r2 = VoiceRouter(route_set, tools=[lights_on, lights_off], index=idx)
+    idx = RouteIndex(ClientBackend(":memory:"), dim=hash_model.dim,
+                     fingerprint=hash_model.fingerprint)  # fmt: skip
+    kw = dict(model=hash_model, tools=[lights_on, lights_off], index=idx, exemplar_voices=0)
+    r1 = VoiceRouter(route_set, **kw)
+    r2 = VoiceRouter(route_set, **kw)
     assert r1.sync_report.added > 0 and r2.sync_report.added == 0
+    from voice_router.errors import IndexStoreError
+    from voice_router.model.fake import HashEmbeddingModel
+
+    with pytest.raises(IndexStoreError, match="holds vectors of model"):
+        VoiceRouter(route_set, **{**kw, "model": HashEmbeddingModel(dim=32, seed=7)})
 
 
 def test_fusion_parse_and_combine():
@@ -231,7 +241,7 @@ def test_audio_score_is_mean_of_top_k_exemplars_and_fuses(hash_model, route_set)
     )
     texts = ["lights on", "turn on", "switch on please", "kitchen lamp"]
     clips = [_clip(hash_model, t, seed=10 + i) for i, t in enumerate(texts)]
-    r.index.enroll("lights_on", clips, texts)
+    r.enroll("lights_on", clips, texts)
     r.refresh()
     q = hash_model.embed_text(["lights on now"])[0]
     comp = r.component_scores(q)
@@ -286,9 +296,11 @@ def test_failed_construction_releases_the_index_folder(hash_model, route_set, tm
 
     with pytest.raises(IndexStoreError, match="gone.wav"):
         VoiceRouter(rs, model=hash_model, index=tmp_path / "idx", exemplar_voices=0)
-    from voice_router.index import EdgeBackend, route_set_id
+    from voice_router.index import route_set_id
+    from voice_router.store import EdgeBackend
 
-    RouteIndex(hash_model, EdgeBackend(tmp_path / "idx"), set_id=route_set_id(rs)).close()
+    RouteIndex(EdgeBackend(tmp_path / "idx"), dim=hash_model.dim,
+               fingerprint=hash_model.fingerprint, set_id=route_set_id(rs)).close()  # fmt: skip
     with VoiceRouter(
         route_set,
         model=hash_model,
@@ -309,9 +321,7 @@ def test_score_matrix_equals_per_vector_scores(hash_model, route_set):
         fusion="weighted:1,2;k=2",
     )
     texts = ["lights on", "turn on", "switch on please", "kitchen lamp"]
-    r.index.enroll(
-        "lights_on", [_clip(hash_model, t, seed=20 + i) for i, t in enumerate(texts)], texts
-    )
+    r.enroll("lights_on", [_clip(hash_model, t, seed=20 + i) for i, t in enumerate(texts)], texts)
     r.refresh()
     qs = hash_model.embed_text(["lights on now", "rain today", "off please", "x y z"])  # (4, D)
     names, mat = r.score_matrix(qs)

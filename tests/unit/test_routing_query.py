@@ -7,10 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voice_router import routing
-from voice_router.index import KIND_TEXT, P_KIND, P_ROUTE, ClientBackend, EdgeBackend, PointRecord
+from voice_router import scoring as routing
+from voice_router.point_schema import KIND_TEXT, P_KIND, P_ROUTE
 from voice_router.routes import parse_routes
 from voice_router.routing import Router
+from voice_router.store import ClientBackend, EdgeBackend, PointRecord
 
 ROUTES = "threshold: 0.3\nmargin: 0.0\nroutes:\n" + "".join(
     f"  - {{name: r{i}, description: command {w}, examples: [please {w}, {w} now]}}\n"
@@ -28,7 +29,7 @@ def router(request, tmp_path, hash_model):
     for i in range(0, 8, 2):  # audio points for half the routes, 1-4 each
         clips = [(0.1 * rng.standard_normal(8000 + 100 * j)).astype(np.float32) for j in range(i)]
         if clips:
-            r.index.enroll(f"r{i}", clips, [f"c{j}" for j in range(len(clips))])
+            r.enroll(f"r{i}", clips, [f"c{j}" for j in range(len(clips))])
     r.refresh()
     yield r
     r.close()

@@ -7,15 +7,8 @@ import numpy as np
 import pytest
 
 from voice_router.errors import IndexStoreError
-from voice_router.store import (
-    P_FINGERPRINT,
-    P_KIND,
-    P_ROUTE,
-    ClientBackend,
-    EdgeBackend,
-    PointRecord,
-    point_id,
-)
+from voice_router.point_schema import P_KIND, P_ROUTE, point_id
+from voice_router.store import P_FINGERPRINT, ClientBackend, EdgeBackend, PointRecord
 
 DIM = 8
 FP = "fp0000000000000a"
@@ -43,7 +36,7 @@ def _points(n: int = 6) -> list[PointRecord]:
 
 
 def test_write_read_search_and_delete(store) -> None:
-    store.open_collection(NAME, DIM, FP, "routes")
+    store.open_collection(NAME, DIM, FP, "routes", indexed=(P_KIND, P_ROUTE))
     assert NAME in store.collections() and NAME in [r["name"] for r in store.describe()]
     pts = _points()
     store.upsert(NAME, pts)
@@ -70,7 +63,7 @@ def test_write_read_search_and_delete(store) -> None:
 
 
 def test_another_model_or_dimension_is_refused(store) -> None:
-    store.open_collection(NAME, DIM, FP, "routes")
+    store.open_collection(NAME, DIM, FP, "routes", indexed=(P_KIND, P_ROUTE))
     store.upsert(NAME, _points())
     with pytest.raises(IndexStoreError, match="dimension|another model"):
         store.open_collection(NAME, DIM + 1, FP, "routes")
@@ -91,7 +84,7 @@ def test_scores_are_exact_cosines_after_the_search_index_is_built(store) -> None
     """Thresholds compare raw cosines: whatever the store does to search faster (Edge keeps
     int8 copies of the vectors for its HNSW graph), the scores it returns must be exact."""
     dim, n = 384, 8000  # 12 MB of vectors: past Qdrant's full-scan threshold, HNSW is used
-    store.open_collection(NAME, dim, FP, "routes")
+    store.open_collection(NAME, dim, FP, "routes", indexed=(P_KIND, P_ROUTE))
     rng = np.random.default_rng(1)
     vecs = rng.standard_normal((n, dim)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)

@@ -121,11 +121,12 @@ def open_store(args: argparse.Namespace) -> Any:
 def build_router(args: argparse.Namespace, tools: Sequence[Any] = ()) -> Any:
     """A `Router` (the core of `VoiceRouter`, without LangChain) from parsed `add_common_args`
     + `add_router_args` options."""
+    from voice_router.model.loader import load_model
     from voice_router.routes import load_routes
-    from voice_router.routing import Router, resolve_model
+    from voice_router.routing import Router
 
     routes = load_routes(args.routes)
-    model = resolve_model(getattr(args, "model", "default"))
+    model = load_model(getattr(args, "model", "default"))
     return Router(
         routes,
         model=model,
@@ -328,7 +329,7 @@ def cmd_index_audio(args: argparse.Namespace) -> int:
     exit 3) before a model loads or a collection is created, so no empty collection is left
     behind for `index list` and `search` to show."""
     from voice_router.library import AudioLibrary, audio_extensions, audio_folder
-    from voice_router.model.loader import resolve_model
+    from voice_router.model.loader import load_model
 
     folder, files = audio_folder(args.dir)
     if not files:
@@ -337,7 +338,7 @@ def cmd_index_audio(args: argparse.Namespace) -> int:
             f"{', '.join(sorted(audio_extensions()))}, in subfolders too); pass the folder "
             "that holds your recordings"
         )
-    model = resolve_model(args.model)
+    model = load_model(args.model)
     with AudioLibrary(model, args.collection, open_store(args)) as lib:
         rep = lib.index_dir(args.dir, batch_size=args.batch_size, progress=not args.json)
         total = lib.count()
@@ -356,9 +357,9 @@ def cmd_index_audio(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     """Search a library collection by text."""
     from voice_router.library import AudioLibrary
-    from voice_router.model.loader import resolve_model
+    from voice_router.model.loader import load_model
 
-    model = resolve_model(args.model)
+    model = load_model(args.model)
     with AudioLibrary(model, args.collection, open_store(args), create=False) as lib:
         hits = lib.search(args.text, k=args.k)
     for h in hits:
@@ -371,22 +372,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """List the models `--model` accepts."""
-    rows: list[dict[str, Any]] = []
-    try:
-        from voice_router.model import list_models
-
-        rows = list(list_models())
-    except ImportError as e:
-        log.info("model registry unavailable: %s", e)
-    rows.append(
-        {
-            "name": "hash",
-            "description": "deterministic fake (plumbing tests only)",
-            "available": True,
-            "runtimes": [],
-        }
-    )
+    from voice_router.model.loader import list_models
     from voice_router.store import default_index_path
+
+    rows = list_models()
 
     if args.json:
         for r in rows:
@@ -394,7 +383,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     else:
         for r in rows:
             desc = r.get("description") or ""
-            can = ", ".join(r.get("runtimes") or []) or ("-" if r["name"] == "hash" else "none")
+            can = ", ".join(r.get("runtimes") or []) or ("-" if r.get("available") else "none")
             fusion = f"\t[fusion: {r['fusion']}]" if r.get("fusion") else ""
             print(f"{r.get('name')}\t[runs on: {can}]{fusion}\t{desc}")
         print(f"\nindex folder: {default_index_path()}")
@@ -424,10 +413,10 @@ def cmd_index_list(args: argparse.Namespace) -> int:
 def cmd_index_prune(args: argparse.Namespace) -> int:
     """Delete route collections of other models (and, with --routes, of other route sets)."""
     from voice_router.index import prune_route_collections, route_set_id
-    from voice_router.model.loader import resolve_model
+    from voice_router.model.loader import load_model
     from voice_router.routes import load_routes
 
-    fp = resolve_model(args.model).fingerprint
+    fp = load_model(args.model).fingerprint
     keep_sets = {route_set_id(load_routes(f)) for f in args.routes} if args.routes else None
     store = open_store(args)
     try:
@@ -473,16 +462,19 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     """Store recordings of a route as its audio exemplars."""
     from voice_router.audio.io import load_audio
     from voice_router.index import RouteIndex, route_set_id
-    from voice_router.model.loader import resolve_model
+    from voice_router.model.loader import load_model
+    from voice_router.points import PointBuilder
     from voice_router.routes import load_routes
 
     routes = load_routes(args.routes)
     routes.get(args.route)  # raises RoutesError for an unknown route
-    model = resolve_model(args.model)
+    model = load_model(args.model)
     clips = [load_audio(f, target_rate=model.sample_rate) for f in args.files]
     labels = [str(Path(f).resolve()) for f in args.files]
-    with RouteIndex(model, open_store(args), exemplar_voices=0, set_id=route_set_id(routes)) as idx:
-        n = idx.enroll(args.route, clips, labels)
+    index = RouteIndex(open_store(args), dim=int(model.dim), fingerprint=model.fingerprint,
+                       set_id=route_set_id(routes))  # fmt: skip
+    with index:
+        n = PointBuilder(model, exemplar_voices=0).enroll(index, args.route, clips, labels)
     if args.json:
         _print_json({"route": args.route, "enrolled": n})
     else:

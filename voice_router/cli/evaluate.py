@@ -17,6 +17,7 @@ from voice_router.calibration import (
     fit_calibration,
     format_calibration,
 )
+from voice_router.decision import route_thresholds
 from voice_router.errors import ManifestError, VoiceRouterError
 from voice_router.evaluate import (
     SAMPLE_RATE,
@@ -25,7 +26,6 @@ from voice_router.evaluate import (
     evaluation_report,
     format_eval,
     read_manifest,
-    route_thresholds,
     score_clips,
 )
 from voice_router.routes import RouteSet
@@ -207,11 +207,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval_search(args: argparse.Namespace) -> int:
-    from voice_router.routing import resolve_model
+    from voice_router.model.loader import load_model
 
     _set_threads(args)
     rows = read_manifest(args.data, required=("path", args.caption_column), limit=args.limit)
-    model = resolve_model(args.model)
+    model = load_model(args.model)
     vectors = None
     if args.collection:
         from voice_router.cli import open_store
