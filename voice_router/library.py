@@ -125,8 +125,8 @@ def audio_folder(
     creates a collection."""
     d = Path(directory).expanduser()
     if not d.is_dir():
-        what = "does not exist" if not d.exists() else "is not a folder"
-        raise AudioError(f"{d} {what}; pass a folder of audio files")
+        what = "it does not exist" if not d.exists() else "it is a file"
+        raise AudioError(f"{d} is not a folder ({what}); pass a folder of audio files")
     d = d.resolve()
     return d, list(iter_audio_files(d, recursive=recursive))
 
