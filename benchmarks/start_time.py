@@ -25,6 +25,7 @@ of the calls (max resident set, from wait4):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -52,8 +53,10 @@ def _has(python: str, module: str) -> bool:
     return subprocess.run([python, "-c", code]).returncode == 0
 
 
-def _timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS in bytes, stdout) of one call; raises if it fails."""
+def _timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, str, float]:
+    """(wall seconds, peak RSS in bytes, stdout, CPU seconds (user + system)) of one call;
+    raises if it fails. CPU time moves less than wall time with the load of a shared
+    machine."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err, text=True)
@@ -64,7 +67,8 @@ def _timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, 
         err.seek(0)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {err.read()[-500:]}")
-        return wall, usage.ru_maxrss * 1024, out.read()  # ru_maxrss: KiB on Linux
+        cpu = usage.ru_utime + usage.ru_stime
+        return wall, usage.ru_maxrss * 1024, out.read(), cpu  # ru_maxrss: KiB on Linux
 
 
 def measure(
@@ -75,6 +79,7 @@ def measure(
     routes: Path,
     allow_import: bool = False,
     repos: Sequence[Path] = (REPO,),
+    index_dir: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Warm each checkout's index once, then time `runs` calls of each, interleaved; one
     result per checkout: {"runtime", "repo", "wall_s", "peak_rss_mb", "route", ...}."""
@@ -85,7 +90,11 @@ def measure(
     env.pop("PYTHONPATH", None)  # the working folder decides which checkout is imported
     if runtime == "torch" and not _has(python, "torch"):
         return [{"runtime": runtime, "available": False, "why": "torch is not installed"}]
-    with tempfile.TemporaryDirectory(prefix="vr-start-") as tmp:
+    with contextlib.ExitStack() as stack:
+        if index_dir is None:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="vr-start-"))
+        else:  # kept: a later run finds its indexes warm (only the warm-up call is saved)
+            tmp = str(index_dir / runtime)
         cmds, results = [], []
         for k, repo in enumerate(repos):
             # the checkout's own routes file and clip when they are the defaults
@@ -100,16 +109,18 @@ def measure(
             cmds.append((repo, cmd, len(results)))
             results.append({"runtime": runtime, "repo": str(repo), "available": True,
                             "allow_import": allow_import, "runs": runs, "_walls": [],
-                            "_rss": []})  # fmt: skip
+                            "_rss": [], "_cpu": []})  # fmt: skip
         for _ in range(runs):
             for repo, cmd, i in cmds:
-                wall, rss, out = _timed(cmd, env, repo)
+                wall, rss, out, cpu = _timed(cmd, env, repo)
                 results[i]["_walls"].append(wall)
+                results[i]["_cpu"].append(cpu)
                 results[i]["_rss"].append(rss)
                 results[i]["route"] = json.loads(out.splitlines()[0])["route"]
     for r in results:
         if r.get("available"):
-            walls, rss = r.pop("_walls"), r.pop("_rss")
+            walls, rss, cpu = r.pop("_walls"), r.pop("_rss"), r.pop("_cpu")
+            r["cpu_s"] = {"median": round(statistics.median(cpu), 3), "min": round(min(cpu), 3)}
             r["wall_s"] = {
                 "median": round(statistics.median(walls), 3),
                 "min": round(min(walls), 3),
@@ -131,13 +142,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="pass --allow-import (the README's one-liner: tools run)")  # fmt: skip
     ap.add_argument("--compare", type=Path, action="append", default=[], metavar="DIR",
                     help="also time the checkout in DIR, interleaved with this one")  # fmt: skip
+    ap.add_argument("--index-dir", type=Path, default=None, metavar="DIR",
+                    help="keep the indexes here between runs [a temporary folder]")  # fmt: skip
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     a = ap.parse_args(argv)
     repos = [REPO, *(d.resolve() for d in a.compare)]
     results = [
         res
         for r in a.runtimes.split(",")
-        for res in measure(a.python, r.strip(), a.runs, a.clip, a.routes, a.allow_import, repos)
+        for res in measure(
+            a.python, r.strip(), a.runs, a.clip, a.routes, a.allow_import, repos, a.index_dir
+        )  # fmt: skip
     ]
     report = {"python": a.python, "clip": str(a.clip.name), "results": results}
     if a.json:
@@ -148,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                 w, m = r["wall_s"], r["peak_rss_mb"]
                 print(f"{r['runtime']:>5} {r['repo']}: median {w['median']:.3f} s (min "
                       f"{w['min']:.3f}, max {w['max']:.3f}) over {r['runs']} runs, peak RSS "
-                      f"{m['median']} MB (max {m['max']}) -> {r['route']}")  # fmt: skip
+                      f"{m['median']} MB (max {m['max']}), CPU {r['cpu_s']['median']:.3f} s "
+                      f"-> {r['route']}")  # fmt: skip
             else:
                 print(f"{r['runtime']:>5} {r.get('repo', '')}: not run ({r['why']})")
     return 0

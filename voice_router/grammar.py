@@ -518,12 +518,12 @@ def token_trie(tok: WhisperTokenizer) -> _Trie:
     key = str(tok.path)
     trie = _TRIES.get(key)
     if trie is None:
-        pairs = tok.text_tokens()  # in (lower-cased text, id) order already
-        keys = [text.lower() for _, text in pairs]
+        ids, texts = tok.text_token_lists()  # in (lower-cased text, id) order already
+        keys = [text.lower() for text in texts]
         if all(map(operator.le, keys, keys[1:])):  # 3 ms; sorting pairs again took 0.05-0.1 s
-            trie = _Trie(keys, [tid for tid, _ in pairs], 0, len(keys), 0)
+            trie = _Trie(keys, list(ids), 0, len(keys), 0)
         else:
-            trie = build_trie(pairs)
+            trie = build_trie(tok.text_tokens())
         _TRIES[key] = trie
     return trie
 

@@ -700,6 +700,11 @@ class WhisperTokenizer:
         id): the order the vocabulary trie keeps them in (voice_router.grammar)."""
         return list(zip(self._ids, self._texts, strict=True))
 
+    def text_token_lists(self) -> tuple[list[int], list[str]]:
+        """`text_tokens` as (ids, texts), the table's own lists (not copies: do not change
+        them); what the vocabulary trie is built from."""
+        return self._ids, self._texts
+
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` exactly as written (no special tokens added)."""
         return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
