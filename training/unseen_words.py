@@ -71,13 +71,18 @@ def noun_verb_pos(word: str) -> str:
     return "+".join(tags)
 
 
-def candidates(freq: list[str] | None = None) -> list[tuple[int, str, str]]:
+def candidates(
+    freq: list[str] | None = None,
+    rank_lo: int = RANK_LO,
+    rank_hi: int = RANK_HI,
+    protected: frozenset[str] | None = None,
+) -> list[tuple[int, str, str]]:
     """(rank, word, pos) of every eligible word, in rank order (see the module docstring)."""
-    freq = freq if freq is not None else frequency_list(RANK_HI)
-    banned = protected_words()
+    freq = freq if freq is not None else frequency_list(rank_hi)
+    banned = protected_words() if protected is None else protected
     out = []
     for rank, w in enumerate(freq, start=1):
-        if rank < RANK_LO or rank > RANK_HI or not _LETTERS.fullmatch(w) or w in banned:
+        if rank < rank_lo or rank > rank_hi or not _LETTERS.fullmatch(w) or w in banned:
             continue
         pos = noun_verb_pos(w)
         if pos:

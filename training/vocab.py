@@ -10,7 +10,7 @@ words later measures hearing, not memory.
 Sources, in priority order (the first source of a sentence is kept), all normalised with
 training.texts.normalise after folding accents and curly apostrophes:
 - `intents`: SLURP, HWU64, CLINC150 and Home Assistant test commands as training/texts.py
-  reads them (CC BY 4.0 / CC BY 3.0 / Apache-2.0; ../shared/data/text_intents/licenses).
+  reads them (CC BY 4.0, CLINC150 CC BY 3.0; ../shared/data/text_intents/licenses).
 - `so762-train`: speechocean762 TRAIN transcripts (free for commercial and non-commercial use).
 - `common-voice`: ../shared/data/text_sentences, 50,167 Mozilla Common Voice sentences (CC0).
 - `wordnet-examples`: the example sentences of Princeton WordNet 3.0 ("I can breathe better when
