@@ -234,7 +234,7 @@ class VocabSet:
 
     train: list[tuple[str, str]]  # (text, source), in a fixed hashed order
     test_seen: list[tuple[str, str]]
-    test_unseen: list[tuple[str, str, str]]  # (text, source, held-out words hit)
+    test_unseen: list[tuple[str, str, str]]  # (text, sources "a" or "a,b", held-out words)
     templated_words: list[str]
     stats: dict = field(default_factory=dict)
 
@@ -290,7 +290,10 @@ def build_vocab(
     for name, texts in (extra_unseen_tests or {}).items():
         for t in texts:
             if t and (hits := filt.hits(t)):
-                test_unseen.setdefault(t, (t, name, " ".join(hits)))
+                # a text that is also in a training source keeps both names ("a,b")
+                _, src, _ = test_unseen.get(t, (t, "", ""))
+                both = f"{src},{name}" if src and name not in src.split(",") else src or name
+                test_unseen[t] = (t, both, " ".join(hits))
 
     need = [w for w in freq if not filt.contains(w)]
     need_set = set(need)
@@ -506,7 +509,7 @@ def print_report(vocab_dir: Path = VOCAB_DIR, file=sys.stdout) -> Coverage:  # n
     for src, n in cov.by_source.items():
         p(f"  {src:18s} {n:7,d} sentences")
     p(f"training sentences with a held-out word: {len(bad)}")
-    by_src = Counter(r[1] for r in unseen)
+    by_src = Counter(s for r in unseen for s in r[1].split(","))
     words_hit = {w for r in unseen for w in r[2].split()}
     parts = ", ".join(f"{k} {v:,}" for k, v in sorted(by_src.items()))
     p(

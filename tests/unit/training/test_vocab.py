@@ -37,7 +37,7 @@ def _build(**kw):
         FREQ,
         filt,
         eval_banned={"what is the weather"},
-        extra_unseen_tests={"so762-test": ["the mouse sat", "the cat sat"]},
+        extra_unseen_tests={"so762-test": ["the mouse sat", "the cat sat", "a mouse ran"]},
         min_sentences=3,
         target=0,
         test_fraction=0.0,
@@ -54,6 +54,7 @@ def test_no_training_sentence_holds_a_held_out_word_in_any_inflection():
     unseen = {t: (src, hits) for t, src, hits in vs.test_unseen}
     assert unseen["the mice sat on the cat"] == ("common-voice", "mouse")
     assert unseen["the mouse sat"] == ("so762-test", "mouse")
+    assert unseen["a mouse ran"] == ("so762-train,so762-test", "mouse")  # in both splits
     assert "the cat sat" not in unseen  # test-only texts without a held-out word are not tests
 
 
