@@ -531,6 +531,24 @@ def load_cache(out: Path = SPEECH_CACHE, sources: tuple[str, ...] = SOURCES) -> 
     return SpeechCache(np.concatenate(frames), f_off, f_len, meta)
 
 
+def cache_summary(
+    out: Path = SPEECH_CACHE, sources: tuple[str, ...] = SOURCES
+) -> tuple[dict[tuple[str, str], int], int]:
+    """Samples per (source, split) and total frames of the finished chunks, read from each
+    chunk's metadata and lengths only: the frames of a full vocab cache (~13 GB) are never
+    loaded, as `load_cache` would."""
+    by: dict[tuple[str, str], int] = {}
+    n_frames = 0
+    for f in sorted(out.glob("*.npz")):
+        if f.name.endswith(".tmp.npz") or f.name.rsplit("-", 1)[0] not in sources:
+            continue
+        with np.load(f) as z:
+            n_frames += int(z["f_len"].sum())
+            for m in json.loads(str(z["meta"])):
+                by[(m["source"], m["split"])] = by.get((m["source"], m["split"]), 0) + 1
+    return by, n_frames
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m training.speech_cache",
@@ -553,13 +571,10 @@ def main(argv: list[str] | None = None) -> int:
             args.sources.split(","), args.tts_texts, args.n_aug, args.workers, args.chunk, args.out
         )
     else:
-        c = load_cache(args.out)
-        by: dict[tuple[str, str], int] = {}
-        for m in c.meta:
-            by[(m["source"], m["split"])] = by.get((m["source"], m["split"]), 0) + 1
+        by, n_frames = cache_summary(args.out)
         for (src, split), n in sorted(by.items()):
-            print(f"{src:12s} {split:5s} {n:7d} samples")
-        print(f"frames {c.frames.shape}, {c.f_len.sum() / 50 / 3600:.2f} h")
+            print(f"{src:17s} {split:5s} {n:7d} samples")
+        print(f"frames ({n_frames}, 384), {n_frames / 50 / 3600:.2f} h")
     return 0
 
 
