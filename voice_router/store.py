@@ -100,10 +100,10 @@ class VectorBackend(Protocol):
 
     def open_collection(
         self, name: str, dim: int, fingerprint: str, kind: str, indexed: Sequence[str] = ()
-    ) -> None:
+    ) -> bool:
         """Create or open `name` (`kind`: "routes" or "library", recorded for listings) with
         keyword payload indexes on the `indexed` keys; raise `IndexStoreError` if it holds
-        another dim/model."""
+        another dim/model. True when this call opened it, False when it was open already."""
         ...
 
     def upsert(self, name: str, points: Sequence[PointRecord]) -> None: ...
@@ -146,6 +146,11 @@ class VectorBackend(Protocol):
     def optimize(self, name: str) -> None:
         """Build the collection's search index now (Qdrant Edge's HNSW; a server builds its
         own): what keeps a query fast on tens of thousands of points."""
+        ...
+
+    def close_collection(self, name: str) -> None:
+        """Release one open collection (for Edge its shard and folder lock), so another process
+        may open it; a later call reopens it. Unknown or unopened names are ignored."""
         ...
 
     def close(self) -> None: ...
@@ -299,7 +304,7 @@ class EdgeBackend:
 
     def open_collection(
         self, name: str, dim: int, fingerprint: str, kind: str, indexed: Sequence[str] = ()
-    ) -> None:
+    ) -> bool:
         """Create or open the Edge shard `<root>/<name>`, locked for this process."""
         import qdrant_edge as q
 
@@ -310,7 +315,7 @@ class EdgeBackend:
                     raise IndexStoreError(
                         f"collection {name!r} has dimension {self._cols[name].dim}, not {dim}"
                     )
-                return
+                return False
             folder = self.root / name
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -390,6 +395,7 @@ class EdgeBackend:
                 os.close(fd)
                 raise
             self._cols[name] = _EdgeCollection(shard=shard, lock_fd=fd, folder=folder, dim=dim)
+            return True
 
     def upsert(self, name: str, points: Sequence[PointRecord]) -> None:
         import qdrant_edge as q
@@ -551,18 +557,29 @@ class EdgeBackend:
         with self._lock:
             return int(col.shard.count(q.CountRequest(exact=True)))
 
+    def close_collection(self, name: str) -> None:
+        """Flush and close one shard and release its folder lock (see `VectorBackend`)."""
+        with self._lock:
+            col = self._cols.pop(name, None)
+            if col is not None:
+                self._release(col)
+
     def close(self) -> None:
         """Flush and close every shard, then release the folder locks."""
         with self._lock:
             for col in self._cols.values():
-                try:
-                    col.shard.flush()
-                    col.shard.close()
-                except Exception as e:  # closing must not mask the caller's own error
-                    log.warning("closing index %s: %s", col.folder, e)
-                finally:
-                    os.close(col.lock_fd)
+                self._release(col)
             self._cols.clear()
+
+    @staticmethod
+    def _release(col: _EdgeCollection) -> None:
+        try:
+            col.shard.flush()
+            col.shard.close()
+        except Exception as e:  # closing must not mask the caller's own error
+            log.warning("closing index %s: %s", col.folder, e)
+        finally:
+            os.close(col.lock_fd)
 
 
 # --------------------------------------------------------------------------------------------
@@ -626,7 +643,7 @@ class ClientBackend:
 
     def open_collection(
         self, name: str, dim: int, fingerprint: str, kind: str, indexed: Sequence[str] = ()
-    ) -> None:
+    ) -> bool:
         """Create or open collection `name` on the server (see `VectorBackend`)."""
         from qdrant_client import models
 
@@ -667,7 +684,9 @@ class ClientBackend:
             )
             if recs:
                 _check_foreign(name, self.location, recs[0].payload or {}, fingerprint)
+        first = name not in self._dims
         self._dims[name] = dim
+        return first
 
     def upsert(self, name: str, points: Sequence[PointRecord]) -> None:
         from qdrant_client import models
@@ -780,6 +799,10 @@ class ClientBackend:
 
     def optimize(self, name: str) -> None:
         """Nothing to do: a Qdrant server indexes by its own optimizer settings."""
+
+    def close_collection(self, name: str) -> None:
+        """Forget that `name` is open (a server's collections hold no local lock)."""
+        self._dims.pop(name, None)
 
     def drop_collection(self, name: str) -> None:
         """Delete a server collection."""
