@@ -445,9 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     sets = load_sets(a.cache, a.wake_limit)
     if a.probs_only:
         return 0
-    from voice_router.routing import resolve_model
+    from voice_router.model.loader import load_model
 
-    model = resolve_model("default")
+    model = load_model("default")
     scorers = {
         "home": Scorer(REPO / "routes" / "home.yaml", model, a.index, a.cache),
         "sc": Scorer(MANIFESTS / "speech_commands.yaml", model, a.index, a.cache),

@@ -54,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     from voice_router.calibration import calibrated_routes, fit_calibration
     from voice_router.evaluate import ScoreTable, decision_metrics, route_thresholds
     from voice_router.model.base import embed_audio_pooled
-    from voice_router.routing import resolve_model
+    from voice_router.model.loader import load_model
 
     sets = load_sets(a.cache, 300)
-    model = resolve_model("default")
+    model = load_model("default")
     texts = bank_texts()
     bank = np.asarray(model.embed_text(texts), np.float32)  # (B, D)
     bank /= np.linalg.norm(bank, axis=1, keepdims=True)

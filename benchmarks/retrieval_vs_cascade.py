@@ -182,9 +182,9 @@ def _worker(args: argparse.Namespace) -> int:
     try:
         if args.worker == "voice-router":
             from voice_router.model.base import embed_audio_pooled
-            from voice_router.model.loader import resolve_model
+            from voice_router.model.loader import load_model
 
-            model = resolve_model(args.model)  # load_model(name_or_folder), or the hash fake
+            model = load_model(args.model)  # a name, folder or hub id, or the hash fake
 
             def embed_clip(audio: np.ndarray) -> tuple[np.ndarray, str | None]:
                 return embed_audio_pooled(model, audio), None  # (D,); chunks clips > max_seconds

@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(DATA), help="text_intents folder")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    from voice_router.model.torch_runtime import load_model
+    from voice_router.model.loader import load_model
 
-    model = load_model(a.model)
+    model = load_model(a.model, runtime="torch")  # its text side is read from model.embedder
     emb = model.embedder
     joint = int(getattr(emb, "joint_dim", emb.dim))
 

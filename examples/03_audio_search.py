@@ -11,7 +11,7 @@ from __future__ import annotations
 from _common import ROOT, parser, pick_model
 
 from voice_router import AudioLibrary, VoiceRouterEmbeddings
-from voice_router.model.loader import resolve_model
+from voice_router.model.loader import load_model
 from voice_router.store import open_backend
 
 
@@ -22,7 +22,7 @@ def main() -> None:
     p.add_argument("--collection", default="example_library")
     p.add_argument("-k", type=int, default=3)
     args = p.parse_args()
-    model = resolve_model(pick_model(args.model))
+    model = load_model(pick_model(args.model))
     with AudioLibrary(model, args.collection, open_backend(args.index)) as lib:
         first = lib.index_dir(args.folder)
         second = lib.index_dir(args.folder)

@@ -35,8 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from voice_router.errors import ModelError
-from voice_router.model.towers import (
+from training.towers import (
     OMNI_AUDIO_PREFIX,
     OMNI_LM_PREFIX,
     copy_tensors_strict,
@@ -44,6 +43,7 @@ from voice_router.model.towers import (
     resolve_checkpoint_dir,
     select_layers,
 )
+from voice_router.errors import ModelError
 
 
 def prune_layers(
@@ -116,7 +116,7 @@ def omni_audio_shell(kind: str, checkpoint: str | Path, **overrides: Any) -> nn.
         checkpoint: Omni checkpoint folder (or hub id) with config.json + safetensors.
         overrides: config values to change (rarely needed; shapes must still match).
     """
-    from voice_router.model import towers
+    from training import towers
 
     builders = {"qwen2_5_omni": towers.build_qwen2_5_omni, "qwen3_omni": towers.build_qwen3_omni}
     if kind not in builders:

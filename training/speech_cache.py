@@ -20,6 +20,13 @@ Sources (each a list of clip specs, in chunk files of `--chunk` clips, resumable
   a few hundred short texts maps an unseen one poorly. No phrase shares a word with a wake
   phrase of the evaluation set, or equals one of its Speech Commands words.
 
+- `vocab`: the broad-vocabulary training text (training/vocab.py, issue #22: ~140k sentences,
+  none with a word of the unseen-word protocol), one TRAINING voice each (`VOCAB_TRAIN_VOICES`).
+- `vocab-test-seen` / `vocab-test-unseen`: its test sentences (never trained on; the second
+  holds the held-out words), one TEST voice each (`VOCAB_TEST_VOICES`: voices no `vocab`
+  clip uses), split "test". The voice of a sentence is drawn from a hash of its text, so a
+  sentence keeps its voice whatever else the set holds.
+
 Each chunk stores per sample: clip id, version (0 = clean), text, source, speaker, split, and
 the encoder frames (T, 384) float16 at 50 frames/s, concatenated.
 
@@ -59,7 +66,16 @@ DATA = Path(
     os.environ.get("VR_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data")
 )
 SPEECH_CACHE = CACHE / "speech"
-SOURCES = ("so762-train", "so762-test", "tts-short", "tts", "tts-phrases")
+SOURCES = (
+    "so762-train",
+    "so762-test",
+    "tts-short",
+    "tts",
+    "tts-phrases",
+    "vocab",
+    "vocab-test-seen",
+    "vocab-test-unseen",
+)
 
 CARRIERS = (
     "please {t}",
@@ -248,6 +264,77 @@ def tts_items(n_texts: int, seed: int = 0, p_carrier: float = 0.35) -> list[Item
     return items
 
 
+# ------------------------------------------------------------------ the vocab sources
+
+#: Voice rules of the unseen-word protocol (issue #22). Training: espeak-ng (every English
+#: accent) with the variants that are not held out, flite's voices but slt, festival's
+#: kal_diphone. Test: espeak-ng's held-out variants (training.corpus.HOLDOUT_VARIANTS) in every
+#: accent, and flite's slt. (The older `tts` source of this cache did use slt: a training mix
+#: that includes it makes slt a seen voice.)
+VOCAB_TRAIN_VOICES: dict[str, tuple[str, ...]] = {
+    "espeak": tuple(
+        f"{a}+{v}" for a in ESPEAK_ACCENTS for v in ESPEAK_VARIANTS if v not in HOLDOUT_VARIANTS
+    ),
+    "flite": tuple(v for v in FLITE_VOICES if v != "slt"),
+    "festival": ("kal_diphone",),
+}
+VOCAB_TEST_VOICES: dict[str, tuple[str, ...]] = {
+    "espeak": tuple(
+        f"{a}+{v}" for a in ESPEAK_ACCENTS for v in ESPEAK_VARIANTS if v in HOLDOUT_VARIANTS
+    ),
+    "flite": ("slt",),
+}
+VOCAB_ENGINE_WEIGHTS = {"espeak": 0.7, "flite": 0.2, "festival": 0.1}
+
+
+def available_engines() -> set[str]:
+    """The TTS engines installed here (espeak-ng, flite, festival: Debian packages)."""
+    import shutil
+
+    names = {"espeak": "espeak-ng", "flite": "flite", "festival": "festival"}
+    return {e for e, exe in names.items() if shutil.which(exe)}
+
+
+def vocab_voice(
+    text: str, voices: dict[str, tuple[str, ...]], engines: set[str], salt: str = "vocab-voice"
+) -> tuple[str, str, float, float]:
+    """(engine, voice, rate, pitch) for `text`, drawn from a hash of the text among `voices`
+    of the installed `engines` (weights VOCAB_ENGINE_WEIGHTS), as ClipSpec wants them."""
+    rng = random.Random(int.from_bytes(hashlib.sha1((salt + text).encode()).digest()[:8], "big"))
+    names = [e for e in VOCAB_ENGINE_WEIGHTS if e in voices and e in engines]
+    if not names:
+        raise SystemExit(f"no TTS engine for these voices is installed ({sorted(voices)})")
+    engine = rng.choices(names, [VOCAB_ENGINE_WEIGHTS[e] for e in names])[0]
+    voice = rng.choice(voices[engine])
+    if engine == "espeak":
+        return engine, voice, float(rng.randint(120, 210)), float(rng.randint(25, 75))
+    if engine == "flite":
+        return engine, voice, rng.uniform(0.8, 1.25), rng.uniform(90, 210)
+    return engine, voice, rng.uniform(0.85, 1.2), rng.uniform(90, 150)
+
+
+def vocab_items(which: str = "train", engines: set[str] | None = None) -> list[Item]:
+    """Clip specs of the vocab text set (training/vocab.py's written files): `train` with
+    training voices, `test-seen` / `test-unseen` with test voices. Order: the file's."""
+    from training.vocab import read_test, read_train
+
+    engines = available_engines() if engines is None else engines
+    if which == "train":
+        rows = read_train()
+        voices, split, source, tag = VOCAB_TRAIN_VOICES, "train", "vocab", "vocab"
+    else:
+        rows = read_test(which=which.split("-")[1])
+        voices, split, source, tag = VOCAB_TEST_VOICES, "test", f"vocab-{which}", f"v{which}"
+    items = []
+    for k, row in enumerate(rows):
+        text, origin = row[0], row[1]
+        engine, voice, rate, pitch = vocab_voice(text, voices, engines)
+        cid = f"{tag}-{k:06d}"
+        spec = ClipSpec(cid, text, cid, "sentence", origin, engine, voice, rate, pitch, split)
+        items.append(Item(cid, text, source, f"{engine}:{voice}", split, spec=asdict(spec)))
+    return items
+
+
 # ------------------------------------------------------------------ encoding
 
 
@@ -361,6 +448,10 @@ def build(sources: list[str], n_tts: int, n_aug: int, workers: int, chunk: int, 
             items = short_items()
         elif src == "tts-phrases":
             items = phrase_items()
+        elif src == "vocab":
+            items = vocab_items("train")
+        elif src in ("vocab-test-seen", "vocab-test-unseen"):
+            items = vocab_items(src.removeprefix("vocab-"))
         else:
             raise SystemExit(f"unknown source {src!r}; known: {', '.join(SOURCES)}")
         for k in range(0, len(items), chunk):
@@ -369,12 +460,44 @@ def build(sources: list[str], n_tts: int, n_aug: int, workers: int, chunk: int, 
     print(f"{len(jobs)} chunks, {len(todo)} to build -> {out}", file=sys.stderr)
     if not todo:
         return
+    total_clips = sum(len(it) for _, it in todo)
+    done_clips, t0 = 0, time.time()
     with ProcessPoolExecutor(workers) as pool:
-        futs = [pool.submit(process_chunk, n, it, n_aug, out) for n, it in todo]
+        futs = {pool.submit(process_chunk, n, it, n_aug, out): len(it) for n, it in todo}
         bar = tqdm(as_completed(futs), total=len(futs), unit="chunk")
         for f in bar:
             name, n, secs = f.result()
+            done_clips += futs[f]
+            rate = done_clips / max(time.time() - t0, 1e-9) * 60  # clips per minute
+            eta_h = (total_clips - done_clips) / max(rate, 1e-9) / 60
             bar.set_postfix_str(f"{name}: {n} samples in {secs:.0f}s")
+            _log_progress(out, name, n, secs, done_clips, total_clips, rate, eta_h)
+
+
+def _log_progress(
+    out: Path,
+    name: str,
+    n: int,
+    secs: float,
+    done: int,
+    total: int,
+    rate: float,
+    eta_h: float,
+) -> None:
+    """One JSON line per finished chunk in `out/progress.jsonl` (this run's clips/min and the
+    time left for its remaining chunks): a long background build can be watched with `tail`."""
+    row = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "chunk": name,
+        "samples": n,
+        "chunk_s": round(secs, 1),
+        "run_clips_done": done,
+        "run_clips_total": total,
+        "clips_per_min": round(rate, 1),
+        "eta_h": round(eta_h, 2),
+    }
+    with (out / "progress.jsonl").open("a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 @dataclass
@@ -408,6 +531,24 @@ def load_cache(out: Path = SPEECH_CACHE, sources: tuple[str, ...] = SOURCES) -> 
     return SpeechCache(np.concatenate(frames), f_off, f_len, meta)
 
 
+def cache_summary(
+    out: Path = SPEECH_CACHE, sources: tuple[str, ...] = SOURCES
+) -> tuple[dict[tuple[str, str], int], int]:
+    """Samples per (source, split) and total frames of the finished chunks, read from each
+    chunk's metadata and lengths only: the frames of a full vocab cache (~13 GB) are never
+    loaded, as `load_cache` would."""
+    by: dict[tuple[str, str], int] = {}
+    n_frames = 0
+    for f in sorted(out.glob("*.npz")):
+        if f.name.endswith(".tmp.npz") or f.name.rsplit("-", 1)[0] not in sources:
+            continue
+        with np.load(f) as z:
+            n_frames += int(z["f_len"].sum())
+            for m in json.loads(str(z["meta"])):
+                by[(m["source"], m["split"])] = by.get((m["source"], m["split"]), 0) + 1
+    return by, n_frames
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m training.speech_cache",
@@ -430,13 +571,10 @@ def main(argv: list[str] | None = None) -> int:
             args.sources.split(","), args.tts_texts, args.n_aug, args.workers, args.chunk, args.out
         )
     else:
-        c = load_cache(args.out)
-        by: dict[tuple[str, str], int] = {}
-        for m in c.meta:
-            by[(m["source"], m["split"])] = by.get((m["source"], m["split"]), 0) + 1
+        by, n_frames = cache_summary(args.out)
         for (src, split), n in sorted(by.items()):
-            print(f"{src:12s} {split:5s} {n:7d} samples")
-        print(f"frames {c.frames.shape}, {c.f_len.sum() / 50 / 3600:.2f} h")
+            print(f"{src:17s} {split:5s} {n:7d} samples")
+        print(f"frames ({n_frames}, 384), {n_frames / 50 / 3600:.2f} h")
     return 0
 
 

@@ -47,7 +47,9 @@ from voice_router.model import AudioTextEmbedder, save_model
 CONFIGS = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIGS / "whisper_tiny_attn.json"
 DEFAULT_MIX = {"so762-train": 0.3, "tts": 0.6, "tts-short": 0.1}
-TRAIN_SOURCES = tuple(s for s in SOURCES if s != "so762-test")  # what --mix may name
+TRAIN_SOURCES = tuple(  # what --mix may name: never a test-only source
+    s for s in SOURCES if s != "so762-test" and not s.startswith("vocab-test")
+)
 
 
 def parse_mix(spec: str | None) -> dict[str, float]:

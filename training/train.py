@@ -45,6 +45,7 @@ from torch import nn
 
 from training import data as D
 from training import distributed as dist_utils
+from training import towers  # noqa: F401 - registers the hub towers the configs name
 from training.losses import info_nce
 from voice_router.errors import ModelError
 
@@ -346,7 +347,7 @@ def evaluate_pairs(
     model: nn.Module, pairs: Sequence[D.Pair], batch_size: int = 16
 ) -> dict[str, float]:
     """Retrieval metrics of `model` (an AudioTextEmbedder) on evaluation pairs."""
-    from training.evaluate import evaluate_embedding_model
+    from training.retrieval_eval import evaluate_embedding_model
     from voice_router.model.torch_runtime import TorchEmbeddingModel
 
     was_training = model.training

@@ -12,6 +12,7 @@ router goes on (the stuck thread is abandoned, it cannot block interpreter exit)
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import os
 import queue
@@ -78,8 +79,15 @@ def import_tool(path: str) -> Any:
             obj = getattr(obj, part)
         except AttributeError:
             raise ToolError(
-                f"tool {path!r}: module {mod_name!r} has no attribute {attr!r}"
+                f"tool {path!r}: module {mod_name!r} has no attribute {attr!r}; correct the "
+                "tool's name in the routes file (`voice-router routes check` lists them all)"
             ) from None
+    if inspect.isfunction(obj) or inspect.ismethod(obj):
+        # a plain function is called as it is: wrapping it as a LangChain tool would import
+        # langchain_core and langsmith (0.8 s of a `route --allow-import` start)
+        from voice_router.function_tool import FunctionTool
+
+        return FunctionTool(obj, name=path)
     return as_langchain_tool(obj, name=path)
 
 
@@ -121,7 +129,12 @@ class ToolRegistry:
                         "a routes file is off by default: pass allow_import=True (CLI: "
                         "--allow-import) if you trust it, or register the tool in Python"
                     )
-                tool = import_tool(name)
+                try:
+                    tool = import_tool(name)
+                except ToolError as e:  # say which route, as the other errors here do
+                    if route == "?":
+                        raise
+                    raise ToolError(f"route {route!r}: {e}") from None
                 self._tools[name] = tool
                 return tool
             known = ", ".join(self.names) or "none"
@@ -158,6 +171,10 @@ def validate_args(tool: Any, route: str, args: Mapping[str, Any], *, with_match:
     if with_match and accepts_match(tool):
         data.setdefault("match", {})
     if schema is None:
+        return
+    check = getattr(tool, "check_args", None)  # a FunctionTool: names and types, no pydantic
+    if check is not None:
+        check(data, route)
         return
     if isinstance(schema, dict):
         props = schema.get("properties") or {}

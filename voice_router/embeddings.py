@@ -24,9 +24,9 @@ class VoiceRouterEmbeddings(Embeddings):
     """
 
     def __init__(self, model: EmbeddingModel | str = "default") -> None:
-        from voice_router.model.loader import resolve_model
+        from voice_router.model.loader import load_model
 
-        self.model = resolve_model(model)
+        self.model = load_model(model)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed several texts -> one list of `model.dim` floats each."""

@@ -22,6 +22,7 @@ Two layers:
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -222,6 +223,74 @@ def compile_phrasings(
     return nfa
 
 
+#: Bump when compiling changes what a grammar is: old cache files are then ignored.
+GRAMMAR_CACHE_VERSION = "1"
+
+
+def _grammar_cache_file(key_parts: list[Any]) -> Any:
+    """Where a compiled grammar is kept (None: VOICE_ROUTER_TEMPLATE_CACHE=0, as phrasings)."""
+    import hashlib
+    import json
+    import os
+    from pathlib import Path
+
+    if os.environ.get("VOICE_ROUTER_TEMPLATE_CACHE", "1") == "0":
+        return None
+    from platformdirs import user_cache_dir
+
+    blob = json.dumps([GRAMMAR_CACHE_VERSION, *key_parts], sort_keys=True, default=repr)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return Path(user_cache_dir("voice-router")) / "grammars" / f"{key}.json"
+
+
+def cached_compile_phrasings(
+    templates: Sequence[str],
+    examples: Sequence[str],
+    lists: Mapping[str, Any],
+    route: str,
+    fillers: Iterable[str] = FILLERS,
+) -> CharNFA:
+    """`compile_phrasings` through a JSON file in the user cache folder, keyed by everything
+    it reads: parsing templates needs hassil, whose import took 0.03-0.09 s of every start
+    that reads slots (unicode_rbnf and its number rules come with it); a warm start reads the
+    automaton back instead (its tags' values are JSON scalars, checked on writing; a damaged
+    file is compiled again)."""
+    import json
+    import os
+
+    fill = list(fillers)
+    if not templates:  # examples only: no hassil, nothing to save
+        return compile_phrasings(templates, examples, lists, route, fill)
+    path = _grammar_cache_file([list(templates), list(examples), lists, route, fill])
+    if path is not None and path.is_file():
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+            nfa = CharNFA(start=int(d["start"]), accept=int(d["accept"]))
+            nfa.edges = [
+                [(sym, int(dst), tuple((k, n, v) for k, n, v in tags)) for sym, dst, tags in row]
+                for row in d["edges"]
+            ]
+            return nfa
+        except (OSError, ValueError, TypeError, KeyError):
+            pass
+    nfa = compile_phrasings(templates, examples, lists, route, fill)
+    scalars = all(
+        v is None or type(v) in (str, int, float, bool)
+        for row in nfa.edges for _, _, tags in row for _, _, v in tags
+    )  # fmt: skip  # JSON gives these back as they were (a tuple would come back a list)
+    if path is not None and scalars:
+        try:
+            text = json.dumps({"start": nfa.start, "accept": nfa.accept, "edges": nfa.edges},
+                              allow_nan=False)  # fmt: skip
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        except (OSError, TypeError, ValueError):
+            pass  # a value JSON cannot hold, or an unwritable folder: compiled every time
+    return nfa
+
+
 # --------------------------------------------------------------------------- matching
 
 Config = tuple[int, int, tuple[Tag, ...]]
@@ -230,31 +299,56 @@ _EMPTY: frozenset[Config] = frozenset()
 
 
 class _Trie:
-    """Whisper's text tokens by their (case-folded) characters: children and ids per node (a
-    plain slotted class: 300,000 of them are made per trie, a frozen dataclass's init is 3x
-    slower)."""
+    """A node of the trie of Whisper's text tokens by their (case-folded) characters: the ids
+    of the tokens that end here, and its children by next character.
 
-    __slots__ = ("children", "ids")
+    Lazy: a node is the range of the sorted keys that share its prefix, and its children are
+    made on first use (one bisection per next character). The constrained walk visits only the
+    prefixes some phrasing allows, a few thousand of the ~300,000 nodes a full trie has, so
+    the trie costs one sort of the vocabulary (built eagerly it took 0.3 s of the first read
+    of every process). A plain slotted class: many are made."""
 
-    def __init__(self) -> None:
-        self.children: dict[str, _Trie] = {}
-        self.ids: list[int] = []
+    __slots__ = ("_children", "_depth", "_hi", "_keys", "_lo", "_tids", "ids")
+
+    def __init__(self, keys: list[str], tids: list[int], lo: int, hi: int, depth: int) -> None:
+        ids: list[int] = []
+        while lo < hi and len(keys[lo]) == depth:  # sorted: the keys that end here come first
+            ids.append(tids[lo])
+            lo += 1
+        self.ids = ids
+        self._keys, self._tids, self._lo, self._hi, self._depth = keys, tids, lo, hi, depth
+        self._children: dict[str, _Trie] | None = None
+
+    @property
+    def more(self) -> bool:
+        """Whether some token continues past this node (it has children)."""
+        return self._lo < self._hi
+
+    @property
+    def children(self) -> dict[str, _Trie]:
+        """Next character -> node."""
+        if self._children is None:
+            from bisect import bisect_left
+
+            keys, lo, hi, d = self._keys, self._lo, self._hi, self._depth
+            out: dict[str, _Trie] = {}
+            while lo < hi:
+                ch = keys[lo][d]
+                nxt = ord(ch) + 1
+                end = hi if nxt > 0x10FFFF else bisect_left(keys, keys[lo][:d] + chr(nxt), lo, hi)
+                out[ch] = _Trie(keys, self._tids, lo, end, d + 1)
+                lo = end
+            self._children = out
+        return self._children
 
 
 def build_trie(token_texts: Sequence[tuple[int, str]]) -> _Trie:
-    """A character trie over (token id, decoded text) pairs, keys lower-cased."""
-    root = _Trie()
-    for tid, text in token_texts:
-        if not text:
-            continue
-        node = root
-        for ch in text.lower():
-            child = node.children.get(ch)
-            if child is None:
-                child = node.children[ch] = _Trie()
-            node = child
-        node.ids.append(tid)
-    return root
+    """A character trie over (token id, decoded text) pairs, keys lower-cased (lazy: see
+    `_Trie`)."""
+    pairs = sorted((text.lower(), tid) for tid, text in token_texts if text)
+    keys = [k for k, _ in pairs]
+    tids = [t for _, t in pairs]
+    return _Trie(keys, tids, 0, len(keys), 0)
 
 
 class TokenMatcher:
@@ -367,7 +461,7 @@ class TokenMatcher:
                 punct = ch in PUNCTUATION
                 for tid in child.ids:
                     out[tid] = (nxt, punct)
-                if child.children:
+                if child.more:
                     stack.append((child, nxt, fst and ch == " ", punct))
         return out
 
@@ -410,33 +504,9 @@ class TokenMatcher:
         return out
 
 
-def _byte_alphabet() -> dict[str, int]:
-    """GPT-2's byte-level BPE alphabet: the printable character standing for each byte."""
-    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-          *range(ord("®"), ord("ÿ") + 1)]  # fmt: skip
-    cs = bs[:]
-    extra = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + extra)
-            extra += 1
-    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
-
-
 def _token_texts(tok: WhisperTokenizer) -> list[tuple[int, str]]:
-    """(id, text) of every text token (below <|endoftext|>) that is whole UTF-8; pieces of a
-    multi-byte character never spell an English phrasing."""
-    to_byte = _byte_alphabet()
-    out = []
-    for piece, tid in tok.vocab().items():
-        if tid >= tok.first_special:
-            continue
-        try:
-            out.append((tid, bytes(to_byte[c] for c in piece).decode("utf-8")))
-        except (KeyError, UnicodeDecodeError):
-            continue
-    return sorted(out)
+    """(id, text) of every whole-UTF-8 text token (`WhisperTokenizer.text_tokens`)."""
+    return tok.text_tokens()
 
 
 _TRIES: dict[str, _Trie] = {}
@@ -448,7 +518,13 @@ def token_trie(tok: WhisperTokenizer) -> _Trie:
     key = str(tok.path)
     trie = _TRIES.get(key)
     if trie is None:
-        trie = _TRIES[key] = build_trie(_token_texts(tok))
+        ids, texts = tok.text_token_lists()  # in (lower-cased text, id) order already
+        keys = [text.lower() for text in texts]
+        if all(map(operator.le, keys, keys[1:])):  # 3 ms; sorting pairs again took 0.05-0.1 s
+            trie = _Trie(keys, list(ids), 0, len(keys), 0)
+        else:
+            trie = build_trie(tok.text_tokens())
+        _TRIES[key] = trie
     return trie
 
 

@@ -117,6 +117,20 @@ def iter_audio_files(directory: Path, *, recursive: bool = True) -> Iterator[Pat
                 yield p
 
 
+def audio_folder(
+    directory: str | os.PathLike[str], *, recursive: bool = True
+) -> tuple[Path, list[Path]]:
+    """(the folder resolved, its audio files) for `index_dir`; `AudioError` when `directory` is
+    not a folder. Cheap (no decoding), so a caller can refuse a bad folder before it opens or
+    creates a collection."""
+    d = Path(directory).expanduser()
+    if not d.is_dir():
+        what = "it does not exist" if not d.exists() else "it is a file"
+        raise AudioError(f"{d} is not a folder ({what}); pass a folder of audio files")
+    d = d.resolve()
+    return d, list(iter_audio_files(d, recursive=recursive))
+
+
 class AudioLibrary:
     """A searchable collection of audio files.
 
@@ -164,11 +178,7 @@ class AudioLibrary:
 
         prune: also delete points of files under `directory` that no longer exist.
         """
-        d = Path(directory).expanduser()
-        if not d.is_dir():
-            raise AudioError(f"{d} is not a folder; pass a folder of audio files")
-        d = d.resolve()
-        files = list(iter_audio_files(d, recursive=recursive))
+        d, files = audio_folder(directory, recursive=recursive)
         report = self.index_paths(files, batch_size=batch_size, progress=progress)
         if prune:
             present = {str(p) for p in files}

@@ -30,6 +30,7 @@ from voice_router.checksums import file_sha256
 from voice_router.errors import IndexStoreError
 from voice_router.model.base import embed_audio_pooled
 from voice_router.point_schema import (
+    INDEXED_KEYS,
     KIND_AUDIO,
     KIND_TEXT,
     P_KIND,
@@ -286,6 +287,15 @@ class PointBuilder:
                 and not (pl.get(P_SOURCE) == SOURCE_ENROLLED and pl.get(P_ROUTE) in names)
             ]
             missing = [s for s in specs if s.id not in existing]
+            # a copied or renamed routes file: its points are already embedded under the
+            # other file's set id (ids never include the set), so copy them, embed the rest
+            reused = self.reuse(index, missing) if missing else []
+            for i in range(0, len(reused), UPSERT_BATCH):
+                index.upsert(reused[i : i + UPSERT_BATCH])
+            report.added += len(reused)
+            if reused:
+                got = {p.id for p in reused}
+                missing = [s for s in missing if s.id not in got]
             n_audio = sum(s.kind == KIND_AUDIO for s in missing)
             where = index.backend.location
             # a terminal gets the progress bar; a log or pipe one line before and one after
@@ -303,13 +313,44 @@ class PointBuilder:
             if missing and not quiet:
                 _say(f"indexed {report.added} route points in {time.perf_counter() - t0:.1f} s "
                      f"into {where}")  # fmt: skip
-            if missing and len(existing) + len(missing) >= OPTIMIZE_AT:
+            if (missing or reused) and len(existing) + report.added >= OPTIMIZE_AT:
                 _say(f"building the search index of {index.collection} (once; can take minutes)")
                 index.optimize()
             index.delete(stale)
             report.removed = len(stale)
             report.kept = len(existing) - len(stale)
             return report
+
+    def reuse(self, index: RouteIndex, specs: Sequence[PointSpec]) -> list[PointRecord]:
+        """Points of `specs` that another route set of this model already holds in the same
+        store (a copied or renamed routes file), with their vectors and this spec's payload.
+        Another collection is opened for the copy and released after it (unless this process
+        had it open already), so no process using that route set is locked out; one in use
+        elsewhere or unreadable is skipped."""
+        want = {s.id: s for s in specs}
+        prefix = f"routes_{self.model.fingerprint}_"
+        backend = index.backend
+        out: list[PointRecord] = []
+        for name in backend.collections("routes"):
+            if not want:
+                break
+            if name == index.collection or not name.startswith(prefix):
+                continue
+            try:
+                opened = backend.open_collection(name, index.dim, self.model.fingerprint,
+                                                 "routes", indexed=INDEXED_KEYS)  # fmt: skip
+                try:
+                    for p in backend.scroll(name, with_vectors=True):
+                        s = want.pop(p.id, None)
+                        if s is not None and p.vector is not None:
+                            vec = np.asarray(p.vector, dtype=np.float32)  # (D,)
+                            out.append(PointRecord(s.id, vec, self.payload(s)))
+                finally:
+                    if opened:  # one this process already uses stays open
+                        backend.close_collection(name)
+            except IndexStoreError as e:  # in use by another process, corrupt, ...
+                log.info("not reusing the points of %s: %s", name, e)
+        return out
 
     def enroll(
         self, index: RouteIndex, route: str, clips: Sequence[np.ndarray], labels: Sequence[str]

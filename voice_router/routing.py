@@ -29,7 +29,7 @@ from voice_router.dispatch import DEFAULT_TOOL_TIMEOUT_S, ToolRunner
 from voice_router.errors import ModelError, RoutesError, VoiceRouterError
 from voice_router.index import RouteIndex, route_set_id
 from voice_router.model.base import embed_audio_pooled, embed_audio_with_frames
-from voice_router.model.loader import resolve_model
+from voice_router.model.loader import load_model
 from voice_router.points import PointBuilder, SyncReport
 from voice_router.scoring import RouteScorer
 from voice_router.slots import SLOT_TOP_K, SlotStage, slots_from_embeddings
@@ -174,7 +174,7 @@ class Router:
     """Routes spoken audio to the routes of a `RouteSet` and calls their tools.
 
     The core without LangChain's Runnable machinery (whose import alone costs most of a CLI
-    call's start-up): the CLI and `listen` use it; `voice_router.router.VoiceRouter` is this
+    call's start-up): the CLI and `listen` use it; `voice_router.runnable.VoiceRouter` is this
     router as a LangChain Runnable with `as_tool()`.
 
     Args:
@@ -240,7 +240,7 @@ class Router:
                                 strict=strict_tools, timeout_s=tool_timeout_s)  # fmt: skip
         if dispatch:
             self.tools.check()  # before opening anything: a config error leaves no lock behind
-        self.model = resolve_model(model)
+        self.model = load_model(model)
         self.points = PointBuilder(self.model, exemplar_voices)
         owned = not isinstance(index, RouteIndex)
         if isinstance(index, RouteIndex):

@@ -26,7 +26,7 @@ import numpy as np
 from voice_router.grammar import (
     CharNFA,
     TokenMatcher,
-    compile_phrasings,
+    cached_compile_phrasings,
     tags_to_parse,
     token_trie,
 )
@@ -169,7 +169,7 @@ class SlotReader:
         g = self._grammars.get(name)
         if g is None:
             r = self.routes.get(name)
-            g = compile_phrasings(r.sentences, r.examples, self.routes.lists, r.name)
+            g = cached_compile_phrasings(r.sentences, r.examples, self.routes.lists, r.name)
             self._grammars[name] = g
         return g
 

@@ -100,10 +100,10 @@ class VectorBackend(Protocol):
 
     def open_collection(
         self, name: str, dim: int, fingerprint: str, kind: str, indexed: Sequence[str] = ()
-    ) -> None:
+    ) -> bool:
         """Create or open `name` (`kind`: "routes" or "library", recorded for listings) with
         keyword payload indexes on the `indexed` keys; raise `IndexStoreError` if it holds
-        another dim/model."""
+        another dim/model. True when this call opened it, False when it was open already."""
         ...
 
     def upsert(self, name: str, points: Sequence[PointRecord]) -> None: ...
@@ -146,6 +146,11 @@ class VectorBackend(Protocol):
     def optimize(self, name: str) -> None:
         """Build the collection's search index now (Qdrant Edge's HNSW; a server builds its
         own): what keeps a query fast on tens of thousands of points."""
+        ...
+
+    def close_collection(self, name: str) -> None:
+        """Release one open collection (for Edge its shard and folder lock), so another process
+        may open it; a later call reopens it. Unknown or unopened names are ignored."""
         ...
 
     def close(self) -> None: ...
@@ -299,7 +304,7 @@ class EdgeBackend:
 
     def open_collection(
         self, name: str, dim: int, fingerprint: str, kind: str, indexed: Sequence[str] = ()
-    ) -> None:
+    ) -> bool:
         """Create or open the Edge shard `<root>/<name>`, locked for this process."""
         import qdrant_edge as q
 
@@ -310,7 +315,7 @@ class EdgeBackend:
                     raise IndexStoreError(
                         f"collection {name!r} has dimension {self._cols[name].dim}, not {dim}"
                     )
-                return
+                return False
             folder = self.root / name
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -390,6 +395,7 @@ class EdgeBackend:
                 os.close(fd)
                 raise
             self._cols[name] = _EdgeCollection(shard=shard, lock_fd=fd, folder=folder, dim=dim)
+            return True
 
     def upsert(self, name: str, points: Sequence[PointRecord]) -> None:
         import qdrant_edge as q
@@ -499,12 +505,14 @@ class EdgeBackend:
         return out
 
     def describe(self) -> list[dict[str, Any]]:
-        """Every voice-router collection folder, from its manifest and its size on disk."""
+        """Every voice-router collection folder, from its manifest and its size on disk (the
+        bytes its files occupy, not their length: Qdrant Edge preallocates its WAL and mmap
+        files sparsely, 32 MiB each, so the lengths added up to 151 MB for 6.5 MB used)."""
         out = []
         for name in self.collections():
             folder = self.root / name
             m = self._read_manifest(folder) or {}
-            size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+            size = sum(_bytes_used(f) for f in folder.rglob("*") if f.is_file())
             out.append(
                 {
                     "name": name,
@@ -549,18 +557,29 @@ class EdgeBackend:
         with self._lock:
             return int(col.shard.count(q.CountRequest(exact=True)))
 
+    def close_collection(self, name: str) -> None:
+        """Flush and close one shard and release its folder lock (see `VectorBackend`)."""
+        with self._lock:
+            col = self._cols.pop(name, None)
+            if col is not None:
+                self._release(col)
+
     def close(self) -> None:
         """Flush and close every shard, then release the folder locks."""
         with self._lock:
             for col in self._cols.values():
-                try:
-                    col.shard.flush()
-                    col.shard.close()
-                except Exception as e:  # closing must not mask the caller's own error
-                    log.warning("closing index %s: %s", col.folder, e)
-                finally:
-                    os.close(col.lock_fd)
+                self._release(col)
             self._cols.clear()
+
+    @staticmethod
+    def _release(col: _EdgeCollection) -> None:
+        try:
+            col.shard.flush()
+            col.shard.close()
+        except Exception as e:  # closing must not mask the caller's own error
+            log.warning("closing index %s: %s", col.folder, e)
+        finally:
+            os.close(col.lock_fd)
 
 
 # --------------------------------------------------------------------------------------------
@@ -624,7 +643,7 @@ class ClientBackend:
 
     def open_collection(
         self, name: str, dim: int, fingerprint: str, kind: str, indexed: Sequence[str] = ()
-    ) -> None:
+    ) -> bool:
         """Create or open collection `name` on the server (see `VectorBackend`)."""
         from qdrant_client import models
 
@@ -665,7 +684,9 @@ class ClientBackend:
             )
             if recs:
                 _check_foreign(name, self.location, recs[0].payload or {}, fingerprint)
+        first = name not in self._dims
         self._dims[name] = dim
+        return first
 
     def upsert(self, name: str, points: Sequence[PointRecord]) -> None:
         from qdrant_client import models
@@ -779,6 +800,10 @@ class ClientBackend:
     def optimize(self, name: str) -> None:
         """Nothing to do: a Qdrant server indexes by its own optimizer settings."""
 
+    def close_collection(self, name: str) -> None:
+        """Forget that `name` is open (a server's collections hold no local lock)."""
+        self._dims.pop(name, None)
+
     def drop_collection(self, name: str) -> None:
         """Delete a server collection."""
         if name not in self.collections():
@@ -817,6 +842,14 @@ def _checked_vectors(points: Sequence[PointRecord], dim: int | None = None) -> n
             f"{what!r}; nothing of that batch was stored: check the model's weights"
         )
     return mat
+
+
+def _bytes_used(path: Path) -> int:
+    """Bytes a file occupies on disk (allocated blocks; its length where the platform has no
+    st_blocks): sparse, preallocated files count what they hold, as `du` does."""
+    st = path.stat()
+    blocks = getattr(st, "st_blocks", None)
+    return st.st_size if blocks is None else blocks * 512
 
 
 def _os_error(e: OSError, what: str) -> IndexStoreError:

@@ -56,23 +56,42 @@ def test_examples_with_the_tiny_torch_model(script, tmp_path):
     _run(script, "--model", "tiny", "--index", str(tmp_path / "idx"), "--exemplar-voices", "0")
 
 
-def test_readme_python_snippet_runs_as_printed(tmp_path):
-    """The README's first Python block, as printed, from the repository root (the README says
-    to run it there), with the default model and the default index folder (redirected into
-    tmp_path through XDG_DATA_HOME, so the user's own index is never touched)."""
+def test_readme_python_snippet_runs_as_a_script_outside_the_repository(tmp_path):
+    """The README's first Python block, extracted from README.md (so the test fails when the
+    README drifts), saved as a script and run from a folder outside the repository, as a user
+    would: the installed `voice_router` is this checkout (a shim folder on PYTHONPATH, so
+    nothing else of the repository, `examples/` included, is importable). Default model and
+    the default index folder (redirected into tmp_path through XDG_DATA_HOME, so the user's
+    own index is never touched)."""
     import os
     import re
 
     readme = (ROOT / "README.md").read_text()
     code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
     assert "VoiceRouter(" in code and "listen(" not in code  # the live block is separate
+    shim = tmp_path / "site"
+    shim.mkdir()
+    (shim / "voice_router").symlink_to(ROOT / "voice_router", target_is_directory=True)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    script = work / "snippet.py"
+    script.write_text(code)
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path), "PYTHONPATH": str(shim)}
+    probe = (
+        "import voice_router, importlib.util as u; "
+        "print(voice_router.__file__, u.find_spec('examples'))"
+    )
+    seen = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=work, env=env
+    )
+    assert seen.stdout.split() == [str(shim / "voice_router" / "__init__.py"), "None"], seen
     out = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, str(script)],
         capture_output=True,
         text=True,
         timeout=600,
-        cwd=ROOT,
-        env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
+        cwd=work,
+        env=env,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     route, *_ = out.stdout.split()

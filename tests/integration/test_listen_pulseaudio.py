@@ -207,7 +207,8 @@ def test_no_audio_server_exits_nonzero_with_clear_message(tmp_path: Path, args: 
 
 @pytest.mark.parametrize("sig", ["SIGINT", pytest.param("SIGTERM", marks=pytest.mark.slow)])
 def test_ctrl_c_stops_cleanly_with_a_summary(tmp_path: Path, sig: str) -> None:
-    """Ctrl-C (SIGINT) or SIGTERM while listening: exit 0, a summary line, no traceback.
+    """Ctrl-C (SIGINT) or SIGTERM while listening: exit 128 + the signal (130, 143; README's
+    exit-code table), a summary line, no traceback.
     Uses a real-time file source, so it needs no audio server."""
     import signal
 
@@ -248,7 +249,7 @@ def test_ctrl_c_stops_cleanly_with_a_summary(tmp_path: Path, sig: str) -> None:
         outs.append(line)
     out = "".join(outs)
     err = "".join(lines)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 128 + getattr(signal, sig), err
     assert "Traceback" not in err
     summary = [x for x in lines if x.startswith("stopped: ")]
     assert len(summary) == 1, err

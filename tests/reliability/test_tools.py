@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
@@ -122,7 +121,9 @@ def test_missing_import_is_a_clear_error_from_python(hash_model):
         VoiceRouter(rs, model=hash_model, index=":memory:", allow_import=True, exemplar_voices=0)
 
 
-def test_missing_import_from_the_cli_routes_and_reports_it(tmp_path, capsys):
+def test_missing_import_from_the_cli_exits_7_before_any_audio(tmp_path, capsys):
+    """README's exit-code table: 7 for a tool that cannot be resolved; the message names the
+    route and the tool, and nothing is routed with a broken configuration."""
     from voice_router.cli import main
 
     t = np.arange(8000) / 16000
@@ -148,9 +149,8 @@ def test_missing_import_from_the_cli_routes_and_reports_it(tmp_path, capsys):
         ]
     )
     out, err = capsys.readouterr()
-    row = json.loads(out)
-    assert code == 0 and row["route"] == "a" and row["tool_result"] is None
-    assert "cannot import module 'no_such_pkg_zz.tools'" in row["tool_error"]
+    assert code == 7 and out == ""
+    assert err.startswith("error: route 'a': tool 'no_such_pkg_zz.tools:f': cannot import module")
     assert "Traceback" not in err
 
 

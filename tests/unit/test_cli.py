@@ -335,3 +335,158 @@ def test_route_says_no_speech_for_a_tone_and_no_speech_gate_turns_the_gate_off(
                        "--no-speech-gate", *FAST)  # fmt: skip
     row = json.loads(out.splitlines()[0])
     assert row.get("reason") != "no speech" and row["candidates"]
+
+
+@pytest.mark.parametrize("cmd", ["eval", "calibrate"])
+def test_commands_that_call_no_tool_offer_no_tool_options(cmd, capsys):
+    """eval and calibrate decide only: --allow-import, --dry-run and --tool-timeout would
+    suggest a tool runs; `route` keeps them."""
+    tool_options = ("--allow-import", "--dry-run", "--tool-timeout")
+    for command, shown in ((cmd, False), ("route", True)):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        out = capsys.readouterr().out
+        assert [o in out for o in tool_options] == [shown] * 3, command
+
+
+def test_wake_word_help_names_the_extra_that_brings_pytorch(capsys):
+    import tomllib
+
+    with pytest.raises(SystemExit):
+        cli.main(["listen", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert any(d.startswith("torch") for d in extras["torch"])  # the extra that brings PyTorch
+    assert "needs PyTorch: pip install 'voice-router[torch]'" in out
+
+
+def test_index_audio_refuses_a_missing_or_empty_folder_and_creates_no_collection(capsys, tmp_path):
+    idx = ["--model", "hash", "--index", tmp_path / "idx"]
+    empty = tmp_path / "empty"
+    (empty / "notes").mkdir(parents=True)
+    (empty / "notes" / "readme.txt").write_text("no audio here")
+    for folder, says in ((tmp_path / "nosuch", "does not exist"), (empty, "holds no audio files")):
+        code, out, err = run(capsys, "index-audio", folder, "--collection", "sounds", *idx)
+        assert code == 3 and out == "", err
+        assert err.startswith("error: ") and str(folder) in err and says in err
+    code, out, _ = run(capsys, "index", "list", "--json", *idx)
+    assert code == 0 and out == ""  # nothing was created
+    code, out, err = run(capsys, "search", "x", "--collection", "sounds", *idx)
+    assert code == 6 and "there are none yet" in err
+
+
+def test_index_list_reports_the_bytes_a_collection_occupies(capsys, tmp_path):
+    """Qdrant Edge preallocates sparse 32 MiB files: the size is what the files hold on disk
+    (as `du`), not their lengths."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    sf.write(lib / "c.wav", _tone(1), 16000)
+    idx = ["--model", "hash", "--index", tmp_path / "idx"]
+    assert run(capsys, "index-audio", lib, "--collection", "sounds", *idx)[0] == 0
+    code, out, _ = run(capsys, "index", "list", "--json", *idx)
+    (row,) = map(json.loads, out.splitlines())
+    files = [f for f in (tmp_path / "idx" / "sounds").rglob("*") if f.is_file()]
+    used = sum(f.stat().st_blocks * 512 for f in files)
+    length = sum(f.stat().st_size for f in files)
+    assert code == 0 and row["bytes"] == used
+    if used < length:  # a filesystem with sparse files (ext4, tmpfs, ...): far below the lengths
+        assert row["bytes"] < length
+
+
+def _routes_with_tools(tmp_path: Path, *tools: str) -> Path:
+    body = "".join(
+        f"  - {{name: r{i}, description: route {i}, tool: '{t}'}}\n" for i, t in enumerate(tools)
+    )
+    path = tmp_path / "r.yaml"
+    path.write_text("threshold: -1\nmargin: 0\nroutes:\n" + body)
+    return path
+
+
+def test_routes_check_catches_misspelt_tool_paths_without_importing(capsys, tmp_path, monkeypatch):
+    """A misspelt module or attribute fails `routes check` (exit 7, FILE:LINE, the route, the
+    tool and a fix); the check runs no code of the tools' modules."""
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "imported"
+    (tmp_path / "vr_cli_tools1.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n\ndef lights_on(room: str = 'x') -> str:\n"
+        "    return room\n"
+    )
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "home_tools.py").write_text("def lights_on() -> str:\n    return ''\n")
+    ok = _routes_with_tools(tmp_path, "vr_cli_tools1:lights_on", "pkg.home_tools:lights_on")
+    code, out, err = run(capsys, "routes", "check", ok)
+    assert code == 0 and "ok, 2 routes" in out and not marker.exists()
+    bad = _routes_with_tools(
+        tmp_path, "vr_cli_tools1:lights_onn", "pkg.tools:lights_on", "pkg.home_tools:lights_on"
+    )
+    code, out, err = run(capsys, "routes", "check", bad)
+    lines = err.splitlines()
+    assert code == 7 and out == "" and len(lines) == 2, err
+    assert lines[0].startswith(f"error: {bad}:4: route 'r0': tool 'vr_cli_tools1:lights_onn': ")
+    assert "did you mean 'lights_on'?" in lines[0] and "correct the tool's name" in lines[0]
+    assert lines[1].startswith(f"error: {bad}:5: route 'r1': tool 'pkg.tools:lights_on': ")
+    assert "no module 'pkg.tools'" in lines[1] and "did you mean pkg.home_tools?" in lines[1]
+    assert not marker.exists()
+
+
+def test_routes_check_allow_import_imports_and_validates_args(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "vr_cli_tools2.py").write_text(
+        'def dim(level: int) -> str:\n    """Dims."""\n    return str(level)\n'
+    )
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "routes:\n  - {name: a, description: dim, tool: 'vr_cli_tools2:dim', args: {level: high}}\n"
+    )
+    assert run(capsys, "routes", "check", path)[0] == 0  # the path exists: fine statically
+    code, out, err = run(capsys, "routes", "check", path, "--allow-import")
+    assert code == 7 and out == ""
+    assert err.startswith(f"error: {path}:2: route 'a', tool 'vr_cli_tools2:dim': argument 'level'")
+
+
+def test_routes_check_notes_tools_only_python_can_register(capsys, tmp_path):
+    path = _routes_with_tools(tmp_path, "lights_on")
+    code, out, err = run(capsys, "routes", "check", path)
+    assert code == 0 and "ok, 1 routes" in out
+    assert err.startswith(f"note: {path}:4: route 'r0': tool 'lights_on': not an import path")
+
+
+def test_route_exits_7_when_a_tool_cannot_be_resolved_or_fails(capsys, tmp_path, monkeypatch):
+    """The README's exit-code table: a tool that cannot be resolved stops `route` before any
+    audio (7); a tool that raises is reported in its result, the other files are still
+    routed, and the exit status is 7."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "vr_cli_tools4.py").write_text(
+        'def boom() -> str:\n    """Fails."""\n    raise RuntimeError(\'device offline\')\n'
+    )
+    sf.write(tmp_path / "c.wav", _tone(1), 16000)
+    clip = tmp_path / "c.wav"
+    for tool_path, says in (
+        (
+            "vr_cli_tools4:boomm",
+            "route 'r0': tool 'vr_cli_tools4:boomm': module 'vr_cli_tools4' has no attribute",
+        ),
+        (
+            "vr_cli_toolz:boom",
+            "route 'r0': tool 'vr_cli_toolz:boom': cannot import module 'vr_cli_toolz'",
+        ),
+    ):
+        routes = _routes_with_tools(tmp_path, tool_path)
+        code, out, err = run(
+            capsys, "route", clip, "--routes", routes, "--allow-import", "--json", *FAST
+        )
+        assert code == 7 and out == "" and err.startswith(f"error: {says}"), err
+    routes = _routes_with_tools(tmp_path, "vr_cli_tools4:boom")
+    code, out, err = run(
+        capsys, "route", clip, clip, "--routes", routes, "--allow-import", "--json", *FAST
+    )
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 7 and len(rows) == 2
+    assert all("RuntimeError: device offline" in r["tool_error"] for r in rows)
+    assert "the tool of 2 of 2 file(s) failed" in err
+    # without --allow-import the route only decides, as documented: exit 0
+    code, out, _ = run(capsys, "route", clip, "--routes", routes, "--json", *FAST)
+    assert code == 0 and "--allow-import" in json.loads(out)["tool_error"]

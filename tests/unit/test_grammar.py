@@ -5,6 +5,9 @@ off at the first token that leaves them; nothing is enumerated."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from voice_router.grammar import (
@@ -141,3 +144,70 @@ def test_matching_is_case_insensitive_over_a_small_trie():
     third = m.allowed(second[2], False)
     assert set(third) == {3}
     assert m.accepting(third[3]) == [(("route", "r", None),)]
+
+
+def test_compiled_grammars_are_cached_and_read_back_without_hassil(tmp_path, monkeypatch):
+    """A route's automaton is kept in the user cache folder: read back it equals the compiled
+    one edge for edge, a warm process does not import hassil to get it, and a damaged file is
+    compiled again."""
+    import subprocess
+    import sys
+
+    from voice_router.grammar import cached_compile_phrasings
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("VOICE_ROUTER_TEMPLATE_CACHE", raising=False)
+    for r in ROUTES.routes:
+        fresh = compile_phrasings(r.sentences, r.examples, ROUTES.lists, r.name)
+        for _ in range(2):  # compiled and written, then read back
+            got = cached_compile_phrasings(r.sentences, r.examples, ROUTES.lists, r.name)
+            assert (got.edges, got.start, got.accept) == (fresh.edges, fresh.start, fresh.accept)
+    files = list((tmp_path / "voice-router" / "grammars").iterdir())
+    assert len(files) == sum(1 for r in ROUTES.routes if r.sentences) >= 1
+    code = (
+        "import runpy, sys\n"
+        "from voice_router.grammar import cached_compile_phrasings\n"
+        f"ROUTES = runpy.run_path({__file__!r})['ROUTES']\n"
+        "for m in [m for m in sys.modules if m.split('.')[0] == 'hassil']:\n"
+        "    del sys.modules[m]  # (checking the routes' templates imported it)\n"
+        "for r in ROUTES.routes:\n"
+        "    cached_compile_phrasings(r.sentences, r.examples, ROUTES.lists, r.name)\n"
+        "print('hassil' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=root, env=env, timeout=120)  # fmt: skip
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
+    for f in files:
+        f.write_text('{"start": 0, "edges": [[["a"')  # damaged
+    r = next(r for r in ROUTES.routes if r.sentences)
+    got = cached_compile_phrasings(r.sentences, r.examples, ROUTES.lists, r.name)
+    fresh = compile_phrasings(r.sentences, r.examples, ROUTES.lists, r.name)
+    assert got.edges == fresh.edges
+
+
+def test_the_lazy_vocabulary_trie_holds_every_text_token(tok):
+    """token_trie (lazy, from the tokenizer's table in key order) has exactly the nodes and
+    ids an eager character trie of every text token has."""
+    import sys
+
+    def flat(node, prefix: str, out: dict) -> dict:
+        if node.ids:
+            out[prefix] = sorted(node.ids)
+        for ch, child in node.children.items():
+            flat(child, prefix + ch, out)
+        return out
+
+    expected: dict[str, list[int]] = {}
+    for tid, text in tok.text_tokens():
+        expected.setdefault(text.lower(), []).append(tid)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10_000))
+    try:
+        got = flat(token_trie(tok), "", {})
+        shuffled = flat(build_trie(list(reversed(tok.text_tokens()))), "", {})
+    finally:
+        sys.setrecursionlimit(limit)
+    assert got == {k: sorted(v) for k, v in expected.items()} == shuffled
+    assert len(got) > 39_000

@@ -6,7 +6,11 @@ import inside a function counts too."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import inspect
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,6 +36,46 @@ def _modules(folder: Path) -> list[Path]:
 @pytest.mark.parametrize("path", _modules(PKG), ids=lambda p: str(p.relative_to(PKG)))
 def test_the_library_never_imports_training(path: Path) -> None:
     assert not {m for m in _imports(path) if m == "training" or m.startswith("training.")}
+
+
+_TRAINING_TARGET = re.compile(r"training(\.[A-Za-z_]\w*)+(:\w+)?")
+
+
+@pytest.mark.parametrize("path", _modules(PKG), ids=lambda p: str(p.relative_to(PKG)))
+def test_the_library_names_no_training_module_to_import_by_string(path: Path) -> None:
+    """No string that is a module path into training/ ("training.towers",
+    "training.towers:build_x"): the part registry imports its "module:builder" targets by
+    name, so an `import` statement is not the only way to reach upward."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    named = [
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant)
+        and isinstance(n.value, str)
+        and _TRAINING_TARGET.fullmatch(n.value)
+    ]
+    assert not named
+
+
+def test_the_part_registry_builds_only_from_the_library() -> None:
+    from voice_router.model import registry
+
+    targets = {**registry.BUILTIN_AUDIO_ENCODERS, **registry.BUILTIN_BACKBONES}.values()
+    assert all(t.startswith("voice_router.") for t in targets)
+
+
+def test_importing_the_library_loads_no_training_module() -> None:
+    mods = ["voice_router", "voice_router.cli", "voice_router.model.loader"]
+    if importlib.util.find_spec("torch") is not None:  # not in the torch-free CI venv
+        mods += ["voice_router.model.registry", "voice_router.model.torch_runtime"]
+    code = (
+        f"import sys, {', '.join(mods)}; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'training'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PKG.parent
+    )
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("path", _modules(PKG / "audio"), ids=lambda p: p.name)

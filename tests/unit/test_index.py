@@ -457,3 +457,26 @@ def test_one_rule_turns_a_location_into_a_backend(tmp_path, monkeypatch):
     edge = EdgeBackend(tmp_path / "e")
     assert open_backend(edge) is edge
     edge.close()
+
+
+def test_a_copied_routes_file_reuses_the_points_already_embedded(tmp_path, hash_model, route_set):
+    """Point ids never include the set: a renamed or copied routes file (another set id, so
+    another collection) copies its points from the first one instead of embedding them again,
+    and leaves that collection free for whoever uses it next."""
+    backend = EdgeBackend(tmp_path / "idx")
+    pts = PointBuilder(hash_model, exemplar_voices=0)
+    home = _index(hash_model, backend, "home")
+    n = pts.sync(home, route_set).added
+    home.close()
+    backend = EdgeBackend(tmp_path / "idx")
+    mine = _index(hash_model, backend, "mine")
+    calls: list[int] = []
+    real = hash_model.embed_text
+    hash_model.embed_text = lambda texts: calls.append(len(texts)) or real(texts)  # type: ignore[method-assign]
+    rep = PointBuilder(hash_model, exemplar_voices=0).sync(mine, route_set)
+    assert (rep.added, calls) == (n, [])  # every point copied, nothing embedded
+    mat = mine.vectors()
+    assert mat.vectors.shape == (n, hash_model.dim)
+    again = EdgeBackend(tmp_path / "idx")  # the copied-from collection is not held open
+    _index(hash_model, again, "home").close()
+    mine.close()

@@ -135,7 +135,7 @@ def test_voice_router_worker_and_summary_on_a_perfect_fake(
     for clip, text in zip(decoded, TEXTS, strict=True):
         if text:
             model.register_audio(clip, text)
-    monkeypatch.setattr(voice_router.model.loader, "resolve_model", lambda name: model)
+    monkeypatch.setattr(voice_router.model.loader, "load_model", lambda name: model)
     out = tmp_path / "voice-router.json"
     argv = ["--data", str(manifest), "--model", "hash", "--worker", "voice-router"]
     assert bench_main([*argv, "--worker-out", str(out)]) == 0

@@ -99,3 +99,18 @@ def test_scores_are_exact_cosines_after_the_search_index_is_built(store) -> None
     for q in vecs[:20]:
         for h in store.query(NAME, q, 10, {P_KIND: "text"}, False):
             assert h.score == pytest.approx(float(exact[h.id] @ q), abs=1e-5)
+
+
+def test_open_says_whether_it_opened_and_close_collection_releases_one(store, tmp_path):
+    assert store.open_collection(NAME, DIM, FP, "routes") is True
+    assert store.open_collection(NAME, DIM, FP, "routes") is False  # already open: same handle
+    store.upsert(NAME, _points(2))
+    store.close_collection(NAME)
+    store.close_collection("never_opened")  # ignored
+    if isinstance(store, EdgeBackend):  # released: another backend (a process's view) opens it
+        other = EdgeBackend(tmp_path / "idx")
+        assert other.open_collection(NAME, DIM, FP, "routes") is True
+        assert other.count(NAME) == 2
+        other.close()
+    assert store.open_collection(NAME, DIM, FP, "routes") is True  # reopened after the release
+    assert store.count(NAME) == 2

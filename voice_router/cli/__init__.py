@@ -1,9 +1,9 @@
 """`voice-router` command line: parse, wire, print. All logic lives in the library.
 
-The CLI layer is this package: the core commands here, `listen`/`devices` in `cli/listen.py`
-and `eval`/`calibrate`/`eval-search` in `cli/evaluate.py`, each registered through
-`register_cli(subparsers)` and reusing `add_common_args`, `add_router_args` and `build_router`
-from here. No library module parses arguments.
+The CLI layer is this package: the core commands here, `listen`/`devices` in
+`cli/listen_commands.py` and `eval`/`calibrate`/`eval-search` in `cli/eval_commands.py`, each
+registered through `register_cli(subparsers)` and reusing `add_common_args`, `add_router_args`
+and `build_router` from here. No library module parses arguments.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from voice_router.errors import AudioError, VoiceRouterError
+from voice_router.errors import AudioError, ToolError, VoiceRouterError
 
 log = logging.getLogger("voice_router")
 
 #: Subcommand modules written elsewhere; registered when present.
-OPTIONAL_COMMAND_MODULES = ("voice_router.cli.listen", "voice_router.cli.evaluate")
+OPTIONAL_COMMAND_MODULES = ("voice_router.cli.listen_commands", "voice_router.cli.eval_commands")
 #: Subcommands defined here (a call to one of them skips OPTIONAL_COMMAND_MODULES).
 CORE_COMMANDS = (
     "route", "routes", "index-audio", "search", "models", "enroll", "index", "export-onnx",
@@ -58,19 +58,27 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON (one object per line)")
 
 
-def add_router_args(parser: argparse.ArgumentParser, *, routes_required: bool = True) -> None:
-    """Add the options `build_router` reads: --routes, --allow-import, --fusion, ..."""
+def add_router_args(
+    parser: argparse.ArgumentParser, *, routes_required: bool = True, tools: bool = True
+) -> None:
+    """Add the options `build_router` reads: --routes, --allow-import, --fusion, ...
+
+    `tools=False` leaves out the tool options (--allow-import, --dry-run, --tool-timeout) for
+    commands that decide only and never call a tool (eval, calibrate): listed, they would
+    suggest a tool runs."""
     parser.add_argument(
         "--routes", required=routes_required, metavar="ROUTES.yaml", help="routes YAML file"
     )
-    parser.add_argument(
-        "--allow-import",
-        action="store_true",
-        help="let routes name tools as package.module:attr (imports that code: trusted files only)",
-    )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="decide only: do not call the routes' tools"
-    )
+    if tools:
+        parser.add_argument(
+            "--allow-import",
+            action="store_true",
+            help="let routes name tools as package.module:attr (imports that code: trusted "
+            "files only)",
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="decide only: do not call the routes' tools"
+        )
     parser.add_argument(
         "--fusion",
         default=None,
@@ -93,13 +101,14 @@ def add_router_args(parser: argparse.ArgumentParser, *, routes_required: bool = 
         help="route every clip as it is, speech or not (default: Silero VAD first: a clip with no "
         "speech gets no route, speech is trimmed to its utterances)",
     )
-    parser.add_argument(
-        "--tool-timeout",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="stop waiting for a tool after this long [default: %(default)s]",
-    )
+    if tools:
+        parser.add_argument(
+            "--tool-timeout",
+            type=float,
+            default=10.0,
+            metavar="SECONDS",
+            help="stop waiting for a tool after this long [default: %(default)s]",
+        )
 
 
 def open_store(args: argparse.Namespace) -> Any:
@@ -112,12 +121,12 @@ def open_store(args: argparse.Namespace) -> Any:
 def build_router(args: argparse.Namespace, tools: Sequence[Any] = ()) -> Any:
     """A `Router` (the core of `VoiceRouter`, without LangChain) from parsed `add_common_args`
     + `add_router_args` options."""
-    from voice_router.model.loader import resolve_model
+    from voice_router.model.loader import load_model
     from voice_router.routes import load_routes
     from voice_router.routing import Router
 
     routes = load_routes(args.routes)
-    model = resolve_model(getattr(args, "model", "default"))
+    model = load_model(getattr(args, "model", "default"))
     return Router(
         routes,
         model=model,
@@ -127,7 +136,10 @@ def build_router(args: argparse.Namespace, tools: Sequence[Any] = ()) -> Any:
         fusion=getattr(args, "fusion", None),
         exemplar_voices=getattr(args, "exemplar_voices", None),
         dispatch=not getattr(args, "dry_run", False),
-        strict_tools=False,
+        # A tool that cannot be resolved or validated (a misspelt import path, arguments its
+        # schema refuses) is a configuration error: exit 7 before any audio, not a tool_error
+        # in every match. Import paths without --allow-import stay "decide only".
+        strict_tools=True,
         tool_timeout_s=getattr(args, "tool_timeout", 10.0),
         speech_gate=False if getattr(args, "no_speech_gate", False) else None,
     )
@@ -158,6 +170,7 @@ def cmd_route(args: argparse.Namespace) -> int:
 
     failed = 0
     last_code = 0
+    tool_failed = 0
     with contextlib.ExitStack() as stack:
         router = None
         for f in args.files:
@@ -176,10 +189,21 @@ def cmd_route(args: argparse.Namespace) -> int:
             m.latency_ms["decode"] = round(decode_ms, 3)
             m.latency_ms["total"] = round(m.latency_ms.get("total", 0.0) + decode_ms, 3)
             _print_match(m, f, as_json=args.json)
+            # a tool that ran and failed (raised, timed out, refused the slot values); a route
+            # whose tool is an import path without --allow-import only decides, as documented
+            if m.tool_error and m.route not in router.tool_problems:
+                tool_failed += 1
     if failed:
         if len(args.files) > 1:
             print(f"error: {failed} of {len(args.files)} files could not be read", file=sys.stderr)
         return last_code
+    if tool_failed:
+        print(
+            f"error: the tool of {tool_failed} of {len(args.files)} file(s) failed (see its "
+            "tool_error)",
+            file=sys.stderr,
+        )
+        return ToolError.exit_code
     return 0
 
 
@@ -198,16 +222,75 @@ def _print_match(m: Any, f: str, *, as_json: bool) -> None:
         print(line, flush=True)
 
 
+def _tool_lines(path: str) -> dict[int, int]:
+    """Route index -> line of its `tool:` key in a routes file (for FILE:LINE messages)."""
+    import yaml
+
+    from voice_router.routes import _line_map
+
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return {}
+    lines = _line_map(root) if root is not None else {}
+    return {
+        k[1]: v for k, v in lines.items() if len(k) == 3 and k[0] == "routes" and k[2] == "tool"
+    }
+
+
 def cmd_routes_check(args: argparse.Namespace) -> int:
-    """Validate a routes file (schema, and with --tools-importable the import paths)."""
+    """Validate a routes file: its schema, and its tools. Import paths are looked up without
+    running code (voice_router.tool_check); with --allow-import each is also imported and the
+    route's args validated against the tool's schema, as `route --allow-import` does at start."""
     from voice_router.routes import load_routes
+    from voice_router.tool_check import check_tools
 
     rs = load_routes(args.file)
+    problems, notes = check_tools(rs)
+    at = _tool_lines(args.file)
+    index = {r.name: i for i, r in enumerate(rs.routes)}
+
+    def where(route: str) -> str:
+        line = at.get(index[route])
+        return f"{args.file}:{line}" if line else str(args.file)
+
+    found = [f"{where(p.route)}: route {p.route!r}: tool {p.tool!r}: {p.message}" for p in problems]
+    if args.allow_import and not problems:
+        found += _import_and_validate(rs, where)
+    for n in notes:
+        print(f"note: {where(n.route)}: route {n.route!r}: tool {n.tool!r}: {n.message}",
+              file=sys.stderr)  # fmt: skip
+    if found:
+        raise ToolError("\n".join(found))
     if args.json:
-        _print_json({"file": args.file, "ok": True, "routes": [r.name for r in rs.routes]})
+        _print_json({"file": args.file, "ok": True, "routes": [r.name for r in rs.routes],
+                     "tools_imported": bool(args.allow_import)})  # fmt: skip
     else:
         print(f"{args.file}: ok, {len(rs.routes)} routes ({', '.join(r.name for r in rs.routes)})")
     return 0
+
+
+def _import_and_validate(rs: Any, where: Any) -> list[str]:
+    """`routes check --allow-import`: import every import-path tool and validate its route's
+    args (with a value for each slot) against its schema; one message per problem."""
+    from voice_router.dispatch import ToolRegistry, is_import_path, validate_args
+    from voice_router.templates import phrasings
+
+    registry = ToolRegistry(allow_import=True)
+    found = []
+    for r in rs.routes:
+        if not r.tool or not is_import_path(r.tool):
+            continue
+        slots: dict[str, Any] = {}
+        for ph in phrasings(r.sentences, rs.lists) if r.sentences else ():
+            for name, value in ph.slots.items():
+                slots.setdefault(name, value)
+        try:
+            tool = registry.resolve(r.tool, r.name)
+            validate_args(tool, r.name, {**slots, **r.args}, with_match=True)
+        except ToolError as e:
+            found.append(f"{where(r.name)}: {e}")
+    return found
 
 
 def cmd_routes_import(args: argparse.Namespace) -> int:
@@ -240,11 +323,22 @@ def cmd_routes_import(args: argparse.Namespace) -> int:
 
 
 def cmd_index_audio(args: argparse.Namespace) -> int:
-    """Index a folder of audio into a library collection."""
-    from voice_router.library import AudioLibrary
-    from voice_router.model.loader import resolve_model
+    """Index a folder of audio into a library collection.
 
-    model = resolve_model(args.model)
+    The folder is checked first: a missing one, or one without audio files, fails (AudioError,
+    exit 3) before a model loads or a collection is created, so no empty collection is left
+    behind for `index list` and `search` to show."""
+    from voice_router.library import AudioLibrary, audio_extensions, audio_folder
+    from voice_router.model.loader import load_model
+
+    folder, files = audio_folder(args.dir)
+    if not files:
+        raise AudioError(
+            f"{folder} holds no audio files (looked for "
+            f"{', '.join(sorted(audio_extensions()))}, in subfolders too); pass the folder "
+            "that holds your recordings"
+        )
+    model = load_model(args.model)
     with AudioLibrary(model, args.collection, open_store(args)) as lib:
         rep = lib.index_dir(args.dir, batch_size=args.batch_size, progress=not args.json)
         total = lib.count()
@@ -263,9 +357,9 @@ def cmd_index_audio(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     """Search a library collection by text."""
     from voice_router.library import AudioLibrary
-    from voice_router.model.loader import resolve_model
+    from voice_router.model.loader import load_model
 
-    model = resolve_model(args.model)
+    model = load_model(args.model)
     with AudioLibrary(model, args.collection, open_store(args), create=False) as lib:
         hits = lib.search(args.text, k=args.k)
     for h in hits:
@@ -278,22 +372,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """List the models `--model` accepts."""
-    rows: list[dict[str, Any]] = []
-    try:
-        from voice_router.model import list_models
-
-        rows = list(list_models())
-    except ImportError as e:
-        log.info("model registry unavailable: %s", e)
-    rows.append(
-        {
-            "name": "hash",
-            "description": "deterministic fake (plumbing tests only)",
-            "available": True,
-            "runtimes": [],
-        }
-    )
+    from voice_router.model.loader import list_models
     from voice_router.store import default_index_path
+
+    rows = list_models()
 
     if args.json:
         for r in rows:
@@ -301,7 +383,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     else:
         for r in rows:
             desc = r.get("description") or ""
-            can = ", ".join(r.get("runtimes") or []) or ("-" if r["name"] == "hash" else "none")
+            can = ", ".join(r.get("runtimes") or []) or ("-" if r.get("available") else "none")
             fusion = f"\t[fusion: {r['fusion']}]" if r.get("fusion") else ""
             print(f"{r.get('name')}\t[runs on: {can}]{fusion}\t{desc}")
         print(f"\nindex folder: {default_index_path()}")
@@ -331,10 +413,10 @@ def cmd_index_list(args: argparse.Namespace) -> int:
 def cmd_index_prune(args: argparse.Namespace) -> int:
     """Delete route collections of other models (and, with --routes, of other route sets)."""
     from voice_router.index import prune_route_collections, route_set_id
-    from voice_router.model.loader import resolve_model
+    from voice_router.model.loader import load_model
     from voice_router.routes import load_routes
 
-    fp = resolve_model(args.model).fingerprint
+    fp = load_model(args.model).fingerprint
     keep_sets = {route_set_id(load_routes(f)) for f in args.routes} if args.routes else None
     store = open_store(args)
     try:
@@ -380,13 +462,13 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     """Store recordings of a route as its audio exemplars."""
     from voice_router.audio.io import load_audio
     from voice_router.index import RouteIndex, route_set_id
-    from voice_router.model.loader import resolve_model
+    from voice_router.model.loader import load_model
     from voice_router.points import PointBuilder
     from voice_router.routes import load_routes
 
     routes = load_routes(args.routes)
     routes.get(args.route)  # raises RoutesError for an unknown route
-    model = resolve_model(args.model)
+    model = load_model(args.model)
     clips = [load_audio(f, target_rate=model.sample_rate) for f in args.files]
     labels = [str(Path(f).resolve()) for f in args.files]
     index = RouteIndex(open_store(args), dim=int(model.dim), fingerprint=model.fingerprint,
@@ -447,8 +529,10 @@ def build_parser(optional: bool = True) -> argparse.ArgumentParser:
         description="Decide the route of each audio file and call the route's tool.",
         epilog="examples:\n  voice-router route cmd.wav --routes routes/home.yaml --json\n"
         "  voice-router route a.wav b.flac --routes my.yaml --dry-run\n\n"
-        "Exit status: 0 when every file was read; non-zero (with one line per bad file on "
-        "stderr) otherwise; results for the good files are still printed.",
+        "Exit status: 0 when every file was read and every tool called worked; 3 (one line "
+        "per bad file on stderr) when a file could not be read, the good files' results still "
+        "printed; 7 when a tool cannot be resolved or validated (before any audio) or a tool "
+        "raised or timed out (every file still routed).",
         formatter_class=_FMT,
     )
     r.add_argument("files", nargs="+", metavar="AUDIO", help="audio files (WAV, FLAC, OGG, MP3)")
@@ -461,11 +545,22 @@ def build_parser(optional: bool = True) -> argparse.ArgumentParser:
     rc = rsub.add_parser(
         "check",
         help="validate a routes file",
-        description="Validate a routes YAML file; exit non-zero with FILE:LINE: message if broken.",
-        epilog="example:\n  voice-router routes check routes/home.yaml",
+        description="Validate a routes YAML file; exit non-zero with FILE:LINE: message if broken "
+        "(4: the file; 7: a tool, e.g. a misspelt `package.module:attr`). Tools named by import "
+        "path are looked up without running any code; --allow-import imports them and checks "
+        "each route's args too.",
+        epilog="examples:\n  voice-router routes check routes/home.yaml\n"
+        "  voice-router routes check routes/home.yaml --allow-import",
         formatter_class=_FMT,
     )
     rc.add_argument("file", metavar="ROUTES.yaml", help="the routes file to check")
+    rc.add_argument(
+        "--allow-import",
+        action="store_true",
+        help="also import the tools named by import path and validate each route's args "
+        "against its tool (runs that code: trusted files only) [default: look the paths up "
+        "without importing]",
+    )
     rc.add_argument("--json", action="store_true", help="print JSON")
     rc.set_defaults(func=cmd_routes_check)
     ri = rsub.add_parser(
@@ -502,7 +597,8 @@ def build_parser(optional: bool = True) -> argparse.ArgumentParser:
         "index-audio",
         help="index a folder of audio for search",
         description="Embed every audio file under DIR into a collection. Resumable: files "
-        "already indexed are skipped; unreadable files are reported and skipped.",
+        "already indexed are skipped; unreadable files are reported and skipped. A missing "
+        "DIR, or one without audio files, is an error (exit 3) and creates no collection.",
         epilog="example:\n  voice-router index-audio ~/recordings --collection sounds",
         formatter_class=_FMT,
     )

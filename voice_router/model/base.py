@@ -6,7 +6,7 @@ implement it, so the index, router, CLI and training code never care which one i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -22,7 +22,9 @@ class EmbeddingModel(Protocol):
         name: human-readable model name.
         dim: embedding dimension D.
         sample_rate: the rate `embed_audio` expects (16000 for every model here).
-        max_seconds: the longest clip embedded in one pass; callers chunk longer audio.
+        max_seconds: the longest clip embedded in one pass. Longer clips are cut and pooled by
+            `embed_chunked` (both runtimes' `embed_audio` do; `embed_audio_pooled` does it for
+            any model).
         fingerprint: a short hex string that changes whenever the weights or config change;
             the index keys stored vectors by it so vectors of different models never mix.
 
@@ -67,18 +69,52 @@ def check_audio(i: int, a: np.ndarray) -> np.ndarray:
     return a
 
 
-def embed_audio_pooled(model: EmbeddingModel, audio: np.ndarray) -> np.ndarray:
-    """Embed one clip of any length -> (D,): clips longer than `model.max_seconds` are cut into
-    chunks, each embedded, then mean-pooled and re-normalised."""
-    limit = int(model.max_seconds * model.sample_rate)
-    if audio.shape[0] <= limit:
-        return np.asarray(model.embed_audio([audio])[0], dtype=np.float32)  # (D,)
-    from voice_router.audio.io import chunk_audio
+def pool_pieces(vecs: np.ndarray, owner: Sequence[int], n: int) -> np.ndarray:
+    """Piece embeddings (P, D) -> one L2-normalised row per clip (n, D).
 
-    pieces = chunk_audio(audio, model.max_seconds, model.sample_rate)
-    embs = np.asarray(model.embed_audio(pieces), dtype=np.float32)  # (C, D)
-    v = embs.mean(axis=0)  # (D,)
-    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+    `owner[j]` is the clip piece j was cut from. Each clip's piece vectors are summed and
+    re-normalised, which is their mean re-normalised: every part of a long clip counts alike
+    (the pieces are near-equal, see `voice_router.audio.io.chunk_audio`)."""
+    vecs = np.asarray(vecs, dtype=np.float32)  # (P, D)
+    out = np.zeros((n, vecs.shape[1]), np.float32)  # (n, D)
+    np.add.at(out, np.asarray(owner, dtype=np.intp), vecs)  # sum of piece vectors per clip
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def embed_chunked(
+    embed_pieces: Callable[[list[np.ndarray]], np.ndarray],
+    audios: Sequence[np.ndarray],
+    max_seconds: float,
+    sample_rate: int,
+    dim: int,
+) -> np.ndarray:
+    """The one long-clip rule: clips -> (N, D) float32, rows L2-normalised.
+
+    Each clip is checked (`check_audio`), cut into near-equal pieces no longer than
+    `max_seconds` (`voice_router.audio.io.chunk_audio`; a clip that fits is one piece),
+    `embed_pieces(pieces) -> (P, D)` embeds every piece in one pass, and `pool_pieces` averages
+    each clip's pieces. Both runtimes' `embed_audio` and `embed_audio_pooled` (for models that
+    do not chunk) go through here, so a long clip embeds the same wherever it is embedded.
+    """
+    from voice_router.audio.io import chunk_audio  # soundfile/soxr load only when audio is used
+
+    if len(audios) == 0:
+        return np.zeros((0, dim), np.float32)
+    pieces: list[np.ndarray] = []
+    owner: list[int] = []
+    for i, a in enumerate(audios):
+        for p in chunk_audio(check_audio(i, a), max_seconds, sample_rate):
+            pieces.append(p)
+            owner.append(i)
+    return pool_pieces(embed_pieces(pieces), owner, len(audios))  # (N, D)
+
+
+def embed_audio_pooled(model: EmbeddingModel, audio: np.ndarray) -> np.ndarray:
+    """Embed one clip of any length with any `EmbeddingModel` -> (D,): clips longer than
+    `model.max_seconds` are cut, embedded and pooled by `embed_chunked` (a model whose own
+    `embed_audio` already does so gets the same vector)."""
+    m = model
+    return embed_chunked(m.embed_audio, [audio], m.max_seconds, m.sample_rate, m.dim)[0]  # (D,)
 
 
 def embed_audio_with_frames(

@@ -1,12 +1,17 @@
 """The models that ship with voice-router, by name: where their weights are and what they are.
 
-Plain data, imported by the loader (which picks a runtime) and by the PyTorch model code (which
-builds them); neither imports the other for it.
+Plain data (and the file names of a model folder), imported by the loader (which picks a
+runtime), the ONNX runtime and the PyTorch model code (which builds them); none imports another
+for it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+CONFIG_NAME = "config.json"  # a model folder: its config,
+WEIGHTS_NAME = "model.safetensors"  # our weights (pretrained parts come from their packages),
+CARD_NAME = "README.md"  # and its model card
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "whisper_tiny"  # the bundled default model
@@ -19,6 +24,8 @@ NAMED = {
     "(voice_router/weights/compact/); single words and wake phrases only; needs PyTorch",
     "tiny": "tiny random model for tests (fast, deterministic, meaningless embeddings); "
     "needs PyTorch",
+    "hash": "deterministic fake for plumbing tests (hash-<dim> for another dimension); "
+    "meaningless embeddings; needs neither runtime",
 }
 """Model names `--model` accepts, with one line each (a folder or hub id works too)."""
 FOLDERS = {"default": DEFAULT_WEIGHTS, "compact": COMPACT_WEIGHTS}

@@ -23,9 +23,6 @@ from pydantic import (
 from voice_router.errors import ModelError
 
 SAMPLE_RATE = 16000
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-CARD_NAME = "README.md"
 FORMAT_VERSION = 1
 
 # =============================================================================================
@@ -66,7 +63,7 @@ class WhisperUnpaddedEncoderConfig(_Strict):
 
 
 class ExternalEncoderConfig(_Strict):
-    """An audio tower built by voice_router.model.towers (Whisper, Qwen Omni...)."""
+    """An audio tower registered by other code (training.towers: Whisper, Qwen Omni...)."""
 
     name: str
     pretrained: str | bool | None = None
@@ -99,7 +96,7 @@ class BertBackboneConfig(_Strict):
 
 
 class ExternalBackboneConfig(_Strict):
-    """A language-model backbone built by voice_router.model.towers (Qwen2/3...)."""
+    """A language-model backbone registered by other code (training.towers: Qwen2/3...)."""
 
     name: str
     pretrained: str | bool | None = None

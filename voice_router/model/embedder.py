@@ -33,10 +33,8 @@ from torch import nn
 
 from voice_router.audio.prep import ClipNormalizer
 from voice_router.errors import ModelError
+from voice_router.model.catalog import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from voice_router.model.config import (
-    CARD_NAME,
-    CONFIG_NAME,
-    WEIGHTS_NAME,
     ModelConfig,
     canonical_config_json,
     read_config,

@@ -56,7 +56,7 @@ MIN_EXTERNAL = 256
 
 def _sources(folder: Path, config: Any) -> dict[str, Path]:
     """Safetensors files whose tensors a graph may reference: name in onnx.json -> path."""
-    from voice_router.model.config import WEIGHTS_NAME
+    from voice_router.model.catalog import WEIGHTS_NAME
 
     out = {WEIGHTS_NAME: folder / WEIGHTS_NAME}
     if config.audio_encoder.name == "whisper_unpadded" and config.audio_encoder.pretrained in (

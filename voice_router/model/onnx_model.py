@@ -29,7 +29,7 @@ import numpy as np
 from voice_router.audio.prep import ClipNormalizer
 from voice_router.checksums import file_sha256
 from voice_router.errors import ModelError
-from voice_router.model.base import check_audio
+from voice_router.model.base import check_audio, embed_chunked
 from voice_router.model.catalog import WEIGHTS_DIR
 from voice_router.model.mel import log_mel_np
 from voice_router.model.routing_defaults import read_decision_defaults, read_fusion
@@ -199,9 +199,9 @@ def _tower_path(spec: dict[str, Any]) -> Path:
 
 class OnnxEmbeddingModel:
     """EmbeddingModel over a folder's ONNX graphs (see the module docstring). Audio longer
-    than `max_seconds` is cut into pieces whose embeddings are averaged and re-normalised, as
-    `TorchEmbeddingModel` does. Sessions start on first use: routing on a warm index never
-    loads the text side."""
+    than `max_seconds` is cut and pooled by `voice_router.model.base.embed_chunked`, as in
+    `TorchEmbeddingModel`. Sessions start on first use: routing on a warm index never loads
+    the text side."""
 
     sample_rate = 16000
 
@@ -253,20 +253,22 @@ class OnnxEmbeddingModel:
         return self._audio
 
     def embed_audio(self, audios: Sequence[np.ndarray]) -> np.ndarray:
-        """Mono float32 16 kHz clips -> (N, D) float32, rows L2-normalised."""
-        from voice_router.audio.io import chunk_audio
+        """Mono float32 16 kHz clips -> (N, D) float32, rows L2-normalised (long clips cut and
+        pooled by `embed_chunked`)."""
+        return embed_chunked(
+            self._embed_pieces, audios, self.max_seconds, self.sample_rate, self.dim
+        )
 
-        if len(audios) == 0:
-            return np.zeros((0, self.dim), np.float32)
+    def _embed_pieces(self, pieces: list[np.ndarray]) -> np.ndarray:
+        """Checked pieces no longer than `max_seconds` -> (P, D), one graph run each."""
         session = self._audio_session()
-        out = np.zeros((len(audios), self.dim), np.float32)  # (N, D)
-        for i, a in enumerate(audios):
-            for piece in chunk_audio(check_audio(i, a), self.max_seconds, self.sample_rate):
-                if self.normalizer.active:
-                    piece = self.normalizer(piece)
-                mel = log_mel_np(piece, self.n_mels)[None]  # (1, n_mels, T)
-                out[i] += session.run(None, {"mel": mel})[0][0]  # sum of piece vectors
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        out = np.zeros((len(pieces), self.dim), np.float32)  # (P, D)
+        for j, piece in enumerate(pieces):
+            if self.normalizer.active:
+                piece = self.normalizer(piece)
+            mel = log_mel_np(piece, self.n_mels)[None]  # (1, n_mels, T)
+            out[j] = session.run(None, {"mel": mel})[0][0]  # (D,)
+        return out
 
     def embed_audio_frames(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """One clip -> (embedding (D,), the speech encoder's frames (T', Da) or None).
@@ -274,14 +276,12 @@ class OnnxEmbeddingModel:
         The frames come from the same graph run as the embedding (the slot stage's decoder reads
         them); None when the graph has no frames output (exported before it had one) or the
         clip is longer than `max_seconds` (embedded in pieces)."""
-        from voice_router.model.base import embed_audio_pooled
-
         a = check_audio(0, audio)
         session = self._audio_session()
         if self._has_frames is None:
             self._has_frames = "frames" in {o.name for o in session.get_outputs()}
         if not self._has_frames or len(a) > int(self.max_seconds * self.sample_rate):
-            return embed_audio_pooled(self, a), None
+            return self.embed_audio([a])[0], None  # (D,), pieces pooled
         piece = self.normalizer(a) if self.normalizer.active else a
         mel = log_mel_np(piece, self.n_mels)[None]  # (1, n_mels, T)
         emb, frames = session.run(["embedding", "frames"], {"mel": mel})  # (1, D), (1, T', Da)

@@ -3,11 +3,12 @@
 A model config names its audio encoder and its backbone (`"audio_encoder": {"name": ...}`,
 `"backbone": {"name": ...}`); the builder under that name receives the whole section as a plain
 dict and returns an nn.Module. Every part that ships with voice-router is listed here, by the
-module and function that build it (as open_clip's factory lists its configs): the small parts
-in voice_router.model.parts, the large towers (Whisper, Qwen Omni audio towers, Qwen LMs;
-they need transformers) in voice_router.model.towers. A module is imported only when one of its
-parts is built. Code outside the package adds parts with `register_audio_encoder` /
-`register_backbone`.
+module and function that build it (as open_clip's factory lists its configs), all in
+voice_router.model.parts; a module is imported only when one of its parts is built. Code
+outside the package adds parts with `register_audio_encoder` / `register_backbone`: the large
+hub towers of the training configs (Qwen Omni audio towers, Qwen LMs, transformers' Whisper and
+BERT) register themselves when `training.towers` is imported (this package never imports
+training/).
 
 Audio encoder contract:
     output_dim: int
@@ -34,23 +35,15 @@ from voice_router.errors import ModelError
 Builder = Callable[[dict[str, Any]], nn.Module]
 
 _PARTS = "voice_router.model.parts"
-_TOWERS = "voice_router.model.towers"
 
 BUILTIN_AUDIO_ENCODERS: dict[str, str] = {
     "speech_embedding": f"{_PARTS}:build_speech_embedding_encoder",
     "tiny_conv": f"{_PARTS}:build_tiny_conv_encoder",
     "whisper_unpadded": f"{_PARTS}:build_whisper_unpadded_encoder",
-    "whisper": f"{_TOWERS}:build_whisper",
-    "qwen2_5_omni": f"{_TOWERS}:build_qwen2_5_omni",
-    "qwen3_omni": f"{_TOWERS}:build_qwen3_omni",
 }
 """Audio encoders that ship with voice-router: name -> "module:builder"."""
 BUILTIN_BACKBONES: dict[str, str] = {
     "bert_encoder": f"{_PARTS}:build_bert_encoder",
-    "qwen2": f"{_TOWERS}:build_qwen2",
-    "qwen3": f"{_TOWERS}:build_qwen3",
-    "bert": f"{_TOWERS}:build_bert",
-    "qwen2_5_omni_thinker": f"{_TOWERS}:build_qwen2_5_omni_thinker",
 }
 """Backbones that ship with voice-router: name -> "module:builder"."""
 
@@ -97,7 +90,12 @@ def _lookup(
     if name in builtin:
         return _resolve(builtin[name])
     known = ", ".join(sorted({*registered, *builtin}))
-    raise ModelError(f"unknown {kind} {name!r} in the model config; known {kind}s: {known}")
+    raise ModelError(
+        f"unknown {kind} {name!r} in the model config; known {kind}s: {known}. The training "
+        "configs' hub towers (qwen2_5_omni, qwen3_omni, whisper, qwen2, qwen3, bert, "
+        "qwen2_5_omni_thinker) are registered by `import training.towers` (from a checkout of "
+        "the repository); other parts by the code that registers them"
+    )
 
 
 def audio_encoder_names() -> list[str]:

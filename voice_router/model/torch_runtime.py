@@ -1,34 +1,28 @@
 """The PyTorch runtime: `TorchEmbeddingModel` wraps an AudioTextEmbedder as an
-`EmbeddingModel` (numpy in, L2-normalised vectors out; long clips chunked), and `load_model`
-turns a name, a folder or a hub id into one. `voice_router.model.loader` picks between this
-runtime and the ONNX one."""
+`EmbeddingModel` (numpy in, L2-normalised vectors out; long clips chunked), built from a saved
+folder (`load_folder`) or a config (`build_embedding_model`). Which name means which folder,
+hub ids, and the choice between this runtime and the ONNX one are
+`voice_router.model.loader.load_model`'s."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from voice_router.errors import ModelError
-from voice_router.model.base import check_audio
-from voice_router.model.catalog import COMPACT_WEIGHTS, DEFAULT_WEIGHTS, NAMED
+from voice_router.model.base import embed_chunked
 from voice_router.model.config import (
-    CARD_NAME,
-    CONFIG_NAME,
     SAMPLE_RATE,
-    WEIGHTS_NAME,
     ModelConfig,
     named_config,
     validate_config,
 )
 from voice_router.model.embedder import AudioTextEmbedder, load_embedder
 from voice_router.model.routing_defaults import (
-    ROUTING_NAME,
     read_decision_defaults,
     read_fusion,
 )
@@ -37,22 +31,11 @@ from voice_router.model.routing_defaults import (
 # EmbeddingModel wrapper
 
 
-def _chunk(audio: np.ndarray, max_seconds: float) -> list[np.ndarray]:
-    """Pieces no longer than max_seconds (voice_router.audio.io.chunk_audio when available)."""
-    try:
-        from voice_router.audio.io import chunk_audio
-    except ImportError:
-        n = int(max_seconds * SAMPLE_RATE)
-        k = max(1, math.ceil(len(audio) / n))
-        return [p for p in np.array_split(audio, k) if len(p)]
-    return list(chunk_audio(audio, max_seconds, SAMPLE_RATE))
-
-
 class TorchEmbeddingModel:
     """EmbeddingModel over an AudioTextEmbedder: numpy in/out, batching, long-audio chunking.
 
-    Audio longer than `max_seconds` is cut into pieces; each is embedded and the piece
-    embeddings are mean-pooled and re-normalised (one vector per input clip).
+    Audio longer than `max_seconds` is cut and pooled by `voice_router.model.base.embed_chunked`
+    (one vector per input clip), as in `OnnxEmbeddingModel`.
     """
 
     sample_rate = SAMPLE_RATE
@@ -78,24 +61,21 @@ class TorchEmbeddingModel:
         return f"TorchEmbeddingModel(name={self.name!r}, dim={self.dim}, fp={self.fingerprint})"
 
     def embed_audio(self, audios: Sequence[np.ndarray]) -> np.ndarray:
-        """Mono float32 16 kHz clips -> (N, D) float32, rows L2-normalised."""
-        if len(audios) == 0:
-            return np.zeros((0, self.dim), np.float32)
-        pieces: list[np.ndarray] = []
-        owner: list[int] = []
-        for i, a in enumerate(audios):
-            for p in _chunk(check_audio(i, a), self.max_seconds):
-                pieces.append(p)
-                owner.append(i)
+        """Mono float32 16 kHz clips -> (N, D) float32, rows L2-normalised (long clips cut and
+        pooled by `embed_chunked`)."""
+        return embed_chunked(
+            self._embed_pieces, audios, self.max_seconds, self.sample_rate, self.dim
+        )
+
+    def _embed_pieces(self, pieces: list[np.ndarray]) -> np.ndarray:
+        """Checked pieces no longer than `max_seconds` -> (P, D), batched by similar length."""
         order = sorted(range(len(pieces)), key=lambda j: len(pieces[j]))  # similar lengths
         vecs = torch.zeros(len(pieces), self.dim)  # (P, D)
         with torch.inference_mode():
             for s in range(0, len(order), self.batch_size):
                 idx = order[s : s + self.batch_size]
                 vecs[idx] = self.embedder.encode_audio([pieces[j] for j in idx]).float().cpu()
-        out = torch.zeros(len(audios), self.dim)  # (N, D)
-        out.index_add_(0, torch.tensor(owner), vecs)  # sum of piece vectors per clip
-        return F.normalize(out, dim=-1).numpy().astype(np.float32)
+        return vecs.numpy()
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         """Strings -> (N, D) float32, rows L2-normalised."""
@@ -112,7 +92,7 @@ class TorchEmbeddingModel:
 
 
 # =============================================================================================
-# Named models
+# Construction
 
 
 def build_embedding_model(
@@ -128,71 +108,11 @@ def build_embedding_model(
     return TorchEmbeddingModel(AudioTextEmbedder(cfg).eval())
 
 
-_NAMED = NAMED
-
-
-def _looks_like_hub_id(s: str) -> bool:
-    parts = s.split("/")
-    return (
-        len(parts) == 2
-        and all(parts)
-        and not s.startswith((".", "~"))
-        and "\\" not in s
-        and all(c.isalnum() or c in "-_." for c in s.replace("/", ""))
-    )
-
-
-def load_model(name_or_path: str = "default") -> TorchEmbeddingModel:
-    """Load an EmbeddingModel by name, folder or hub id.
-
-    "default": the bundled model (voice_router/weights/whisper_tiny/);
-    "compact": the first release's model (voice_router/weights/compact/);
-    "tiny": the tiny random test config (deterministic; nothing loaded);
-    a local folder with config.json + model.safetensors;
-    otherwise, if it looks like "owner/name", a Hugging Face hub snapshot of such a folder
-    (only ever tried for strings that are neither a known name nor an existing path).
-    """
-    s = str(name_or_path)
-    if s == "default":
-        if not (DEFAULT_WEIGHTS / WEIGHTS_NAME).is_file():
-            raise ModelError(
-                f"the bundled model weights are missing ({DEFAULT_WEIGHTS / WEIGHTS_NAME}"
-                " not found). Train them with `python -m training` (see training/README.md), "
-                "which saves that folder, or pass --model PATH to a saved model folder, or "
-                "--model tiny for a random test model"
-            )
-        return _from_folder(DEFAULT_WEIGHTS, "default")
-    if s == "compact":
-        return _from_folder(COMPACT_WEIGHTS, "compact")
-    if s == "tiny":
-        return TorchEmbeddingModel(AudioTextEmbedder(named_config("tiny")), name="tiny")
-    path = Path(s).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise ModelError(f"{s} is a file; pass the model folder that contains {CONFIG_NAME}")
-        return _from_folder(path, path.name)
-    if not _looks_like_hub_id(s):
-        raise ModelError(
-            f"no model named {s!r} and no such folder; known names: "
-            f"{', '.join(_NAMED)} (or a folder with {CONFIG_NAME} + {WEIGHTS_NAME})"
-        )
-    try:
-        from huggingface_hub import snapshot_download
-
-        local = snapshot_download(
-            s, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, ROUTING_NAME]
-        )
-    except Exception as e:
-        raise ModelError(
-            f"{s!r} is not a known model name or local folder, and downloading it from the "
-            f"Hugging Face hub failed ({type(e).__name__}: {e}); check the name, your network, "
-            "or pass a local folder"
-        ) from e
-    return _from_folder(Path(local), s)
-
-
-def _from_folder(folder: Path, name: str) -> TorchEmbeddingModel:
-    """The saved model in `folder`, with the fusion its routing.json names."""
+def load_folder(folder: str | Path, name: str) -> TorchEmbeddingModel:
+    """The saved model in `folder` (config.json + model.safetensors), with the fusion and
+    decision defaults its routing.json names. Names, hub ids and the runtime choice are
+    `voice_router.model.loader.load_model`'s."""
+    folder = Path(folder)
     return TorchEmbeddingModel(
         load_embedder(folder),
         name=name,

@@ -17,9 +17,12 @@ so the bundled tiny.en decoder (scripts/convert_whisper_ct2.py) and a hub checkp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Mapping
+import os
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,35 +129,89 @@ class WhisperDecoder:
         config: DecoderConfig,
         output: str = "float32",
         threads: int | None = None,
+        source: Path | None = None,
     ) -> None:
+        """`weights`: transformers' decoder names -> arrays (a `LazyTensors` reads each on first
+        use). `source`: the weights file, when there is one: it keys the int8 step's weights
+        cached on disk (`step_cache_dir`)."""
         if output not in ("float32", "int8"):
             raise ModelError(f"output must be 'float32' or 'int8', not {output!r}")
         self.config = config
         self.output = output
         self.threads = threads
+        self.source = source
+        self._weights = weights
         self._step: Any = None
+        self._dense: tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray], list[Any]] | None
+        self._dense = None
+        self._cross_w: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         c = config
         if c.dim % c.heads:
             raise ModelError(f"whisper decoder: dim {c.dim} is not divisible by heads {c.heads}")
-        need = ["embed_tokens.weight", "embed_positions.weight", "layer_norm.weight"]
+        need = ["embed_tokens.weight", "embed_positions.weight", "layer_norm.weight",
+                "layer_norm.bias"]  # fmt: skip
+        need += [f"layers.{i}.{k}" for i in range(c.layers) for k in _LAYER_KEYS]
         missing = [k for k in need if k not in weights]
         if missing:
-            raise ModelError(f"whisper decoder weights lack {missing}")
-
-        def get(name: str) -> np.ndarray:
-            if name not in weights:
-                raise ModelError(f"whisper decoder weights lack {name!r}")
-            return np.ascontiguousarray(np.asarray(weights[name], dtype=np.float32))
-
-        self.embed = get("embed_tokens.weight")  # (V, D), also the output projection
-        if self.embed.shape != (c.vocab_size, c.dim):
+            raise ModelError(f"whisper decoder weights lack {missing[:3]}")
+        shape = _shape(weights, "embed_tokens.weight")
+        if shape != (c.vocab_size, c.dim):
             raise ModelError(
-                f"whisper decoder: token embedding {self.embed.shape} != "
-                f"({c.vocab_size}, {c.dim}) of its config"
+                f"whisper decoder: token embedding {shape} != ({c.vocab_size}, {c.dim}) of its "
+                "config"
             )
-        self.positions = get("embed_positions.weight")  # (P, D)
-        self.ln = (get("layer_norm.weight"), get("layer_norm.bias"))
-        self.layers: list[dict[str, np.ndarray]] = []
+        self.head_dim = c.dim // c.heads
+
+    # ---- float32 weights (built on first use: the int8 step with its weights cached on disk
+    # needs only the cross-attention projections, `_cross_weights`) -----------------------------
+
+    @property
+    def embed(self) -> np.ndarray:
+        """Token embedding (V, D), also the output projection."""
+        return self._dense_parts()[0]
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Position embedding (P, D)."""
+        return self._dense_parts()[1]
+
+    @property
+    def ln(self) -> tuple[np.ndarray, np.ndarray]:
+        """The final layer norm (weight, bias)."""
+        return self._dense_parts()[2]
+
+    @property
+    def layers(self) -> list[dict[str, np.ndarray]]:
+        """Each layer's float32 weights, with the fused and transposed forms the numpy step
+        multiplies by."""
+        return self._dense_parts()[3]
+
+    def _get(self, name: str) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(self._weights[name], dtype=np.float32))
+
+    def _cross_weights(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per layer (k_proj W, v_proj W, v_proj b) of the cross-attention: what `cross` needs."""
+        if self._cross_w is None:
+            self._cross_w = [
+                tuple(
+                    self._get(f"layers.{i}.encoder_attn.{k}")
+                    for k in ("k_proj.weight", "v_proj.weight", "v_proj.bias")
+                )  # fmt: skip
+                for i in range(self.config.layers)
+            ]  # type: ignore[misc]
+        return self._cross_w  # type: ignore[return-value]
+
+    def _dense_parts(
+        self,
+    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray], list[dict[str, np.ndarray]]]:
+        if self._dense is not None:
+            return self._dense
+        c = self.config
+        get = self._get
+        embed = get("embed_tokens.weight")  # (V, D)
+        positions = get("embed_positions.weight")  # (P, D)
+        ln = (get("layer_norm.weight"), get("layer_norm.bias"))
+        layers: list[dict[str, np.ndarray]] = []
         for i in range(c.layers):
             p = f"layers.{i}."
             layer = {k: get(p + k) for k in _LAYER_KEYS}
@@ -179,8 +236,9 @@ class WhisperDecoder:
             for k in ("self_attn.out_proj", "encoder_attn.q_proj", "encoder_attn.out_proj",
                       "fc1", "fc2"):  # fmt: skip
                 layer[k + ".wt"] = np.ascontiguousarray(layer[k + ".weight"].T)  # (in, out)
-            self.layers.append(layer)
-        self.head_dim = c.dim // c.heads
+            layers.append(layer)
+        self._dense = (embed, positions, ln, layers)
+        return self._dense
 
     # ---- loading ----------------------------------------------------------------------------
 
@@ -202,10 +260,11 @@ class WhisperDecoder:
         if (path / DECODER_FILE).is_file() and (path / "decoder.json").is_file():
             conf = json.loads((path / "decoder.json").read_text(encoding="utf-8"))
             return cls(
-                load_file(str(path / DECODER_FILE)),
+                LazyTensors(path / DECODER_FILE),
                 DecoderConfig.from_dict(conf),
                 output,
                 threads,
+                source=path / DECODER_FILE,
             )
         if not (path / "config.json").is_file():
             raise ModelError(
@@ -232,9 +291,9 @@ class WhisperDecoder:
             raise ModelError(f"encoder frames must be (T, {self.config.dim}), got {tuple(x.shape)}")
         h, dh = self.config.heads, self.head_dim
         keys, values = [], []
-        for layer in self.layers:
-            k = x @ layer["encoder_attn.k_proj.weight"].T  # (T', D), no bias
-            v = x @ layer["encoder_attn.v_proj.weight"].T + layer["encoder_attn.v_proj.bias"]
+        for wk, wv, bv in self._cross_weights():
+            k = x @ wk.T  # (T', D), no bias
+            v = x @ wv.T + bv
             k = k.reshape(-1, h, dh).transpose(1, 2, 0)  # (H, dh, T')
             v = v.reshape(-1, h, dh).transpose(1, 0, 2)  # (H, T', dh)
             keys.append(np.ascontiguousarray(k))
@@ -339,59 +398,85 @@ class WhisperDecoder:
         return out[0], SelfCache(out[1 : 1 + 2 * n : 2], out[2 : 2 + 2 * n : 2])
 
     def _step_parts(self) -> tuple[Any, dict[str, Any]]:
-        """The int8 step graph's session and weight inputs (quantised on first use: each linear
-        layer per output column, symmetric)."""
+        """The int8 step graph's session and weight inputs: quantised on first use (each linear
+        layer per output column, symmetric), and kept on disk (`step_cache_dir`) so a later
+        process maps them instead (quantising took 0.6-2 s of a start here, the float32 load
+        0.27 s; mapping the cached files 15 ms). With them cached, the float32 weights are
+        never built; after quantising on the int8 path they are dropped (rebuilt if the float32
+        step is asked for)."""
         if self._step is None:
             import onnxruntime as ort
 
-            from voice_router.model.decoder_graph import LINEARS
             from voice_router.model.onnx_model import _options
 
             graph = BUNDLED / STEP_GRAPH
             if not graph.is_file():
                 raise ModelError(f"{graph} is missing; reinstall voice-router")
-
-            def quantised(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                """(out, in) float -> (in, out) int8 and (out,) scales."""
-                scale = np.maximum(np.abs(w).max(axis=1) / 127.0, 1e-12).astype(np.float32)
-                q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
-                return np.ascontiguousarray(q.T), scale
-
-            feeds: dict[str, np.ndarray] = {
-                "embed": self.embed.astype(np.float16),
-                "positions": self.positions,
-            }
-            for i, layer in enumerate(self.layers):
-                p = f"l{i}"
-                for ln, key in (("ln1", "self_attn_layer_norm"), ("ln2", "encoder_attn_layer_norm"),
-                                ("ln3", "final_layer_norm")):  # fmt: skip
-                    feeds[f"{p}.{ln}.w"] = layer[key + ".weight"]
-                    feeds[f"{p}.{ln}.b"] = layer[key + ".bias"]
-                weights = {
-                    "qkv": (layer["qkv_w"].T, layer["qkv_b"]),
-                    "out": (layer["self_attn.out_proj.weight"], layer["self_attn.out_proj.bias"]),
-                    "xq": (layer["encoder_attn.q_proj.weight"], layer["encoder_attn.q_proj.bias"]),
-                    "xo": (
-                        layer["encoder_attn.out_proj.weight"],
-                        layer["encoder_attn.out_proj.bias"],
-                    ),  # fmt: skip
-                    "fc1": (layer["fc1.weight"], layer["fc1.bias"]),
-                    "fc2": (layer["fc2.weight"], layer["fc2.bias"]),
-                }
-                for lin in LINEARS:
-                    w, b = weights[lin]
-                    feeds[f"{p}.{lin}.wq"], feeds[f"{p}.{lin}.scale"] = quantised(w)
-                    feeds[f"{p}.{lin}.b"] = np.ascontiguousarray(b, dtype=np.float32)
-            gain, bias = self.ln
-            feeds["lm.wq"], feeds["lm.scale"] = quantised(self.embed * gain)  # (D, V), (V,)
-            feeds["lm.b"] = (self.embed @ bias).astype(np.float32)  # (V,)
+            cache = step_cache_dir(self.source, graph) if self.source is not None else None
+            feeds = _read_step_cache(cache, self._step_names()) if cache is not None else None
+            if feeds is None:
+                feeds = self._quantised_feeds()
+                if cache is not None:
+                    _write_step_cache(cache, feeds)
+                if self.output == "int8":
+                    self._dense = None  # the float32 copies: ~120 MB the int8 step never reads
             session = ort.InferenceSession(
                 graph.read_bytes(), _options(self.threads), providers=["CPUExecutionProvider"]
             )
             values = {k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v))
                       for k, v in feeds.items()}  # fmt: skip
-            self._step = (session, values)
-        return self._step
+            self._step = (session, values, feeds)  # the arrays must outlive the session
+        return self._step[0], self._step[1]
+
+    def _step_names(self) -> list[str]:
+        """The int8 step graph's weight inputs, by name."""
+        from voice_router.model.decoder_graph import LINEARS
+
+        names = ["embed", "positions", "lm.wq", "lm.scale", "lm.b"]
+        for i in range(self.config.layers):
+            names += [f"l{i}.{ln}.{wb}" for ln in ("ln1", "ln2", "ln3") for wb in ("w", "b")]
+            names += [f"l{i}.{lin}.{part}" for lin in LINEARS for part in ("wq", "scale", "b")]
+        return names
+
+    def _quantised_feeds(self) -> dict[str, np.ndarray]:
+        """The int8 step graph's weight inputs from the float32 weights."""
+        from voice_router.model.decoder_graph import LINEARS
+
+        def quantised(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """(out, in) float -> (in, out) int8 and (out,) scales."""
+            scale = np.maximum(np.abs(w).max(axis=1) / 127.0, 1e-12).astype(np.float32)
+            q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+            return np.ascontiguousarray(q.T), scale
+
+        feeds: dict[str, np.ndarray] = {
+            "embed": self.embed.astype(np.float16),
+            "positions": self.positions,
+        }
+        for i, layer in enumerate(self.layers):
+            p = f"l{i}"
+            for ln, key in (("ln1", "self_attn_layer_norm"), ("ln2", "encoder_attn_layer_norm"),
+                            ("ln3", "final_layer_norm")):  # fmt: skip
+                feeds[f"{p}.{ln}.w"] = layer[key + ".weight"]
+                feeds[f"{p}.{ln}.b"] = layer[key + ".bias"]
+            weights = {
+                "qkv": (layer["qkv_w"].T, layer["qkv_b"]),
+                "out": (layer["self_attn.out_proj.weight"], layer["self_attn.out_proj.bias"]),
+                "xq": (layer["encoder_attn.q_proj.weight"], layer["encoder_attn.q_proj.bias"]),
+                "xo": (
+                    layer["encoder_attn.out_proj.weight"],
+                    layer["encoder_attn.out_proj.bias"],
+                ),  # fmt: skip
+                "fc1": (layer["fc1.weight"], layer["fc1.bias"]),
+                "fc2": (layer["fc2.weight"], layer["fc2.bias"]),
+            }
+            for lin in LINEARS:
+                w, b = weights[lin]
+                feeds[f"{p}.{lin}.wq"], feeds[f"{p}.{lin}.scale"] = quantised(w)
+                feeds[f"{p}.{lin}.b"] = np.ascontiguousarray(b, dtype=np.float32)
+        gain, bias = self.ln
+        feeds["lm.wq"], feeds["lm.scale"] = quantised(self.embed * gain)  # (D, V), (V,)
+        feeds["lm.b"] = (self.embed @ bias).astype(np.float32)  # (V,)
+        return feeds
 
     def forward(
         self, tokens: np.ndarray, cross: CrossCache, cache: SelfCache | None = None
@@ -399,6 +484,108 @@ class WhisperDecoder:
         """tokens (B, n) -> logits (B, n, V) and the cache with those tokens appended."""
         hid, cache = self.hidden(tokens, cross, cache)
         return self.logits(hid), cache
+
+
+class LazyTensors(Mapping[str, np.ndarray]):
+    """A safetensors file's tensors by name, each read on first access (the int8 step with its
+    weights cached on disk reads only the cross-attention projections: 6 of 70 tensors)."""
+
+    def __init__(self, path: Path) -> None:
+        from safetensors import safe_open
+
+        self.path = Path(path)
+        with safe_open(str(self.path), framework="np") as f:
+            self._shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """A tensor's shape, from the file's header (nothing read)."""
+        return self._shapes[name]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        from safetensors import safe_open
+
+        if name not in self._shapes:
+            raise KeyError(name)
+        with safe_open(str(self.path), framework="np") as f:
+            return f.get_tensor(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._shapes  # (Mapping's would read the tensor)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._shapes)
+
+    def __len__(self) -> int:
+        return len(self._shapes)
+
+
+def _shape(weights: Mapping[str, Any], name: str) -> tuple[int, ...]:
+    if isinstance(weights, LazyTensors):
+        return weights.shape(name)
+    return tuple(np.shape(weights[name]))
+
+
+#: Bump when the quantisation or the step graph's inputs change: old cache folders are ignored.
+STEP_CACHE_VERSION = "1"
+
+
+def step_cache_dir(source: Path, graph: Path) -> Path | None:
+    """Where the int8 step's weights of the decoder in `source` are kept between processes
+    (None: VOICE_ROUTER_DECODER_CACHE=0). Keyed, as the ONNX Runtime graph cache is, by the
+    files as they are now (path, size, mtime) rather than their sha256: hashing the 59 MB
+    weights took 0.15 s, a quarter of what the cache saves at every start."""
+    if os.environ.get("VOICE_ROUTER_DECODER_CACHE", "1") == "0":
+        return None
+    from platformdirs import user_cache_dir
+
+    parts = [STEP_CACHE_VERSION]
+    for f in (source, graph):
+        try:
+            st = f.stat()
+        except OSError:
+            return None
+        parts.append(f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}")
+    key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+    return Path(user_cache_dir("voice-router")) / "decoder" / key
+
+
+def _read_step_cache(folder: Path, names: Sequence[str]) -> dict[str, np.ndarray] | None:
+    """The cached step weights, memory-mapped (read-only; pages come from the file as the
+    graph reads them), or None when missing or damaged (then quantised and written again)."""
+    index = folder / "index.json"
+    if not index.is_file():
+        return None
+    try:
+        listed = json.loads(index.read_text(encoding="utf-8"))
+        if sorted(listed) != sorted(names):
+            raise ValueError("other tensors")
+        out = {}
+        for n in names:
+            a = np.load(folder / f"{n}.npy", mmap_mode="r", allow_pickle=False)
+            if list(a.shape) != listed[n][0] or str(a.dtype) != listed[n][1]:
+                raise ValueError(f"{n}: shape or dtype differs from the index")
+            out[n] = a
+        return out
+    except (OSError, ValueError, TypeError, KeyError, IndexError):
+        shutil.rmtree(folder, ignore_errors=True)  # rebuilt by the caller
+        return None
+
+
+def _write_step_cache(folder: Path, feeds: Mapping[str, np.ndarray]) -> None:
+    """Write the step weights into `folder` atomically: a temporary folder renamed into place
+    (a reader sees all of it or none); an unwritable cache only costs the quantisation again."""
+    tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        for n, a in feeds.items():
+            np.save(tmp / f"{n}.npy", np.ascontiguousarray(a), allow_pickle=False)
+        index = {n: [list(a.shape), str(a.dtype)] for n, a in feeds.items()}
+        (tmp / "index.json").write_text(json.dumps(index), encoding="utf-8")  # written last
+        os.replace(tmp, folder)
+    except OSError:  # another process put it there first, or the disk is read-only / full
+        pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -428,36 +615,91 @@ _LAYER_KEYS = [
 
 
 class WhisperTokenizer:
-    """Whisper's byte-level BPE (the `tokenizers` package) and its special token ids."""
+    """Whisper's byte-level BPE (the `tokenizers` package) and its special token ids.
+
+    What the slot stage needs (special ids, each text token's text, decoding its tokens) is
+    kept in the user cache folder as a small JSON table (`token_table_file`), so a warm start
+    never loads the 2 MB tokenizer.json into `tokenizers` (0.1-0.2 s here) nor decodes the
+    vocabulary's 50,000 pieces (0.1-0.3 s); `encode` and `vocab` load it on first use."""
 
     def __init__(self, path: str | Path | None = None) -> None:
-        from tokenizers import Tokenizer
-
         p = Path(path) if path is not None else BUNDLED / TOKENIZER_FILE
         if not p.is_file():
             raise ModelError(f"no Whisper tokenizer at {p}")
         self.path = p
-        self._tok = Tokenizer.from_file(str(p))
-        self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
-
-        def special(name: str) -> int:
-            i = self._tok.token_to_id(name)
-            if i is None:
-                raise ModelError(f"{p}: the tokenizer has no {name}")
-            return int(i)
-
-        self.eot = special("<|endoftext|>")
-        self.sot = special("<|startoftranscript|>")
-        self.no_timestamps = special("<|notimestamps|>")
+        self._tok: Any = None
+        self._by_id: dict[int, str] | None = None
+        table = self._table()
+        self.vocab_size = int(table["vocab_size"])
+        self.eot = int(table["eot"])
+        self.sot = int(table["sot"])
+        self.no_timestamps = int(table["no_timestamps"])
         # Whisper's "no speech" token (<|nocaptions|> in the English-only vocabularies,
         # <|nospeech|> in later ones): its probability right after <|startoftranscript|> is
         # Whisper's own no-speech probability. None when the vocabulary has neither.
-        self.no_speech = next(
-            (int(i) for n in ("<|nocaptions|>", "<|nospeech|>")
-             if (i := self._tok.token_to_id(n)) is not None), None,
-        )  # fmt: skip
+        ns = table.get("no_speech")
+        self.no_speech: int | None = None if ns is None else int(ns)
         # The first id that is not text: specials and timestamps are never part of a phrasing.
         self.first_special = self.eot
+        self._ids: list[int] = table["ids"]
+        self._texts: list[str] = table["texts"]
+
+    @property
+    def tokenizer(self) -> Any:
+        """The `tokenizers` Tokenizer (loaded on first use)."""
+        if self._tok is None:
+            from tokenizers import Tokenizer
+
+            self._tok = Tokenizer.from_file(str(self.path))
+        return self._tok
+
+    def _table(self) -> dict[str, Any]:
+        """Special ids, vocabulary size and text tokens: from the cache, else computed from
+        the tokenizer and cached (an unreadable or unwritable cache only costs time)."""
+        cache = token_table_file(self.path)
+        if cache is not None and cache.is_file():
+            try:
+                table = json.loads(cache.read_text(encoding="utf-8"))
+                if table.get("version") == TOKEN_TABLE_VERSION and len(table["ids"]) == len(
+                    table["texts"]
+                ):
+                    return table
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        tok = self.tokenizer
+
+        def special(name: str) -> int:
+            i = tok.token_to_id(name)
+            if i is None:
+                raise ModelError(f"{self.path}: the tokenizer has no {name}")
+            return int(i)
+
+        eot = special("<|endoftext|>")
+        table = {
+            "version": TOKEN_TABLE_VERSION,
+            "vocab_size": tok.get_vocab_size(with_added_tokens=True),
+            "eot": eot,
+            "sot": special("<|startoftranscript|>"),
+            "no_timestamps": special("<|notimestamps|>"),
+            "no_speech": next(
+                (
+                    int(i)
+                    for n in ("<|nocaptions|>", "<|nospeech|>")
+                    if (i := tok.token_to_id(n)) is not None
+                ),
+                None,
+            ),
+            **_text_tokens(tok.get_vocab(with_added_tokens=False), eot),
+        }
+        if cache is not None:
+            try:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(table, ensure_ascii=False), encoding="utf-8")
+                os.replace(tmp, cache)
+            except OSError:
+                pass
+        return table
 
     @property
     def prompt(self) -> list[int]:
@@ -465,14 +707,86 @@ class WhisperTokenizer:
         models have no language or task token)."""
         return [self.sot, self.no_timestamps]
 
+    def text_tokens(self) -> list[tuple[int, str]]:
+        """(id, text) of every text token (below <|endoftext|>) that is whole UTF-8 (pieces of
+        a multi-byte character never spell an English phrasing), ordered by (lower-cased text,
+        id): the order the vocabulary trie keeps them in (voice_router.grammar)."""
+        return list(zip(self._ids, self._texts, strict=True))
+
+    def text_token_lists(self) -> tuple[list[int], list[str]]:
+        """`text_tokens` as (ids, texts), the table's own lists (not copies: do not change
+        them); what the vocabulary trie is built from."""
+        return self._ids, self._texts
+
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` exactly as written (no special tokens added)."""
-        return list(self._tok.encode(text, add_special_tokens=False).ids)
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
     def vocab(self) -> dict[str, int]:
         """The BPE vocabulary (byte-level piece -> id), without added tokens."""
-        return dict(self._tok.get_vocab(with_added_tokens=False))
+        return dict(self.tokenizer.get_vocab(with_added_tokens=False))
 
     def decode(self, ids: list[int]) -> str:
-        """Text of token ids; special tokens are dropped."""
-        return self._tok.decode([i for i in ids if i < self.first_special])
+        """Text of token ids; special tokens are dropped. Text tokens (what the slot stage
+        reads) are joined from the table; any other id goes through the tokenizer."""
+        ids = [i for i in ids if i < self.first_special]
+        if self._by_id is None:
+            self._by_id = dict(zip(self._ids, self._texts, strict=True))
+        by_id = self._by_id
+        if all(i in by_id for i in ids):
+            return "".join(by_id[i] for i in ids)
+        return self.tokenizer.decode(ids)
+
+
+#: Bump when the table's contents change: old cache files are recomputed.
+TOKEN_TABLE_VERSION = 3  # 3: the no-speech token id
+
+
+def token_table_file(tokenizer: Path) -> Path | None:
+    """Where a tokenizer's table is cached (None: VOICE_ROUTER_DECODER_CACHE=0); keyed by the
+    file as it is now (path, size, mtime), as the decoder's step weights are."""
+    if os.environ.get("VOICE_ROUTER_DECODER_CACHE", "1") == "0":
+        return None
+    from platformdirs import user_cache_dir
+
+    try:
+        st = tokenizer.stat()
+    except OSError:
+        return None
+    text = f"{TOKEN_TABLE_VERSION}|{tokenizer.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    key = hashlib.sha256(text.encode()).hexdigest()[:20]
+    return Path(user_cache_dir("voice-router")) / "tokens" / f"{key}.json"
+
+
+def _byte_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet: the printable character standing for each byte."""
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+          *range(ord("®"), ord("ÿ") + 1)]  # fmt: skip
+    cs = bs[:]
+    extra = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
+
+
+def _text_tokens(vocab: Mapping[str, int], first_special: int) -> dict[str, list[Any]]:
+    """{"ids": [...], "texts": [...]} of every whole-UTF-8 text token of a byte-level BPE
+    vocabulary, ordered by (lower-cased text, id) (two flat lists: they load from JSON in a
+    third of the time pairs take)."""
+    # piece -> the bytes it stands for, by one str.translate per piece (a character outside
+    # the alphabet maps past latin-1, so encoding fails and the piece is skipped)
+    table = dict.fromkeys(range(0x100), 0x100)
+    table.update({ord(c): b for c, b in _byte_alphabet().items()})
+    out = []
+    for piece, tid in vocab.items():
+        if tid >= first_special:
+            continue
+        try:
+            out.append((piece.translate(table).encode("latin-1").decode("utf-8"), tid))
+        except UnicodeError:
+            continue
+    out.sort(key=lambda x: (x[0].lower(), x[1]))
+    return {"ids": [tid for _, tid in out], "texts": [text for text, _ in out]}

@@ -14,10 +14,11 @@ from voice_router.errors import AudioError, ModelError
 from voice_router.model import EmbeddingModel, parts
 from voice_router.model import config as cfgmod
 from voice_router.model import loader as model_loader
-from voice_router.model import torch_runtime as rt
+from voice_router.model.catalog import COMPACT_WEIGHTS, CONFIG_NAME
 from voice_router.model.config import named_config, validate_config
 from voice_router.model.embedder import AudioTextEmbedder, load_embedder, save_model
-from voice_router.model.torch_runtime import TorchEmbeddingModel, load_model
+from voice_router.model.loader import load_model
+from voice_router.model.torch_runtime import TorchEmbeddingModel
 
 torch.set_num_threads(1)
 DATA = Path(__file__).parents[2] / "data"
@@ -222,8 +223,9 @@ def test_speech_embedding_encoder_cannot_be_made_trainable() -> None:
 
 def test_unknown_part_names_fail_with_the_known_names() -> None:
     d = _with(["audio_encoder"], {"name": "no_such_tower"})
-    with pytest.raises(ModelError, match="known audio encoders: .*tiny_conv"):
+    with pytest.raises(ModelError, match="known audio encoders: .*tiny_conv") as e:
         AudioTextEmbedder(d)
+    assert "import training.towers" in str(e.value)  # where the training configs' towers are
 
 
 def test_registered_external_encoder_is_used() -> None:
@@ -257,17 +259,17 @@ def test_registered_external_encoder_is_used() -> None:
 
 
 def test_default_without_weights_says_how_to_get_them(monkeypatch, tmp_path) -> None:
-    monkeypatch.setattr(rt, "DEFAULT_WEIGHTS", tmp_path / "compact")
-    with pytest.raises(ModelError, match="weights are missing.*train"):
-        load_model("default")
     monkeypatch.setitem(model_loader._FOLDERS, "default", tmp_path / "compact")
+    for runtime in ("auto", "torch"):
+        with pytest.raises(ModelError, match="weights are missing.*train"):
+            load_model("default", runtime=runtime)
     listed = {m["name"]: m for m in model_loader.list_models()}
     assert listed["default"]["available"] is False and listed["tiny"]["available"] is True
 
 
 def test_default_loads_bundled_folder(monkeypatch, tiny, tmp_path) -> None:
     save_model(tiny.embedder, tmp_path / "compact")
-    monkeypatch.setattr(rt, "DEFAULT_WEIGHTS", tmp_path / "compact")
+    monkeypatch.setitem(model_loader._FOLDERS, "default", tmp_path / "compact")
     m = load_model()
     assert m.name == "default" and m.fingerprint == tiny.fingerprint
 
@@ -495,7 +497,7 @@ def test_audio_prep_makes_edge_silence_irrelevant() -> None:
 
 
 def test_bundled_config_normalises_clips_and_has_an_acoustic_part() -> None:
-    cfg = cfgmod.read_config(rt.COMPACT_WEIGHTS / cfgmod.CONFIG_NAME)
+    cfg = cfgmod.read_config(COMPACT_WEIGHTS / CONFIG_NAME)
     assert cfg.audio_prep.trim_db is not None and cfg.audio_prep.min_seconds >= 1.0
     assert 0 < cfg.acoustic_weight < 1
 

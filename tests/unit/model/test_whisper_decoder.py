@@ -180,3 +180,63 @@ def test_bundled_files_are_where_the_runtime_reads_them() -> None:
                  "decoder_step_int8.onnx"):  # fmt: skip
         assert (BUNDLED / name).is_file(), name
     np.testing.assert_allclose(log_softmax(np.zeros((1, 4), np.float32)), np.log(0.25), atol=1e-6)
+
+
+def test_int8_step_weights_are_cached_on_disk_and_rebuilt_when_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first int8 decoder quantises and writes its step weights to the user cache folder;
+    the next maps them and never builds the float32 weights; a damaged cache file is noticed
+    and rewritten. Every time the step's output is the same, bit for bit."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("VOICE_ROUTER_DECODER_CACHE", raising=False)
+    frames = np.random.default_rng(0).standard_normal((60, 384)).astype(np.float32)
+    tokens = np.array([[50257], [50362]])
+
+    def step() -> tuple[WhisperDecoder, np.ndarray]:
+        dec = WhisperDecoder.load(output="int8")
+        lp, _ = dec.next_log_probs(tokens, dec.cross(frames))
+        return dec, lp
+
+    first, expected = step()
+    (folder,) = (tmp_path / "voice-router" / "decoder").iterdir()
+    assert (folder / "index.json").is_file() and (folder / "lm.wq.npy").is_file()
+    assert first._dense is None  # float32 copies dropped after quantising
+    second, got = step()
+    assert second._dense is None and np.array_equal(got, expected)
+    with open(folder / "lm.wq.npy", "r+b") as f:  # cut short, as a crash mid-copy would
+        f.truncate(1000)
+    third, got = step()
+    assert np.array_equal(got, expected)
+    assert (folder / "lm.wq.npy").stat().st_size > 1000  # rewritten
+    monkeypatch.setenv("VOICE_ROUTER_DECODER_CACHE", "0")
+    assert np.array_equal(step()[1], expected)
+
+
+def test_tokenizer_table_is_cached_and_decodes_as_the_tokenizer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slot stage's view of the tokenizer (special ids, text tokens, decoding) comes from
+    a table cached in the user cache folder: a warm WhisperTokenizer never loads
+    `tokenizers`, and its decoding equals the tokenizer's on random text-token sequences."""
+    import random
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("VOICE_ROUTER_DECODER_CACHE", raising=False)
+    cold = WhisperTokenizer()
+    assert cold._tok is not None and list((tmp_path / "voice-router" / "tokens").iterdir())
+    warm = WhisperTokenizer()
+    assert warm._tok is None  # nothing loaded but the table
+    assert (warm.eot, warm.sot, warm.no_timestamps, warm.vocab_size) == (
+        cold.eot, cold.sot, cold.no_timestamps, cold.vocab_size,
+    )  # fmt: skip
+    texts = warm.text_tokens()
+    assert texts == cold.text_tokens() and len(texts) > 49_000
+    assert [(t.lower(), i) for i, t in texts] == sorted((t.lower(), i) for i, t in texts)
+    ids = [i for i, _ in texts]
+    rng = random.Random(0)
+    for _ in range(300):
+        seq = [rng.choice(ids) for _ in range(rng.randint(1, 10))] + [warm.eot]
+        assert warm.decode(seq) == cold.tokenizer.decode(seq[:-1])
+    assert warm._tok is None
+    assert warm.decode([220, 50, 1]) == cold.tokenizer.decode([220, 50, 1])

@@ -141,7 +141,7 @@ def test_every_tower_backbone_combination_steps(tower: str, backbone: str) -> No
 
 def test_m1_real_size_parameter_counts_on_meta_device() -> None:
     """M1 at its published dimensions, built without memory (meta device): ~1.1B."""
-    from voice_router.model import towers
+    from training import towers
     from voice_router.model.config import PrenetConfig
     from voice_router.model.parts import Prenet
 

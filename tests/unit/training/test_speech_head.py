@@ -334,6 +334,21 @@ def test_load_cache_takes_only_the_named_sources(tmp_path: Path) -> None:
     assert [m["source"] for m in sc.load_cache(tmp_path, sources=("tts",)).meta] == ["tts"]
 
 
+def test_cache_summary_counts_samples_and_frames_without_loading_frames(tmp_path: Path) -> None:
+    chunks = {"vocab-0000": (2, "train", [3, 5]), "vocab-test-unseen-0000": (1, "test", [4])}
+    for name, (n, split, lens) in chunks.items():
+        src = name.rsplit("-", 1)[0]
+        meta = [{"clip_id": f"{name}/{i}", "source": src, "split": split} for i in range(n)]
+        frames = np.zeros((sum(lens), ENC_DIM), np.float16)
+        f_len = np.array(lens, np.int32)
+        np.savez(tmp_path / f"{name}.npz", frames=frames, f_len=f_len, meta=json.dumps(meta))
+    (tmp_path / "vocab-0001.tmp.npz").write_bytes(b"partial")  # an unfinished chunk is skipped
+    by, n_frames = sc.cache_summary(tmp_path)
+    assert by == {("vocab", "train"): 2, ("vocab-test-unseen", "test"): 1}
+    assert n_frames == 12
+    assert sc.cache_summary(tmp_path, sources=("vocab",)) == ({("vocab", "train"): 2}, 8)
+
+
 # ------------------------------------------------------------------ the loss
 
 

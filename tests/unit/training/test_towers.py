@@ -8,8 +8,9 @@ import torch
 from safetensors.torch import save_file
 from tiny_parts import OMNI_TOWERS
 
+from training import towers
 from voice_router.errors import ModelError
-from voice_router.model import registry, towers
+from voice_router.model import registry
 
 torch.set_num_threads(1)
 

@@ -98,7 +98,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
         ),
     )
 
+    stopped_by: list[int] = []  # the signal that stopped listening, if one did
+
     def _on_term(signum: int, frame: Any) -> None:
+        stopped_by.append(signum)
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, _on_term) if _main_thread() else None
@@ -132,7 +135,11 @@ def cmd_listen(args: argparse.Namespace) -> int:
         + f": {s.summary()}"
         + (f"; {extra} audio block(s) dropped by capture" if extra else "")
     )
-    return 0
+    if not interrupted:
+        return 0
+    # As shells report a process a signal stopped: 128 + the signal (Ctrl-C 130, SIGTERM 143),
+    # so a script can tell an interrupted run from one that ran out of input
+    return 128 + int(stopped_by[0] if stopped_by else signal.SIGINT)
 
 
 def _save_utterance(folder: Path, r: ListenResult) -> Path:
@@ -225,7 +232,8 @@ def register_cli(subparsers: Any) -> None:
         default=None,
         metavar="NAME",
         help="only route speech after this wake word (openWakeWord model in pyopen-wakeword: "
-        "hey_jarvis, alexa, hey_mycroft, hey_rhasspy, okay_nabu)",
+        "hey_jarvis, alexa, hey_mycroft, hey_rhasspy, okay_nabu); needs PyTorch: "
+        "pip install 'voice-router[torch]'",
     )
     p.add_argument(
         "--wake-threshold",

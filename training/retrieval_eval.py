@@ -78,12 +78,13 @@ def run_eval(
     split: str | None = None,
     out: str | None = None,
 ) -> dict[str, Any]:
-    """Load `model` (voice_router.load_model: folder, "tiny", ...) and evaluate on `data`.
+    """Load `model` (`voice_router.model.loader.load_model`: folder, "tiny", ...), evaluate it.
 
     `data` is a generic CSV/JSONL manifest, or a dataset root with `fmt` (audiocaps, clotho,
     ...) and `split`. Writes the metrics as JSON to `out` when given.
     """
-    from voice_router.model import load_model
+    from training import towers  # noqa: F401 - a trained folder may name the hub towers
+    from voice_router.model.loader import load_model
 
     fmt = fmt or ("jsonl" if data.endswith(".jsonl") else "csv")
     spec: dict[str, Any] = {"format": fmt, "path": data}

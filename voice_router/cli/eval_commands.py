@@ -91,7 +91,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_data_args(p)
     add_common_args(p)
-    add_router_args(p)
+    add_router_args(p, tools=False)  # decides only: no tool options
     p.set_defaults(func=_cmd_eval)
 
     p = subparsers.add_parser(
@@ -114,7 +114,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         help="largest allowed fraction of no-match clips that match a route [0.05]",
     )
     add_common_args(p)
-    add_router_args(p)
+    add_router_args(p, tools=False)  # decides only: no tool options
     p.set_defaults(func=_cmd_calibrate)
 
     p = subparsers.add_parser(
@@ -207,11 +207,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval_search(args: argparse.Namespace) -> int:
-    from voice_router.model.loader import resolve_model
+    from voice_router.model.loader import load_model
 
     _set_threads(args)
     rows = read_manifest(args.data, required=("path", args.caption_column), limit=args.limit)
-    model = resolve_model(args.model)
+    model = load_model(args.model)
     vectors = None
     if args.collection:
         from voice_router.cli import open_store

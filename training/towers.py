@@ -1,11 +1,16 @@
 """Large audio towers and language-model backbones for the module-combination recipe.
 
-Each part is built from a plain config dict (the `audio_encoder` / `backbone` sections of a model
-config) by a builder listed under a short name in voice_router.model.registry:
+Training-only (the training configs m1-m4, pruned7b_*, text_transfer, tiny.yaml use them; no
+bundled model does), so they live here and not in the runtime package. Each part is built from
+a plain config dict (the `audio_encoder` / `backbone` sections of a model config) by a builder
+that importing this module registers under a short name in voice_router.model.registry (the
+library never imports training/; training.train and training.retrieval_eval import this module, and
+so must any other code that builds or loads a model of these configs):
 
     audio encoders: "whisper" (WhisperEncoder), "qwen2_5_omni" (Qwen2_5OmniAudioEncoder),
                     "qwen3_omni" (Qwen3OmniMoeAudioEncoder)
-    backbones:      "qwen2" (Qwen2Model), "qwen3" (Qwen3Model), "bert" (BertModel)
+    backbones:      "qwen2" (Qwen2Model), "qwen3" (Qwen3Model), "bert" (BertModel),
+                    "qwen2_5_omni_thinker" (the Omni thinker's language model)
 
 Config keys understood by every builder:
 
@@ -47,6 +52,7 @@ import torch
 from torch import nn
 
 from voice_router.errors import ModelError
+from voice_router.model.registry import register_audio_encoder, register_backbone
 
 SAMPLE_RATE = 16000
 MAX_SECONDS = 30.0
@@ -233,6 +239,7 @@ class WhisperTower(AudioTower):
         return hidden, mask  # (B, T', D), (B, T')
 
 
+@register_audio_encoder("whisper")
 def build_whisper(cfg: dict[str, Any]) -> AudioTower:
     """Builder for `audio_encoder.name: whisper` (random from `config`, or a Whisper checkpoint)."""
     from transformers import WhisperConfig
@@ -328,6 +335,7 @@ def _build_omni(
     return tower_cls(encoder)
 
 
+@register_audio_encoder("qwen2_5_omni")
 def build_qwen2_5_omni(cfg: dict[str, Any]) -> AudioTower:
     """Builder for `audio_encoder.name: qwen2_5_omni` (Qwen2.5-Omni 3B/7B audio tower)."""
     from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import (
@@ -338,6 +346,7 @@ def build_qwen2_5_omni(cfg: dict[str, Any]) -> AudioTower:
     return _build_omni(cfg, Qwen2_5OmniAudioEncoderConfig, Qwen2_5OmniAudioEncoder, Qwen25OmniTower)
 
 
+@register_audio_encoder("qwen3_omni")
 def build_qwen3_omni(cfg: dict[str, Any]) -> AudioTower:
     """Builder for `audio_encoder.name: qwen3_omni` (Qwen3-Omni audio tower, ~0.6B)."""
     from transformers.models.qwen3_omni_moe.configuration_qwen3_omni_moe import (
@@ -578,6 +587,7 @@ def _build_backbone(cfg: dict[str, Any], config_cls: type, model_cls: type, **kw
     return Backbone(model, tokenizer)
 
 
+@register_backbone("qwen2")
 def build_qwen2(cfg: dict[str, Any]) -> Backbone:
     """Builder for `backbone.name: qwen2` (Qwen2Model: Qwen2.5-0.5B/3B, the Omni thinker LM)."""
     from transformers import Qwen2Config, Qwen2Model
@@ -585,6 +595,7 @@ def build_qwen2(cfg: dict[str, Any]) -> Backbone:
     return _build_backbone(cfg, Qwen2Config, Qwen2Model)
 
 
+@register_backbone("qwen3")
 def build_qwen3(cfg: dict[str, Any]) -> Backbone:
     """Builder for `backbone.name: qwen3` (Qwen3Model)."""
     from transformers import Qwen3Config, Qwen3Model
@@ -592,6 +603,7 @@ def build_qwen3(cfg: dict[str, Any]) -> Backbone:
     return _build_backbone(cfg, Qwen3Config, Qwen3Model)
 
 
+@register_backbone("bert")
 def build_bert(cfg: dict[str, Any]) -> Backbone:
     """Builder for `backbone.name: bert` (BertModel without the pooler)."""
     from transformers import BertConfig, BertModel
@@ -631,6 +643,7 @@ def _thinker_text_config(ckpt: Path) -> dict[str, Any]:
     return out
 
 
+@register_backbone("qwen2_5_omni_thinker")
 def build_qwen2_5_omni_thinker(cfg: dict[str, Any]) -> Backbone:
     """Builder for `backbone.name: qwen2_5_omni_thinker`: the LM of a Qwen2.5-Omni checkpoint
     (M4, and the layer-pruned 7B configurations) as a standalone Qwen2Model shell.
