@@ -91,8 +91,8 @@ def make_router(model: str) -> Any:
     """VoiceRouter over three command routes, Qdrant :memory:, one real LangChain tool."""
     from langchain_core.tools import tool
 
-    from voice_router.router import VoiceRouter
     from voice_router.routes import parse_routes
+    from voice_router.runnable import VoiceRouter
 
     @tool
     def act() -> str:

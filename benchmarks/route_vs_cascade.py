@@ -72,7 +72,7 @@ def _worker(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     extra: dict[str, Any] = {}
     if args.worker == "voice-router":
-        from voice_router.router import VoiceRouter
+        from voice_router.runnable import VoiceRouter
 
         index = args.index or tempfile.mkdtemp(prefix="vr-bench-index-")
         scorer: Any = VoiceRouter(

@@ -39,7 +39,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from training.evaluate import run_eval
+    from training.retrieval_eval import run_eval
 
     result = run_eval(args.model, args.data, args.format, args.split, args.output)
     print(json.dumps(result, indent=2))

@@ -4,7 +4,7 @@ Training-only (the training configs m1-m4, pruned7b_*, text_transfer, tiny.yaml 
 bundled model does), so they live here and not in the runtime package. Each part is built from
 a plain config dict (the `audio_encoder` / `backbone` sections of a model config) by a builder
 that importing this module registers under a short name in voice_router.model.registry (the
-library never imports training/; training.train and training.evaluate import this module, and
+library never imports training/; training.train and training.retrieval_eval import this module, and
 so must any other code that builds or loads a model of these configs):
 
     audio encoders: "whisper" (WhisperEncoder), "qwen2_5_omni" (Qwen2_5OmniAudioEncoder),

@@ -347,7 +347,7 @@ def evaluate_pairs(
     model: nn.Module, pairs: Sequence[D.Pair], batch_size: int = 16
 ) -> dict[str, float]:
     """Retrieval metrics of `model` (an AudioTextEmbedder) on evaluation pairs."""
-    from training.evaluate import evaluate_embedding_model
+    from training.retrieval_eval import evaluate_embedding_model
     from voice_router.model.torch_runtime import TorchEmbeddingModel
 
     was_training = model.training

@@ -38,7 +38,7 @@ _EXPORTS: dict[str, str] = {
     "EdgeBackend": "voice_router.store",
     "ClientBackend": "voice_router.store",
     "VectorBackend": "voice_router.store",
-    "VoiceRouter": "voice_router.router",
+    "VoiceRouter": "voice_router.runnable",
     "Router": "voice_router.routing",
     "RouteMatch": "voice_router.routing",
     "Fusion": "voice_router.decision",
@@ -137,7 +137,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from voice_router.model.base import EmbeddingModel
     from voice_router.model.fake import HashEmbeddingModel
     from voice_router.model.loader import list_models, load_model
-    from voice_router.router import VoiceRouter
     from voice_router.routes import Route, RouteSet, dump_routes, load_routes, parse_routes
     from voice_router.routing import RouteMatch, Router
+    from voice_router.runnable import VoiceRouter
     from voice_router.store import ClientBackend, EdgeBackend, VectorBackend

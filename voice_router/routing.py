@@ -174,7 +174,7 @@ class Router:
     """Routes spoken audio to the routes of a `RouteSet` and calls their tools.
 
     The core without LangChain's Runnable machinery (whose import alone costs most of a CLI
-    call's start-up): the CLI and `listen` use it; `voice_router.router.VoiceRouter` is this
+    call's start-up): the CLI and `listen` use it; `voice_router.runnable.VoiceRouter` is this
     router as a LangChain Runnable with `as_tool()`.
 
     Args:

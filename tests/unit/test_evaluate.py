@@ -289,7 +289,7 @@ CLI_ARGS = ["--model", "hash", "--qdrant-url", ":memory:", "--exemplar-voices", 
 
 
 def _router(routes: Path | str):
-    from voice_router.router import VoiceRouter
+    from voice_router.runnable import VoiceRouter
 
     return VoiceRouter(routes, model="hash", index=":memory:", exemplar_voices=0, dispatch=False)
 

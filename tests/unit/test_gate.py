@@ -13,7 +13,7 @@ from langchain_core.tools import tool
 from voice_router.audio.gate import SpeechGate
 from voice_router.audio.io import load_audio
 from voice_router.evaluate import ManifestRow, score_clips
-from voice_router.router import VoiceRouter
+from voice_router.runnable import VoiceRouter
 
 DATA = Path(__file__).parents[1] / "data"
 LAMP = DATA / "rhasspy_turn_on_the_living_room_lamp.flac"

@@ -104,7 +104,7 @@ def test_rhino_context_becomes_routes_with_templates_and_lists():
 
 def test_rhino_routes_fill_their_slots(hash_model):
     from voice_router.importers import import_rhino
-    from voice_router.router import VoiceRouter
+    from voice_router.runnable import VoiceRouter
 
     r = VoiceRouter(import_rhino(RHINO).routes, model=hash_model, index=":memory:",
                     exemplar_voices=0, dispatch=False)  # fmt: skip
@@ -177,7 +177,7 @@ def test_home_assistant_intents_become_routes_with_the_users_names(tmp_path):
 def test_home_assistant_routes_fill_their_slots(hash_model):
     pytest.importorskip("home_assistant_intents")
     from voice_router.importers import import_home_assistant
-    from voice_router.router import VoiceRouter
+    from voice_router.runnable import VoiceRouter
     from voice_router.templates import expand_templates
 
     rs = import_home_assistant("en").routes

@@ -307,8 +307,8 @@ routes:
 def test_real_voice_router_routes_and_dispatches_each_utterance() -> None:
     from langchain_core.tools import tool
 
-    from voice_router.router import VoiceRouter
     from voice_router.routes import parse_routes
+    from voice_router.runnable import VoiceRouter
 
     called: list[str] = []
 

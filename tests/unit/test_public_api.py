@@ -14,7 +14,7 @@ import voice_router
 # Modules whose public classes/functions users need from the top level.
 _TOP_LEVEL_MODULES = {
     "voice_router.errors": None,  # every public name
-    "voice_router.router": {"VoiceRouter"},
+    "voice_router.runnable": {"VoiceRouter"},
     "voice_router.routing": {"Router", "RouteMatch"},
     "voice_router.decision": {"Fusion"},
     "voice_router.index": {"RouteIndex"},

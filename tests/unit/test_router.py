@@ -13,9 +13,9 @@ from voice_router.audio.io import load_audio
 from voice_router.decision import Fusion
 from voice_router.errors import AudioError, ModelError, ToolError, VoiceRouterError
 from voice_router.index import RouteIndex
-from voice_router.router import VoiceRouter
 from voice_router.routes import parse_routes
 from voice_router.routing import RouteMatch
+from voice_router.runnable import VoiceRouter
 from voice_router.store import ClientBackend
 
 CALLS: list[tuple[str, dict]] = []

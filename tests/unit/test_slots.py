@@ -9,8 +9,8 @@ from langchain_core.tools import tool
 
 from voice_router.errors import RoutesError
 from voice_router.points import PointBuilder
-from voice_router.router import VoiceRouter
 from voice_router.routes import dump_routes, load_routes, parse_routes
+from voice_router.runnable import VoiceRouter
 from voice_router.templates import expand_templates, template_slots
 
 ROUTES = """\

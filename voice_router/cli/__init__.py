@@ -1,9 +1,9 @@
 """`voice-router` command line: parse, wire, print. All logic lives in the library.
 
-The CLI layer is this package: the core commands here, `listen`/`devices` in `cli/listen.py`
-and `eval`/`calibrate`/`eval-search` in `cli/evaluate.py`, each registered through
-`register_cli(subparsers)` and reusing `add_common_args`, `add_router_args` and `build_router`
-from here. No library module parses arguments.
+The CLI layer is this package: the core commands here, `listen`/`devices` in
+`cli/listen_commands.py` and `eval`/`calibrate`/`eval-search` in `cli/eval_commands.py`, each
+registered through `register_cli(subparsers)` and reusing `add_common_args`, `add_router_args`
+and `build_router` from here. No library module parses arguments.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from voice_router.errors import AudioError, ToolError, VoiceRouterError
 log = logging.getLogger("voice_router")
 
 #: Subcommand modules written elsewhere; registered when present.
-OPTIONAL_COMMAND_MODULES = ("voice_router.cli.listen", "voice_router.cli.evaluate")
+OPTIONAL_COMMAND_MODULES = ("voice_router.cli.listen_commands", "voice_router.cli.eval_commands")
 #: Subcommands defined here (a call to one of them skips OPTIONAL_COMMAND_MODULES).
 CORE_COMMANDS = (
     "route", "routes", "index-audio", "search", "models", "enroll", "index", "export-onnx",

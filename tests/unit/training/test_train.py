@@ -269,7 +269,7 @@ def test_pretrained_parts_partly_trained_save_and_reload(synth: Path, tmp_path: 
     assert "backbone.model.layers.1.self_attn.q_proj.weight" in keys
     assert not any("lora_" in k for k in keys)
     ev = json.loads((out / "eval.json").read_text())
-    from training.evaluate import run_eval
+    from training.retrieval_eval import run_eval
 
     again = run_eval(str(out), str(synth))
     for k in ("cvR@5", "R@1", "R@10"):
