@@ -298,6 +298,7 @@ class ToolRunner:
 
     def check(self) -> None:
         """Resolve every route's tool and validate its args now, not at the first utterance."""
+        blocked: set[str] = set()
         for r in self.routes.routes:
             if r.tool:
                 try:
@@ -306,6 +307,7 @@ class ToolRunner:
                                   with_match=True)  # fmt: skip
                 except ToolImportBlocked as e:
                     self.problems[r.name] = f"tool not called: {e}"
+                    blocked.add(r.name)
                 except ToolError as e:
                     if self.strict:
                         raise
@@ -313,14 +315,17 @@ class ToolRunner:
         if self.problems:
             names = list(self.problems)
             shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-            blocked = all("import" in p for p in self.problems.values())
-            log.warning(
+            only_blocked = blocked == set(names)
+            # Import paths left unimported are the documented default (decide only, each match
+            # says why): a note, not a warning on every call; anything else is a warning.
+            log.log(
+                logging.INFO if only_blocked else logging.WARNING,
                 "%d route(s) will not call their tool (%s)%s; each match says why in tool_error",
                 len(names),
                 shown,
                 ": their tools are import paths; pass --allow-import (Python: allow_import=True)"
                 " if you trust the routes file"
-                if blocked
+                if only_blocked
                 else "",
             )
 

@@ -138,3 +138,25 @@ def test_non_string_results_become_json_values():
         return {"a": (1, 2), "b": None}
 
     assert invoke_tool(data, "r", {}).result == {"a": [1, 2], "b": None}
+
+
+def test_unimported_tool_paths_are_a_note_and_other_problems_a_warning(caplog):
+    """Without --allow-import every import-path tool is only decided (the documented default,
+    each match says why): logged as INFO, not a WARNING on every call; a tool that does not
+    resolve at all stays a warning."""
+    from voice_router.dispatch import ToolRunner
+    from voice_router.routes import parse_routes
+
+    blocked = parse_routes(
+        "routes:\n  - {name: a, description: x, tool: 'examples.home_tools:lights_on'}\n"
+    )
+    with caplog.at_level(logging.INFO, logger="voice_router.dispatch"):
+        runner = ToolRunner(blocked, strict=False)
+        runner.check()
+    assert "a" in runner.problems
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    caplog.clear()
+    missing = parse_routes("routes:\n  - {name: b, description: y, tool: no_such_tool}\n")
+    with caplog.at_level(logging.INFO, logger="voice_router.dispatch"):
+        ToolRunner(missing, strict=False).check()
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
