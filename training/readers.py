@@ -448,7 +448,8 @@ def draw_batch(
 def _lr(step: int, total: int, warmup: int, peak: float) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
-    return peak * 0.5 * (1 + np.cos(np.pi * (step - warmup) / max(1, total - warmup)))
+    # a Python float: the optimiser state (and a checkpoint) must not hold numpy scalars
+    return float(peak * 0.5 * (1 + np.cos(np.pi * (step - warmup) / max(1, total - warmup))))
 
 
 def train_reader(
@@ -465,10 +466,13 @@ def train_reader(
     mix: dict[str, float] | None = None,
     ckpt_every: int = 100,
     progress: bool = True,
+    stop_after: int | None = None,
 ) -> list[dict[str, float]]:
     """AdamW with warm-up + cosine decay over `steps`; checkpoints `run/step*.pt` (trainable
-    state, optimiser, step) every `ckpt_every` steps and at the end; resumes from the last one.
-    Returns this call's per-step records (also appended to run/metrics.jsonl)."""
+    state, optimiser, step) every `ckpt_every` steps and at the end; resumes from the last one
+    (a resumed run takes the batches and dropout an unbroken one would). `stop_after`: stop at
+    that step on the same schedule. Returns this call's per-step records (also appended to
+    run/metrics.jsonl)."""
     from tqdm import tqdm
 
     run.mkdir(parents=True, exist_ok=True)
@@ -485,7 +489,8 @@ def train_reader(
     reader.train()
     records = []
     log = (run / "metrics.jsonl").open("a")
-    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress,
+    end = min(steps, stop_after or steps)
+    bar = tqdm(range(start, end), initial=start, total=steps, disable=not progress,
                desc=getattr(reader, "name", "reader"))  # fmt: skip
     t0 = time.time()
     for step in bar:
@@ -503,7 +508,7 @@ def train_reader(
         bar.set_postfix(nce=f"{rec['nce']:.3f}", cos=f"{rec['cos']:.3f}")
         log.write(json.dumps(rec) + "\n")
         log.flush()
-        if (step + 1) % ckpt_every == 0 or step + 1 == steps:
+        if (step + 1) % ckpt_every == 0 or step + 1 == end:
             tmp = run / "ckpt.tmp"
             torch.save({"model": reader.trainable_state(), "opt": opt.state_dict(),
                         "step": step + 1}, tmp)  # fmt: skip
