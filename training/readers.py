@@ -342,9 +342,10 @@ class ReaderData:
         w = np.array([mix[s] if mix else len(p) for s, p in zip(names, pools, strict=True)], float)
         return pools, w / w.sum()
 
-    def test_sets(self, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    def test_sets(self, n: int, seed: int = 0, n_so762: int | None = None) -> dict[str, np.ndarray]:
         """Clean test samples of each TEST_SOURCES present; the two vocab sets are sampled to
-        the same size (min of both and `n`) so their recalls compare; so762-test to `n`."""
+        the same size (min of both and `n`) so their recalls compare; so762-test whole (its
+        2,500 clips, as speech_head evaluates it) or sampled to `n_so762`."""
         sets = {}
         for s in TEST_SOURCES:
             idx = np.nonzero((self.source == s) & (self.version == 0))[0]
@@ -353,8 +354,9 @@ class ReaderData:
         vocab = [s for s in sets if s.startswith("vocab-")]
         cap = min([n, *(sets[s].size for s in vocab)]) if vocab else n
         rng = np.random.default_rng(seed)
+        sizes = {s: cap if s in vocab else (n_so762 or idx.size) for s, idx in sets.items()}
         return {
-            s: np.sort(rng.choice(idx, size=min(cap if s in vocab else n, idx.size), replace=False))
+            s: np.sort(rng.choice(idx, size=min(sizes[s], idx.size), replace=False))
             for s, idx in sets.items()
         }
 
@@ -583,7 +585,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     results = json.loads(res_path.read_text()) if res_path.exists() else {}
     cache = load_caches([Path(c) for c in args.cache], args.max_train)
     data = reader_data(cache, text_vectors)
-    sets = data.test_sets(args.eval_n, args.seed)
+    sets = data.test_sets(args.eval_n, args.seed, args.so762_n)
     pools, _ = data.train_pools(parse_mix(args.mix))
     setup = {
         "caches": [str(c) for c in args.cache],
@@ -601,10 +603,19 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     print(json.dumps(setup))
     for kind in args.readers.split(","):
         key = f"{kind}"
-        if key in results and results[key].get("steps") == args.steps:
+        done = key in results and results[key].get("steps") == args.steps
+        if done and not args.reeval:
             print(f"{key}: done (results.json)")
             continue
         reader = build_reader(kind, args.seed, n_queries=args.queries, config=args.config)
+        if done:  # --reeval: the finished run's last checkpoint on this call's test sets
+            ckpt = sorted((out / key).glob("step*.pt"))[-1]
+            reader.load_state_dict(torch.load(ckpt, map_location="cpu")["model"], strict=False)
+            results[key]["eval"] = evaluate(reader, data, sets)
+            results[key]["setup"]["test_sets"] = setup["test_sets"]
+            res_path.write_text(json.dumps(results, indent=2))
+            print(json.dumps({key: results[key]["eval"], "reevaluated": ckpt.name}))
+            continue
         counts = reader.parameter_counts()
         lr = args.lr * (args.head_lr_mult if kind == "head" else 1.0)
         t0 = time.time()
@@ -653,7 +664,13 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--distill", type=float, default=1.0, help="weight of 1 - cos(audio, text)")
     c.add_argument("--queries", type=int, help="Q/K query vectors (decoder 4, vocab 8)")
     c.add_argument("--config", help="head reader's model config [whisper_tiny_attn.json]")
-    c.add_argument("--eval-n", type=int, default=1000, help="clips per test set")
+    c.add_argument("--eval-n", type=int, default=1000, help="clips per vocab test set")
+    c.add_argument("--so762-n", type=int, help="speechocean762 test clips [all]")
+    c.add_argument(
+        "--reeval",
+        action="store_true",
+        help="evaluate finished readers again (last checkpoint) on this call's test sets",
+    )
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--threads", type=int, default=1)
     c.add_argument("--ckpt-every", type=int, default=100)

@@ -273,7 +273,7 @@ def write_toy_cache(folder: Path, seed: int = 0) -> None:
     and clean test clips of both vocab test sets; every clip's frames are its text's prototype
     + noise, so a reader can learn which text a clip says."""
     rng = np.random.default_rng(seed)
-    proto = rng.standard_normal((N_TEXTS + 8, DIM))
+    proto = rng.standard_normal((N_TEXTS + 8, DIM))  # so762-test reuses training texts 0..9
     folder.mkdir(parents=True, exist_ok=True)
 
     def chunk(name: str, rows: list[tuple[int, str, str, int]]) -> None:
@@ -294,6 +294,7 @@ def write_toy_cache(folder: Path, seed: int = 0) -> None:
     chunk("vocab-test-seen-0000", [(k, "vocab-test-seen", "test", 0) for k in range(6)])
     chunk("vocab-test-unseen-0000", [(N_TEXTS + k, "vocab-test-unseen", "test", 0)
                                      for k in range(8)])  # fmt: skip
+    chunk("so762-test-0000", [(k, "so762-test", "test", 0) for k in range(10)])
 
 
 def _stable_vectors(texts: list[str]) -> np.ndarray:
@@ -316,8 +317,11 @@ def test_load_caches_and_test_sets(toy: tuple[Path, rd.ReaderData], tmp_path: Pa
     folder, data = toy
     assert (data.split == "train").sum() == 3 * N_TEXTS
     sets = data.test_sets(100)
-    assert set(sets) == {"vocab-test-seen", "vocab-test-unseen"}
+    assert set(sets) == {"vocab-test-seen", "vocab-test-unseen", "so762-test"}
     assert sets["vocab-test-seen"].size == sets["vocab-test-unseen"].size == 6  # same size
+    assert sets["so762-test"].size == 10  # whole
+    assert data.test_sets(100, n_so762=4)["so762-test"].size == 4
+    assert data.test_sets(5)["vocab-test-unseen"].size == 5
     assert all((data.source[v] == k).all() for k, v in sets.items())
     capped = rd.load_caches([folder], max_train=10)  # one training chunk, every test chunk
     src = [m["source"] for m in capped.meta]
@@ -401,8 +405,8 @@ def test_evaluate_reports_both_directions(toy: tuple[Path, rd.ReaderData]) -> No
     sets = data.test_sets(100)
     res = rd.evaluate(r, data, sets)
     assert set(res) == set(sets)
-    for m in res.values():
-        assert m["n"] == 6 and m["texts"] == 6
+    for name, m in res.items():
+        assert m["n"] == m["texts"] == (10 if name == "so762-test" else 6)
         assert all(0 <= m[k] <= 1 for k in ("t2a_R@1", "t2a_R@5", "a2t_R@1", "a2t_R@5"))
         assert m["t2a_R@1"] <= m["t2a_R@5"]
 
@@ -451,8 +455,13 @@ def test_compare_cli_trains_each_reader_and_resumes(
     assert list(res) == ["head", "decoder", "vocab"] and built == ["head", "decoder", "vocab"]
     for v in res.values():
         assert v["steps"] == 3 and v["params"]["trained"] > 0
-        assert set(v["eval"]) == {"vocab-test-seen", "vocab-test-unseen"}
+        assert set(v["eval"]) == {"vocab-test-seen", "vocab-test-unseen", "so762-test"}
         assert v["setup"]["train_samples"] == 3 * N_TEXTS
         assert (out / list(res)[0] / "step000003.pt").exists()
     assert rd.main(argv) == 0  # finished readers are not rebuilt
     assert built == ["head", "decoder", "vocab"]
+    assert rd.main([*argv, "--reeval", "--so762-n", "4"]) == 0  # from the last checkpoints
+    assert built == ["head", "decoder", "vocab"] * 2
+    res2 = json.loads((out / "results.json").read_text())
+    assert all(v["eval"]["so762-test"]["n"] == 4 for v in res2.values())
+    assert res2["decoder"]["eval"]["vocab-test-seen"] == res["decoder"]["eval"]["vocab-test-seen"]
