@@ -469,6 +469,7 @@ def train_reader(
     ckpt_every: int = 100,
     progress: bool = True,
     stop_after: int | None = None,
+    desc: str | None = None,
 ) -> list[dict[str, float]]:
     """AdamW with warm-up + cosine decay over `steps`; checkpoints `run/step*.pt` (trainable
     state, optimiser, step) every `ckpt_every` steps and at the end; resumes from the last one
@@ -493,7 +494,7 @@ def train_reader(
     log = (run / "metrics.jsonl").open("a")
     end = min(steps, stop_after or steps)
     bar = tqdm(range(start, end), initial=start, total=steps, disable=not progress,
-               desc=getattr(reader, "name", "reader"))  # fmt: skip
+               desc=desc or reader.name)  # fmt: skip
     t0 = time.time()
     for step in bar:
         for g in opt.param_groups:
@@ -621,7 +622,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.time()
         recs = train_reader(reader, data, out / key, args.steps, args.batch, lr, args.seed,
                             args.warmup, args.max_frames, args.distill, parse_mix(args.mix),
-                            args.ckpt_every)  # fmt: skip
+                            args.ckpt_every, desc=key)  # fmt: skip
         train_s = time.time() - t0
         tail = recs[-min(50, len(recs)) :] if recs else []
         results[key] = {
