@@ -261,14 +261,17 @@ def vocab_matrix(
     whisper_tokenizer: Any, minilm: nn.Module, path: Path | None = VOCAB_MATRIX
 ) -> torch.Tensor:
     """W (V, H), V the tokenizer's ids (specials included): for every Whisper token id, the
-    mean of MiniLM's word-piece input embeddings
-    of the token's text (its decoded bytes, lower-cased by MiniLM's tokenizer; leading space
-    dropped). Special tokens, timestamps and tokens whose text MiniLM reads as nothing get a
-    zero row. Cached as float16 .npy at `path` (computed once: a few seconds)."""
+    mean of MiniLM's word-piece input embeddings of the token's text (its decoded bytes,
+    lower-cased by MiniLM's tokenizer, leading space dropped; a piece that continues a word is
+    read as a word start). Specials, timestamps and texts MiniLM reads as nothing get a zero
+    row (tiny.en: 394 of its 50,257 text tokens, plus the 106 specials; 64 more hold [UNK]).
+    Cached as float16 .npy at `path` (a few seconds to build); a cached file of another shape
+    is rebuilt."""
+    v = whisper_tokenizer.vocab_size
     if path is not None and path.is_file():
         w = np.load(path)
-        return torch.from_numpy(w.astype(np.float32))
-    v = whisper_tokenizer.vocab_size
+        if w.shape == (v, minilm.get_input_embeddings().embedding_dim):
+            return torch.from_numpy(w.astype(np.float32))
     texts = [whisper_tokenizer.decode([i]) if i < whisper_tokenizer.first_special else ""
              for i in range(v)]  # fmt: skip
     emb = minilm.embed_tokens  # (ids) -> (.., H)
