@@ -4,7 +4,7 @@
 
 Rows: the frozen Whisper tiny.en encoder (log-mel + encoder, the part every reader shares), then
 each reader on its 150 frames (PyTorch, untrained weights: the cost does not depend on their
-values), and the vocab reader with its full 50,257-way softmax instead of the top-64 tokens.
+values), and the vocab reader with its full 50,256-way softmax instead of the top-64 tokens.
 Prints the median and p95 in ms. A reader's embedding time is encoder + reader.
 """
 

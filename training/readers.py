@@ -13,8 +13,8 @@ the same bidirectional multi-positive InfoNCE + distillation (training/speech_he
   q/v of the decoder's self- and cross-attention. Text side: frozen MiniLM as it is.
 - `vocab`: the vocabulary read-out. The same prompt + K queries through the decoder; at each
   query position the decoder's softmax over Whisper's text tokens (temperature learned;
-  truncated to the `top_k` most likely tokens, 64 by default: the full 50,257-way softmax
-  and its gradient cost ~3.5 s a batch of 32 on one busy core, top-k a third of that) is
+  truncated to the `top_k` most likely tokens, 64 by default: a training step of batch 32
+  with the full 50,256-way softmax took ~3.5 s on one busy core here, with top-64 ~2 s) is
   mapped to an EXPECTED MiniLM input embedding through a fixed matrix W (Whisper token ->
   mean of the MiniLM word-piece input embeddings of that token's text; `vocab_matrix`), and
   [CLS] + the K expected embeddings + [SEP] go through MiniLM's encoder (frozen; LoRA
@@ -264,7 +264,7 @@ def vocab_matrix(
     mean of MiniLM's word-piece input embeddings of the token's text (its decoded bytes,
     lower-cased by MiniLM's tokenizer, leading space dropped; a piece that continues a word is
     read as a word start). Specials, timestamps and texts MiniLM reads as nothing get a zero
-    row (tiny.en: 394 of its 50,257 text tokens, plus the 106 specials; 64 more hold [UNK]).
+    row (tiny.en: 394 of its 50,256 text tokens, plus the 107 specials; 64 more hold [UNK]).
     Cached as float16 .npy at `path` (a few seconds to build); a cached file of another shape
     is rebuilt."""
     v = whisper_tokenizer.vocab_size
