@@ -17,8 +17,9 @@ the same bidirectional multi-positive InfoNCE + distillation (training/speech_he
   with the full 50,256-way softmax took ~3.5 s on one busy core here, with top-64 ~2 s) is
   mapped to an EXPECTED MiniLM input embedding through a fixed matrix W (Whisper token ->
   mean of the MiniLM word-piece input embeddings of that token's text; `vocab_matrix`), and
-  [CLS] + the K expected embeddings + [SEP] go through MiniLM's encoder (frozen; LoRA
-  optional), mean-pooled and normalised as MiniLM's sentence embedding is. The map into
+  [CLS] + the K expected embeddings + [SEP] go through MiniLM's encoder (frozen here;
+  VocabReader takes any backbone, e.g. one built with `lora`, but `compare` has no switch for
+  it), mean-pooled and normalised as MiniLM's sentence embedding is. The map into
   MiniLM's space goes through the vocabulary, so it does not depend on which words were in the
   training text. `vocab-lora` adds LoRA on the decoder. One pass, no token loop, no transcript.
 
