@@ -58,6 +58,7 @@ def test_the_library_names_no_training_module_to_import_by_string(path: Path) ->
 
 
 def test_the_part_registry_builds_only_from_the_library() -> None:
+    pytest.importorskip("torch")  # the registry builds torch modules; the lite venv has none
     from voice_router.model import registry
 
     targets = {**registry.BUILTIN_AUDIO_ENCODERS, **registry.BUILTIN_BACKBONES}.values()
