@@ -163,27 +163,9 @@ def main() -> int:
         )
     if not args.skip_cascade:
         for name, (routes, manifest) in sets.items():
-            cmd = [
-                sys.executable,
-                "benchmarks/route_vs_cascade.py",
-                "--routes",
-                _rel(routes),
-                "--data",
-                _rel(manifest),
-                "--model",
-                args.model,
-                "--index",
-                _rel(index),
-                "--threads",
-                str(args.threads),
-                "--systems",
-                ",".join(BENCH_SYSTEMS),
-                "--json",
-            ]
+            cmd = _bench_cmd(args, _rel(routes), _rel(manifest), index)
             if args.cascade_limit:
                 cmd += ["--limit", str(args.cascade_limit)]
-            if args.exemplar_voices is not None:
-                cmd += ["--exemplar-voices", str(args.exemplar_voices)]
             res[f"bench_{name}"] = _run(cmd, out / f"bench_{name}.json", log)
         cmd = [
             sys.executable,
@@ -210,13 +192,19 @@ def _nonspeech(
     args: argparse.Namespace, data: Path, index: Path, log: list[dict[str, Any]], out: Path
 ) -> dict[str, Any]:
     """Step 8: real non-speech through routes/home.yaml, voice-router beside both cascades."""
+    cmd = _bench_cmd(args, "routes/home.yaml", _rel(data / "nonspeech_dev" / "manifest.csv"), index)
+    return _run(cmd, out / "bench_nonspeech_home.json", log)
+
+
+def _bench_cmd(args: argparse.Namespace, routes: str, manifest: str, index: Path) -> list[str]:
+    """The route_vs_cascade.py command of one routes file and manifest (router and cascades)."""
     cmd = [
         sys.executable,
         "benchmarks/route_vs_cascade.py",
         "--routes",
-        "routes/home.yaml",
+        routes,
         "--data",
-        _rel(data / "nonspeech_dev" / "manifest.csv"),
+        manifest,
         "--model",
         args.model,
         "--index",
@@ -229,7 +217,7 @@ def _nonspeech(
     ]
     if args.exemplar_voices is not None:
         cmd += ["--exemplar-voices", str(args.exemplar_voices)]
-    return _run(cmd, out / "bench_nonspeech_home.json", log)
+    return cmd
 
 
 def _f(x: Any, nd: int = 3) -> str:
