@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from voice_router.model.parts import LoRALinear
+from voice_router.model.whisper import WhisperAttention
 from voice_router.model.whisper_decoder import BUNDLED, DECODER_FILE, DecoderConfig
 
 #: Attention projections LoRA may wrap: q and v of the self- and the cross-attention.
@@ -35,18 +36,13 @@ LORA_TARGETS = (
 )
 
 
-class Attention(nn.Module):
-    """Multi-head attention with Whisper's projections (the key has no bias)."""
+class Attention(WhisperAttention):
+    """Whisper's attention (the encoder's projections and names) where the queries may attend
+    to another sequence: the decoder's self- and cross-attention."""
 
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.q_proj = nn.Linear(dim, dim)
-        self.k_proj = nn.Linear(dim, dim, bias=False)
-        self.v_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor, kv: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, kv: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
         """x (B, n, D) attends to kv (B, m, D); mask (B or 1, 1, n, m) bool, True = may attend."""
         b, n, d = x.shape
         m = kv.shape[1]

@@ -95,7 +95,11 @@ def pad_waves(
     return torch.from_numpy(out), torch.tensor(lengths, dtype=torch.long)
 
 
-class _Attention(nn.Module):
+class WhisperAttention(nn.Module):
+    """Whisper's multi-head self-attention: its projections (the key has no bias) under
+    transformers' names, so checkpoints load by name. The decoder that training/ runs in
+    PyTorch subclasses it for cross-attention."""
+
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
@@ -105,6 +109,7 @@ class _Attention(nn.Module):
         self.out_proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """x (B, T, D) attends to itself; key_mask (B, T) bool, True = a real frame."""
         b, t, d = x.shape
         h = self.heads
 
@@ -120,7 +125,7 @@ class _Attention(nn.Module):
 class _Layer(nn.Module):
     def __init__(self, dim: int, heads: int, ffn: int) -> None:
         super().__init__()
-        self.self_attn = _Attention(dim, heads)
+        self.self_attn = WhisperAttention(dim, heads)
         self.self_attn_layer_norm = nn.LayerNorm(dim)
         self.fc1 = nn.Linear(dim, ffn)
         self.fc2 = nn.Linear(ffn, dim)
