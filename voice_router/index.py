@@ -154,10 +154,11 @@ class RouteIndex:
             out = {
                 p.id: p.payload for p in self.backend.scroll(self.collection, with_vectors=False)
             }
-            self._route_of = {
-                pid: (str(pl.get(P_ROUTE)), str(pl.get(P_KIND))) for pid, pl in out.items()
-            }
-            self._recount()
+            self._route_of = {}
+            self._counts = {}
+            for pid, pl in out.items():
+                self._add(pid, (str(pl.get(P_ROUTE)), str(pl.get(P_KIND))))
+            self._vectors = None
             return out
 
     def upsert(self, points: Sequence[PointRecord]) -> None:
@@ -166,23 +167,23 @@ class RouteIndex:
         if not points:
             return
         with self.lock:
-            route_of = self._known()
+            self._known()
             self.backend.upsert(self.collection, points)
             for p in points:
-                route_of[p.id] = (str(p.payload.get(P_ROUTE)), str(p.payload.get(P_KIND)))
-            self._recount()
+                self._add(p.id, (str(p.payload.get(P_ROUTE)), str(p.payload.get(P_KIND))))
+            self._vectors = None
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove the points `ids` (ids it does not hold are ignored)."""
         if not ids:
             return
         with self.lock:
-            route_of = self._known()
+            self._known()
             for i in range(0, len(ids), 256):
                 self.backend.delete(self.collection, list(ids[i : i + 256]))
             for pid in ids:
-                route_of.pop(pid, None)
-            self._recount()
+                self._add(pid, None)
+            self._vectors = None
 
     def optimize(self) -> None:
         """Build the collection's search index (a sync does it past `store.OPTIMIZE_AT`)."""
@@ -196,15 +197,21 @@ class RouteIndex:
         assert self._route_of is not None
         return self._route_of
 
-    def _recount(self) -> None:
-        """Rebuild the per-(route, kind) counts after a change (a new dict: readers holding the
-        old view see a consistent snapshot) and forget the cached matrix."""
-        counts: dict[tuple[str, str], int] = {}
-        for key in (self._route_of or {}).values():
-            counts[key] = counts.get(key, 0) + 1
-            counts[("", key[1])] = counts.get(("", key[1]), 0) + 1  # per kind
-        self._counts = counts
-        self._vectors = None
+    def _add(self, pid: str, key: tuple[str, str] | None) -> None:
+        """Point `pid` is now (route, kind) `key` (None: gone): the id map and the counts per
+        (route, kind) and per kind follow, one point at a time (a write of a few points never
+        recounts the whole collection)."""
+        assert self._route_of is not None
+        counts = self._counts
+        old = self._route_of.pop(pid, None)
+        for k in () if old is None else (old, ("", old[1])):
+            counts[k] -= 1
+            if not counts[k]:
+                del counts[k]
+        if key is not None:
+            self._route_of[pid] = key
+            for k in (key, ("", key[1])):  # per (route, kind), and per kind
+                counts[k] = counts.get(k, 0) + 1
 
     # -- reading ------------------------------------------------------------------------------
 
