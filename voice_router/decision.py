@@ -23,7 +23,7 @@ import numpy as np
 from voice_router.errors import VoiceRouterError
 
 if TYPE_CHECKING:
-    from voice_router.routes import RouteSet
+    from voice_router.routes import Route, RouteSet
 
 #: With a single route there is no runner-up; its margin is measured against the lowest cosine.
 NO_RUNNER_UP = -1.0
@@ -141,11 +141,12 @@ def top_two(scores: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.nd
     return best, s1, gap
 
 
-def route_thresholds(routes: RouteSet, names: Sequence[str] | None = None) -> np.ndarray:
-    """(R,) the threshold each route of `names` (default: every route of `routes`, in order)
-    must reach: its own, else the set's (`RouteSet.route_threshold`)."""
-    names = routes.names if names is None else names
-    return np.array([float(routes.route_threshold(n)) for n in names], dtype=np.float64)
+def route_thresholds(routes: RouteSet, chosen: Sequence[Route] | None = None) -> np.ndarray:
+    """(R,) the threshold each of the `chosen` routes (default: every route of `routes`, in
+    order) must reach: its own, else the set's (`RouteSet.route_threshold`). Routes, not
+    names: the router passes the few among an utterance's hits without a search by name."""
+    chosen = routes.routes if chosen is None else chosen
+    return np.array([float(routes.route_threshold(r)) for r in chosen], dtype=np.float64)
 
 
 def decide(

@@ -383,7 +383,7 @@ class Router:
         one decision rule (`voice_router.decision`)."""
         names = list(scores)
         row = np.array([[scores[n] for n in names]], dtype=np.float64)  # (1, R)
-        thresholds = route_thresholds(self.routes, names)  # (R,)
+        thresholds = route_thresholds(self.routes, [self._by_name[n] for n in names])  # (R,)
         pred, best, s1, gap = decide(row, names, thresholds, float(self.routes.margin))
         nearest = names[int(best[0])]
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -491,7 +491,7 @@ class Router:
 
     def _why_not(self, score: float, nearest: str) -> str:
         """Why the embedding decision gave no route."""
-        if not np.isfinite(score) or score < self.routes.route_threshold(nearest):
+        if not np.isfinite(score) or score < self.routes.route_threshold(self._by_name[nearest]):
             return "below threshold"
         return "too close to the runner-up"
 
